@@ -1,0 +1,36 @@
+"""One error family for the studio.
+
+Library code raises these; only the CLI turns them into exit codes and only ``app/`` into messages.
+Each subclass also subclasses the matching builtin so callers can catch either.
+"""
+
+from __future__ import annotations
+
+
+class StudioError(Exception):
+    """Base of every error the studio raises on purpose; ``str(err)`` is one line for a user."""
+
+    #: True when the cause is the user's input or settings (CLI exit code 2), not a failure of ours.
+    user_error: bool = True
+
+
+class MediaNotFoundError(StudioError, FileNotFoundError):
+    """An input path that does not exist."""
+
+
+class UnsupportedVideoError(StudioError, ValueError):
+    """A file that exists but is not a video we can render (empty, not a video, truncated, no frames)."""
+
+
+class ConfigError(StudioError, ValueError):
+    """A bad preset, style name, parameter or ``--set`` value."""
+
+
+class OutputError(StudioError, OSError):
+    """An output path we must not or cannot write."""
+
+
+class RenderError(StudioError, RuntimeError):
+    """A render that failed while running (a chunk failed, a worker died)."""
+
+    user_error = False

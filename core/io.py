@@ -1,0 +1,430 @@
+"""Video I/O on PyAV: probe, a frame reader with seeking, and an encoder that keeps timestamps.
+
+Frames leave the reader upright, RGB uint8 (the frame contract of :mod:`core.frames`), with their
+global index and source pts, and enter the writer the same way: output keeps the input's timestamps and
+time base, so frame count, fps, VFR timing and duration match.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import av
+import numpy as np
+
+from .errors import MediaNotFoundError, RenderError, UnsupportedVideoError
+from .frames import ColorTags, Frame, av_to_rgb, guess_color_tags, pad_even, rgb_to_av, rotate_upright
+from .presets import EncoderConfig
+
+log = logging.getLogger(__name__)
+
+#: Output containers we write (H.264/HEVC/FFV1 in them); chunks use the output's container too.
+OUTPUT_FORMATS = {".mp4": "mp4", ".mov": "mov", ".mkv": "matroska"}
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    """One audio stream as probed."""
+
+    index: int
+    codec: str
+    sample_rate: int
+    channels: int
+    layout: str
+    duration: float | None
+    time_base: str
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What the studio needs to know about an input, from one demux pass plus one decoded frame.
+
+    ``pts`` lists every frame's timestamp in presentation order (``time_base`` units); ``keyframes``
+    holds the pts of frames a decoder can start from. ``rotation`` is FFmpeg's display rotation in
+    degrees counter-clockwise; ``width``/``height`` are the upright (displayed) size.
+    """
+
+    path: str
+    size_bytes: int
+    container: str
+    codec: str
+    coded_width: int
+    coded_height: int
+    width: int
+    height: int
+    rotation: int
+    fps: Fraction
+    time_base: Fraction
+    duration: float
+    frame_count: int
+    vfr: bool
+    pix_fmt: str
+    bit_depth: int
+    color: ColorTags
+    color_tagged: bool
+    stream_index: int
+    audio: tuple[AudioInfo, ...] = ()
+    pts: tuple[int, ...] = field(default=(), repr=False)
+    durations: tuple[int, ...] = field(default=(), repr=False)
+    keyframes: tuple[int, ...] = field(default=(), repr=False)
+
+    def to_json(self) -> dict[str, Any]:
+        """The probe report: everything but the per-frame lists, with exact fractions as strings."""
+        d = asdict(self)
+        for k in ("pts", "durations", "keyframes"):
+            d.pop(k)
+        d["fps"] = f"{self.fps.numerator}/{self.fps.denominator}"
+        d["fps_float"] = round(float(self.fps), 6)
+        d["time_base"] = f"{self.time_base.numerator}/{self.time_base.denominator}"
+        d["keyframe_count"] = len(self.keyframes)
+        d["color"] = {"matrix": self.color.label.split("/")[0], "range": self.color.label.split("/")[1],
+                      "primaries": self.color.primaries, "trc": self.color.trc, "tagged": self.color_tagged}
+        d.pop("color_tagged")
+        d["audio"] = [asdict(a) for a in self.audio]
+        d["odd_size"] = bool(self.width % 2 or self.height % 2)
+        return d
+
+    @property
+    def encoded_size(self) -> tuple[int, int]:
+        """(width, height) written by 4:2:0 encoders: odd sizes are padded by one edge row/column."""
+        return self.width + self.width % 2, self.height + self.height % 2
+
+
+def _open(path: Path) -> av.container.InputContainer:
+    try:
+        return av.open(str(path), mode="r", metadata_errors="ignore")
+    except av.error.FileNotFoundError:
+        raise MediaNotFoundError(f"{path}: no such file") from None
+    except av.error.FFmpegError as exc:
+        raise UnsupportedVideoError(f"{path}: not a video file FFmpeg can read ({_why(exc)})") from None
+
+
+def _why(exc: Exception) -> str:
+    msg = getattr(exc, "strerror", None) or str(exc)
+    return msg.split(":")[0] if "':" not in msg else msg.rsplit(":", 1)[-1].strip()
+
+
+def check_input_file(path: Path) -> None:
+    """Cheap checks before any decoding: exists, is a file, is not empty, is readable."""
+    if not path.exists():
+        raise MediaNotFoundError(f"{path}: no such file")
+    if path.is_dir():
+        raise UnsupportedVideoError(f"{path}: is a directory, expected a video file")
+    if path.stat().st_size == 0:
+        raise UnsupportedVideoError(f"{path}: file is empty")
+    if not os.access(path, os.R_OK):
+        raise UnsupportedVideoError(f"{path}: not readable (permission denied)")
+
+
+def _audio_info(container: av.container.InputContainer) -> tuple[AudioInfo, ...]:
+    out = []
+    for s in container.streams.audio:
+        cc = s.codec_context
+        dur = float(s.duration * s.time_base) if s.duration and s.time_base else None
+        out.append(AudioInfo(
+            index=s.index, codec=cc.name, sample_rate=cc.sample_rate or 0, channels=cc.channels or 0,
+            layout=getattr(cc.layout, "name", ""), duration=dur, time_base=str(s.time_base),
+        ))
+    return tuple(out)
+
+
+def probe(path: str | Path) -> VideoInfo:
+    """Probe a video: one demux pass for exact frame timestamps and keyframes, one decoded frame.
+
+    Raises MediaNotFoundError / UnsupportedVideoError with a one-line reason naming the file.
+    """
+    path = Path(path)
+    check_input_file(path)
+    with _open(path) as c:
+        fmt = c.format.name
+        if fmt.endswith("_pipe") or fmt in ("image2", "gif", "apng"):
+            raise UnsupportedVideoError(f"{path}: is a still image ({fmt.removesuffix('_pipe')}), not a video")
+        if not c.streams.video:
+            what = "audio only" if c.streams.audio else "no streams"
+            raise UnsupportedVideoError(f"{path}: has no video stream ({what})")
+        vs = c.streams.video[0]
+        cc = vs.codec_context
+        tb = vs.time_base
+        if tb is None:
+            raise UnsupportedVideoError(f"{path}: video stream has no time base")
+        pts: list[int] = []
+        durs: list[int] = []
+        keys: list[int] = []
+        missing_pts = 0
+        try:
+            for p in c.demux(vs):
+                if p.size == 0:
+                    continue
+                if p.pts is None:
+                    missing_pts += 1
+                    continue
+                pts.append(p.pts)
+                durs.append(p.duration or 0)
+                if p.is_keyframe:
+                    keys.append(p.pts)
+        except av.error.FFmpegError as exc:
+            raise UnsupportedVideoError(f"{path}: unreadable video data ({_why(exc)})") from None
+        if missing_pts and not pts:
+            raise UnsupportedVideoError(f"{path}: video has no timestamps (raw stream?); remux it into .mp4 or .mkv")
+        if not pts:
+            raise UnsupportedVideoError(f"{path}: no decodable video frames")
+        order = np.argsort(np.asarray(pts, dtype=np.int64), kind="stable")
+        pts_sorted = [pts[i] for i in order]
+        if len(set(pts_sorted)) != len(pts_sorted):
+            raise UnsupportedVideoError(f"{path}: duplicate video timestamps; the file is damaged")
+        durs_sorted = _frame_durations(pts_sorted, [durs[i] for i in order])
+        first = _first_frame(c, vs, path)
+        rotation = int(round(first.rotation or 0)) % 360
+        if first.pts is not None and first.pts not in set(pts_sorted):
+            log.warning("%s: first decoded pts %s not among packet pts", path, first.pts)
+        tagged = cc.colorspace in (1, 5, 6, 7, 9, 10)
+        tags = guess_color_tags(cc.colorspace or first.colorspace, int(cc.color_range or first.color_range),
+                                vs.height or first.height, int(cc.color_primaries or 2), int(cc.color_trc or 2))
+        fmt_obj = av.VideoFormat(cc.format.name if cc.format else first.format.name)
+        bit_depth = max(comp.bits for comp in fmt_obj.components)
+        w, h = first.width, first.height
+        if rotation in (90, 270):
+            w, h = h, w
+        steps = np.diff(np.asarray(pts_sorted, dtype=np.int64))
+        vfr = bool(len(steps) > 1 and (steps.max() - steps.min()) > 1)
+        duration_ticks = pts_sorted[-1] + durs_sorted[-1] - pts_sorted[0]
+        fps = vs.average_rate or vs.guessed_rate or (
+            Fraction(len(pts_sorted)) / (Fraction(duration_ticks) * tb) if duration_ticks else Fraction(25))
+        return VideoInfo(
+            path=str(path.resolve()), size_bytes=path.stat().st_size, container=fmt, codec=cc.name,
+            coded_width=first.width, coded_height=first.height, width=w, height=h, rotation=rotation,
+            fps=Fraction(fps), time_base=Fraction(tb), duration=float(duration_ticks * tb),
+            frame_count=len(pts_sorted), vfr=vfr, pix_fmt=fmt_obj.name, bit_depth=bit_depth, color=tags,
+            color_tagged=tagged, stream_index=vs.index, audio=_audio_info(c), pts=tuple(pts_sorted),
+            durations=tuple(durs_sorted), keyframes=tuple(sorted(keys)),
+        )
+
+
+def _frame_durations(pts: list[int], packet_durs: list[int]) -> list[int]:
+    """Per-frame durations: the gap to the next frame; the last frame keeps its packet duration."""
+    out = [b - a for a, b in zip(pts, pts[1:], strict=False)]
+    last = packet_durs[-1] if packet_durs and packet_durs[-1] > 0 else (out[-1] if out else 1)
+    return out + [last]
+
+
+def _first_frame(c: av.container.InputContainer, vs: av.video.stream.VideoStream, path: Path) -> av.VideoFrame:
+    c.seek(0, stream=vs)
+    try:
+        for frame in c.decode(vs):
+            return frame
+    except av.error.FFmpegError as exc:
+        raise UnsupportedVideoError(f"{path}: no decodable video frames ({_why(exc)})") from None
+    raise UnsupportedVideoError(f"{path}: no decodable video frames")
+
+
+class _SeekMissed(Exception):
+    """A seek landed after the frame we asked for."""
+
+
+class Reader:
+    """Decode a range of frames by global index, upright RGB, threaded decode.
+
+    Use as a context manager. Seeks to the last keyframe at or before the range and decodes forward,
+    so any range decodes to exactly the frames a full pass would give.
+    """
+
+    def __init__(self, info: VideoInfo) -> None:
+        self.info = info
+        self._index = {p: i for i, p in enumerate(info.pts)}
+        self._container = _open(Path(info.path))
+        self._stream = self._container.streams.video[0]
+        self._stream.thread_type = "AUTO"
+
+    def __enter__(self) -> Reader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._container.close()
+
+    def _seek_pts(self, start: int) -> int | None:
+        """The pts of the last keyframe at or before frame ``start`` (None: decode from the top)."""
+        target = self.info.pts[start]
+        keys = [k for k in self.info.keyframes if k <= target]
+        return keys[-1] if keys and start > 0 else None
+
+    def frames(self, start: int = 0, stop: int | None = None) -> Iterator[Frame]:
+        """Yield frames ``start <= index < stop`` in order; raises RenderError if any are missing."""
+        stop = self.info.frame_count if stop is None else stop
+        if not 0 <= start <= stop <= self.info.frame_count:
+            raise ValueError(f"frame range {start}..{stop} outside 0..{self.info.frame_count}")
+        if start == stop:
+            return
+        try:
+            yield from self._range(self._seek_pts(start), start, stop)
+        except _SeekMissed:  # the demuxer landed past our keyframe: decode from the top instead
+            yield from self._range(None, start, stop)
+
+    def _range(self, seek_pts: int | None, start: int, stop: int) -> Iterator[Frame]:
+        want = start
+        for frame in self._decode_from(seek_pts):
+            idx = self._index.get(frame.pts)
+            if idx is None or idx < want:
+                continue
+            if idx > want:
+                if want == start and seek_pts is not None:
+                    raise _SeekMissed
+                raise RenderError(f"{self.info.path}: frame {want} did not decode (damaged input?)")
+            yield Frame(self._to_rgb(frame), idx, frame.pts, self.info.time_base, self.info.durations[idx])
+            want += 1
+            if want == stop:
+                return
+        raise RenderError(f"{self.info.path}: only {want - start} of {stop - start} frames from frame {start} "
+                          "decoded (damaged input?)")
+
+    def _decode_from(self, seek_pts: int | None) -> Iterator[av.VideoFrame]:
+        self._container.seek(seek_pts if seek_pts is not None else 0, stream=self._stream, backward=True,
+                             any_frame=False)
+        try:
+            yield from self._container.decode(self._stream)
+        except av.error.FFmpegError as exc:
+            raise RenderError(f"{self.info.path}: decoding failed ({_why(exc)})") from None
+
+    def _to_rgb(self, frame: av.VideoFrame) -> np.ndarray:
+        return rotate_upright(av_to_rgb(frame, self.info.color), self.info.rotation)
+
+    def frame_at(self, seconds: float) -> Frame:
+        """The frame shown at ``seconds`` (the last one starting at or before it)."""
+        t = Fraction(seconds).limit_denominator(1_000_000) / self.info.time_base + self.info.pts[0]
+        idx = int(np.searchsorted(np.asarray(self.info.pts), t, side="right")) - 1
+        idx = min(max(idx, 0), self.info.frame_count - 1)
+        return next(self.frames(idx, idx + 1))
+
+
+@functools.cache
+def encoder_opens(codec: str, pix_fmt: str = "yuv420p") -> str | None:
+    """None when ``codec`` really opens here (a 256x256 test frame), else the reason it does not.
+
+    ``h264_nvenc`` is listed by FFmpeg builds without a GPU and only fails when opened.
+    """
+    try:
+        ctx = av.CodecContext.create(codec, "w")
+        ctx.width, ctx.height, ctx.pix_fmt = 256, 256, pix_fmt
+        ctx.time_base = Fraction(1, 25)
+        ctx.open()
+        frame = av.VideoFrame(256, 256, pix_fmt)
+        frame.pts = 0
+        ctx.encode(frame)
+        ctx.close() if hasattr(ctx, "close") else None
+        return None
+    except (av.error.FFmpegError, ValueError, OSError) as exc:
+        return str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+
+
+def resolve_codec(cfg: EncoderConfig) -> str:
+    """The codec to use for ``cfg``: NVENC only when it opens, with a logged fallback otherwise."""
+    if cfg.codec == "auto":
+        return "h264_nvenc" if encoder_opens("h264_nvenc") is None else "libx264"
+    if cfg.codec.endswith("_nvenc"):
+        why = encoder_opens(cfg.codec)
+        if why is not None:
+            fallback = "libx265" if cfg.codec.startswith("hevc") else "libx264"
+            log.warning("%s unavailable (%s); using %s", cfg.codec, why, fallback)
+            return fallback
+    return cfg.codec
+
+
+def encoder_options(codec: str, cfg: EncoderConfig) -> dict[str, str]:
+    """Map the preset's quality settings onto one encoder's private options."""
+    if codec in ("libx264", "libx265"):
+        opts = {"preset": cfg.preset}
+        opts.update({"qp": str(cfg.qp)} if cfg.qp is not None else {"crf": str(cfg.crf)})
+        if codec == "libx265":
+            opts["x265-params"] = "log-level=error"
+        return opts
+    if codec.endswith("_nvenc"):
+        return {"preset": "p4", "rc": "constqp" if cfg.qp is not None else "vbr",
+                "cq" if cfg.qp is None else "qp": str(cfg.qp if cfg.qp is not None else cfg.crf)}
+    return {}
+
+
+class Writer:
+    """Encode RGB frames into one file, keeping each frame's pts in the source time base.
+
+    A context manager: the encoder is flushed and the file closed on every path. Odd sizes are padded
+    to even (4:2:0 needs it) by repeating the last row/column.
+    """
+
+    def __init__(self, path: str | Path, *, width: int, height: int, fps: Fraction, time_base: Fraction,
+                 color: ColorTags, encoder: EncoderConfig) -> None:
+        path = Path(path)
+        fmt = OUTPUT_FORMATS.get(path.suffix.lower())
+        self.codec = resolve_codec(encoder)
+        self.color = color
+        self.pix_fmt = "bgr0" if self.codec == "ffv1" and encoder.pix_fmt == "yuv420p" else encoder.pix_fmt
+        self._pad = any(s in self.pix_fmt for s in ("420", "422", "nv12"))
+        self._container = av.open(str(path), mode="w", format=fmt)
+        try:
+            s = self._container.add_stream(self.codec, rate=fps)
+            s.width, s.height = (width + width % 2, height + height % 2) if self._pad else (width, height)
+            s.pix_fmt = self.pix_fmt
+            s.time_base = time_base
+            cc = s.codec_context
+            cc.time_base = time_base
+            if av.VideoFormat(self.pix_fmt).is_rgb:
+                cc.colorspace, cc.color_range = 0, 2  # AVCOL_SPC_RGB, full: no YUV matrix involved
+            else:
+                cc.colorspace, cc.color_range = color.matrix, 2 if color.full_range else 1
+            cc.color_primaries, cc.color_trc = color.primaries, color.trc
+            if encoder.threads:
+                cc.thread_count = encoder.threads
+            s.options = encoder_options(self.codec, encoder)
+            self._stream = s
+            self.time_base = time_base  # the muxer may change the stream's after the header is written
+            self.frames_written = 0
+        except BaseException:
+            self._container.close()
+            raise
+
+    def __enter__(self) -> Writer:
+        return self
+
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        self.close(flush=exc_type is None)
+
+    def write(self, rgb: np.ndarray, pts: int, duration: int = 0) -> None:
+        """Encode one (H, W, 3) uint8 RGB frame at ``pts`` (source time base)."""
+        if self._pad:
+            rgb = pad_even(rgb)
+        frame = rgb_to_av(rgb, self.color, self.pix_fmt)
+        frame.pts = pts
+        frame.time_base = self.time_base
+        if duration:
+            frame.duration = duration
+        for packet in self._stream.encode(frame):
+            self._container.mux(packet)
+        self.frames_written += 1
+
+    def close(self, flush: bool = True) -> None:
+        if self._container is None:
+            return
+        try:
+            if flush:
+                for packet in self._stream.encode(None):
+                    self._container.mux(packet)
+        finally:
+            self._container.close()
+            self._container = None
+
+
+def count_frames(path: str | Path) -> int:
+    """Video packets in a file we wrote (one per frame): a cheap check that a chunk is complete."""
+    try:
+        with av.open(str(path)) as c:
+            return sum(1 for p in c.demux(c.streams.video[0]) if p.size)
+    except (av.error.FFmpegError, IndexError):
+        return -1

@@ -1,0 +1,412 @@
+"""One render: check inputs, analyse once, plan chunks, render them in worker processes, stitch, publish.
+
+Numbered steps (see :func:`render`):
+  1. check the input and output paths (cheap, in this process);
+  2. analyse the input in a worker (probe + style analysis; a corrupt file can crash only the worker);
+  3. plan chunks at keyframes near ``chunk_seconds``; every frame in exactly one chunk;
+  4. render the chunks not already in the checkpoint, each to its own file, recorded as it finishes;
+  5. stitch the chunks by stream copy, add the source audio once, and only then publish atomically.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import multiprocessing as mp
+import os
+import queue
+import shutil
+import signal
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from stylizers import get_style
+
+from . import atomic
+from .checkpoint import Checkpoint
+from .errors import ConfigError, OutputError, RenderError, StudioError
+from .io import OUTPUT_FORMATS, Reader, VideoInfo, Writer, check_input_file, probe, resolve_codec
+from .job import JobSpec
+from .presets import studio_home
+from .stitch import container_holds, stitch
+from .temporal import CutDetector, Stabiliser
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """The once-per-job pass: the probe and the style's shared state (e.g. the cartoon palette)."""
+
+    info: VideoInfo
+    shared: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """Frames ``start <= i < stop`` are rendered; ``preroll`` frames before ``start`` only warm the state."""
+
+    id: int
+    start: int
+    stop: int
+    preroll: int
+
+    @property
+    def frames(self) -> int:
+        return self.stop - self.start
+
+
+@dataclass(frozen=True)
+class ChunkTask:
+    """One unit of work for an executor: plain picklable values only."""
+
+    spec: JobSpec
+    analysis: Analysis
+    chunk: Chunk
+    work_dir: str
+
+
+@dataclass(frozen=True)
+class RenderResult:
+    output: str
+    frames: int
+    duration: float
+    wall_seconds: float
+    chunks: int
+    reused_chunks: tuple[int, ...]
+    codec: str
+    size: tuple[int, int]
+    padded: bool
+    cuts: tuple[int, ...]
+    job_hash: str
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.wall_seconds if self.wall_seconds > 0 else 0.0
+
+    def summary(self) -> str:
+        pad = " (odd size padded to even)" if self.padded else ""
+        reuse = f", {len(self.reused_chunks)}/{self.chunks} chunks reused" if self.reused_chunks else ""
+        return (f"rendered {self.frames} frames ({self.duration:.2f} s of video) in {self.wall_seconds:.1f} s, "
+                f"{self.fps:.1f} fps, {self.codec} {self.size[0]}x{self.size[1]}{pad}{reuse} -> {self.output}")
+
+
+# ---------------------------------------------------------------------------------------------- step 1
+
+
+def check_paths(spec: JobSpec) -> None:
+    """Input exists and is a non-empty file; output is a writable path of a supported container."""
+    src, out = Path(spec.input), Path(spec.output)
+    check_input_file(src)
+    fmt = OUTPUT_FORMATS.get(out.suffix.lower())
+    if fmt is None:
+        raise OutputError(f"{out}: unsupported output container {out.suffix or '(none)'!r} "
+                          f"(use {', '.join(OUTPUT_FORMATS)})")
+    if out.exists() and out.resolve() == src.resolve():
+        raise OutputError(f"{out}: output path is the input file; choose another name")
+    if out.is_dir():
+        raise OutputError(f"{out}: is a directory; give a file name like {out / 'render.mp4'}")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        probe_file = atomic.temp_path(out, ".write-test")
+        probe_file.write_bytes(b"")
+        probe_file.unlink()
+    except OSError as exc:
+        raise OutputError(f"{out}: cannot write to folder {out.parent} ({exc.strerror or exc})") from None
+    codec = resolve_codec(spec.preset.encoder)
+    if not container_holds(fmt, codec):
+        raise ConfigError(f"{out}: a {out.suffix} file cannot hold {codec} video; use .mkv")
+
+
+# ---------------------------------------------------------------------------------------------- step 2
+
+
+def sample_indices(info: VideoInfo, k: int) -> list[int]:
+    """k frames spread over the clip; keyframes when there are enough, since they decode alone."""
+    if k <= 0:
+        return []
+    keys = [i for i, p in enumerate(info.pts) if p in set(info.keyframes)]
+    pool = keys if len(keys) >= k else list(range(info.frame_count))
+    picks = np.linspace(0, len(pool) - 1, num=min(k, len(pool))).round().astype(int)
+    return sorted({pool[i] for i in picks})
+
+
+def read_samples(info: VideoInfo, indices: list[int]) -> list[np.ndarray]:
+    """Decode the frames at ``indices``: one seek each if all are keyframes, else one forward pass."""
+    if not indices:
+        return []
+    keyset = set(info.keyframes)
+    with Reader(info) as r:
+        if all(info.pts[i] in keyset for i in indices):
+            return [next(r.frames(i, i + 1)).rgb for i in indices]
+        want = set(indices)
+        return [f.rgb for f in r.frames(indices[0], indices[-1] + 1) if f.index in want]
+
+
+def analyze_job(spec: JobSpec) -> Analysis:
+    """Probe the input and run the style's job-wide analysis. Runs in a worker process."""
+    info = probe(spec.input)
+    cls = get_style(spec.style)
+    samples = read_samples(info, sample_indices(info, cls.analysis_samples))
+    return Analysis(info=info, shared=cls.analyze(spec.params, samples))
+
+
+# ---------------------------------------------------------------------------------------------- step 3
+
+
+def plan_chunks(info: VideoInfo, chunk_seconds: float, preroll: int) -> list[Chunk]:
+    """Split the clip near every ``chunk_seconds``, at a keyframe when one lies within a quarter chunk.
+
+    Away from keyframes a chunk still starts anywhere (its reader decodes from the keyframe before), so
+    clips with sparse keyframes still spread over the workers.
+    """
+    tb, t0 = info.time_base, info.pts[0]
+    times = [float((p - t0) * tb) for p in info.pts]
+    key_idx = [i for i, p in enumerate(info.pts) if p in set(info.keyframes)]
+    bounds = [0]
+    while True:
+        target = times[bounds[-1]] + chunk_seconds
+        if target >= times[-1] + float(info.durations[-1] * tb) - chunk_seconds / 4:
+            break
+        near = [i for i in key_idx if i > bounds[-1] and abs(times[i] - target) <= chunk_seconds / 4]
+        if near:
+            nxt = min(near, key=lambda i: abs(times[i] - target))
+        else:
+            nxt = int(np.searchsorted(times, target))
+        if nxt <= bounds[-1] or nxt >= info.frame_count:
+            break
+        bounds.append(nxt)
+    bounds.append(info.frame_count)
+    return [Chunk(id=i, start=a, stop=b, preroll=min(preroll, a)) for i, (a, b) in enumerate(zip(bounds, bounds[1:]))]
+
+
+# ---------------------------------------------------------------------------------------------- step 4
+
+_progress_queue: Any = None
+_parent_pid: int | None = None
+
+
+def _init_worker(progress_queue: Any, cv_threads: int) -> None:
+    """Process-pool initializer: progress channel, polite thread counts, die with the parent."""
+    global _progress_queue, _parent_pid
+    _progress_queue, _parent_pid = progress_queue, os.getppid()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides what an interrupt means
+    import cv2
+
+    cv2.setNumThreads(cv_threads)
+
+
+def _report(chunk_id: int, frames_done: int) -> None:
+    if _parent_pid is not None and os.getppid() != _parent_pid:
+        os._exit(1)  # our render process is gone: stop burning CPU on work nobody will collect
+    if _progress_queue is not None:
+        with contextlib.suppress(Exception):
+            _progress_queue.put_nowait((chunk_id, frames_done))
+
+
+def chunk_file(chunk: Chunk, output: str) -> str:
+    return f"chunk_{chunk.id:04d}{Path(output).suffix.lower()}"
+
+
+def render_chunk(task: ChunkTask) -> dict[str, Any]:
+    """Decode (with pre-roll) -> stylize -> temporal -> encode one chunk to its own file, atomically.
+
+    Returns the checkpoint record: file name, frame count, cut indices, seconds spent.
+    """
+    t_start = time.perf_counter()
+    spec, info, chunk = task.spec, task.analysis.info, task.chunk
+    cls = get_style(spec.style)
+    stylizer = cls(spec.params, task.analysis.shared)
+    temporal = spec.preset.temporal
+    cuts = CutDetector(temporal.cut_threshold)
+    stab = Stabiliser(temporal, enabled=cls.stabilise)
+    final = Path(task.work_dir) / chunk_file(chunk, spec.output)
+    cut_frames: list[int] = []
+    offset = info.pts[chunk.start]  # chunk files start at pts 0; the stitcher adds this back
+    with atomic.atomic_path(final) as tmp:
+        with Reader(info) as reader, Writer(tmp, width=info.width, height=info.height, fps=info.fps,
+                                            time_base=info.time_base, color=info.color,
+                                            encoder=spec.preset.encoder) as writer:
+            for frame in reader.frames(chunk.start - chunk.preroll, chunk.stop):
+                if cuts.is_cut(frame.rgb):
+                    stab.reset()
+                    if frame.index >= chunk.start:
+                        cut_frames.append(frame.index)
+                out = stab(stylizer.stylize(frame.rgb, frame.index))
+                if frame.index >= chunk.start:
+                    writer.write(out, frame.pts - offset, frame.duration)
+                    if writer.frames_written % 8 == 0:
+                        _report(chunk.id, writer.frames_written)
+            written = writer.frames_written
+        if written != chunk.frames:
+            raise RenderError(f"{spec.input}: chunk {chunk.id} wrote {written} of {chunk.frames} frames")
+    _report(chunk.id, written)
+    return {"file": final.name, "frames": written, "start": chunk.start, "stop": chunk.stop,
+            "pts_offset": offset, "cuts": cut_frames, "seconds": round(time.perf_counter() - t_start, 3), "codec": writer.codec}
+
+
+# ---------------------------------------------------------------------------------------------- driver
+
+
+def work_root() -> Path:
+    return studio_home() / "work"
+
+
+def _remove_superseded(root: Path, output: str, keep: Path) -> None:
+    """Drop work folders of earlier, different jobs for the same output: they can never resume now."""
+    if not root.is_dir():
+        return
+    for ck in root.glob("*/checkpoint.json"):
+        if ck.parent == keep:
+            continue
+        with contextlib.suppress(OSError, ValueError):
+            if json.loads(ck.read_text()).get("output") == output:
+                shutil.rmtree(ck.parent, ignore_errors=True)
+
+
+ProgressFn = Callable[[int, int], None]
+
+
+class _Pool:
+    """A local process pool (forkserver: fast to start, no inherited threads) with a progress queue."""
+
+    def __init__(self, workers: int) -> None:
+        ctx = mp.get_context("forkserver")
+        with contextlib.suppress(RuntimeError, ValueError):
+            ctx.set_forkserver_preload(["core.pipeline"])
+        self.queue = ctx.Queue()
+        cv_threads = max(1, (os.cpu_count() or 1) // workers)
+        self.executor = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
+                                            initargs=(self.queue, cv_threads))
+
+    def drain(self) -> list[tuple[int, int]]:
+        out = []
+        with contextlib.suppress(queue.Empty, OSError, ValueError):
+            while True:
+                out.append(self.queue.get_nowait())
+        return out
+
+    def close(self, kill: bool) -> None:
+        if kill:  # running chunks would only finish work nobody records; stop them now
+            for proc in list(getattr(self.executor, "_processes", {}).values()):
+                with contextlib.suppress(Exception):
+                    proc.kill()
+        self.executor.shutdown(wait=True, cancel_futures=True)
+        self.queue.close()
+
+
+def default_workers() -> int:
+    return max(1, min(os.cpu_count() or 1, 8))
+
+
+def render(spec: JobSpec, *, workers: int | None = None, executor: Executor | None = None,
+           on_progress: ProgressFn | None = None, on_start: Callable[[int, int], None] | None = None,
+           keep_work: bool = False) -> RenderResult:
+    """Render ``spec`` to ``spec.output``; resumes from the job's checkpoint when one exists.
+
+    ``executor``: any ``concurrent.futures.Executor`` (e.g. a Dask client's); by default a local
+    process pool of ``workers``. ``on_start(total_frames, frames_already_done)`` and
+    ``on_progress(frames_done, total_frames)`` drive progress displays.
+    """
+    t0 = time.perf_counter()
+    check_paths(spec)  # step 1
+    pool = None if executor is not None else _Pool(workers or default_workers())
+    ex = executor if executor is not None else pool.executor
+    failed = True
+    try:
+        analysis = _result(ex.submit(analyze_job, spec), spec, "analysis")  # step 2
+        info = analysis.info
+        chunks = plan_chunks(info, spec.preset.chunk_seconds, spec.preset.temporal.preroll_frames())  # step 3
+        job_hash = spec.job_hash()
+        work_dir = work_root() / job_hash
+        work_dir.mkdir(parents=True, exist_ok=True)
+        _remove_superseded(work_root(), str(Path(spec.output).resolve()), work_dir)
+        ckpt = Checkpoint.open(work_dir, job_hash, str(Path(spec.output).resolve()))
+        plan_ids = {c.id for c in chunks}
+        reused = tuple(sorted(ckpt.verified() & plan_ids))
+        ckpt.done = {k: v for k, v in ckpt.done.items() if k in reused}
+        todo = [c for c in chunks if c.id not in reused]
+        already = sum(c.frames for c in chunks if c.id in reused)
+        if on_start:
+            on_start(info.frame_count, already)
+        _run_chunks(ex, pool, spec, analysis, todo, work_dir, ckpt, already, on_progress)  # step 4
+        files = [(work_dir / ckpt.done[c.id]["file"], ckpt.done[c.id]["pts_offset"]) for c in chunks]
+        out = Path(spec.output)
+        with atomic.atomic_path(out) as tmp:  # step 5
+            stitch(files, Path(spec.input), info, tmp)
+        failed = False
+    finally:
+        if pool is not None:
+            pool.close(kill=failed)
+    cuts = tuple(sorted(i for rec in ckpt.done.values() for i in rec.get("cuts", [])))
+    if not keep_work:
+        shutil.rmtree(work_dir, ignore_errors=True)
+    return RenderResult(
+        output=str(out), frames=info.frame_count, duration=info.duration, wall_seconds=time.perf_counter() - t0,
+        chunks=len(chunks), reused_chunks=reused, codec=ckpt.done[chunks[0].id].get("codec", "?"),
+        size=(info.width + info.width % 2, info.height + info.height % 2),
+        padded=bool(info.width % 2 or info.height % 2), cuts=cuts, job_hash=job_hash)
+
+
+def _result(fut: Future, spec: JobSpec, what: str) -> Any:
+    try:
+        return fut.result()
+    except BrokenProcessPool:
+        raise RenderError(f"{spec.input}: the worker process died during {what} (the file may be corrupt)") from None
+
+
+def _run_chunks(ex: Executor, pool: _Pool | None, spec: JobSpec, analysis: Analysis, todo: Iterable[Chunk],
+                work_dir: Path, ckpt: Checkpoint, already: int, on_progress: ProgressFn | None) -> None:
+    futures: dict[Future, Chunk] = {
+        ex.submit(render_chunk, ChunkTask(spec, analysis, c, str(work_dir))): c for c in todo
+    }
+    live: dict[int, int] = {}
+    total = analysis.info.frame_count
+    pending = set(futures)
+    while pending:
+        finished, pending = wait(pending, timeout=0.25, return_when=FIRST_COMPLETED)
+        for fut in finished:
+            chunk = futures[fut]
+            try:
+                record = fut.result()
+            except BrokenProcessPool:
+                raise RenderError(f"{spec.input}: chunk {chunk.id} (frames {chunk.start}-{chunk.stop - 1}) "
+                                  "failed: its worker process died (the file may be corrupt)") from None
+            except StudioError:
+                raise
+            except Exception as exc:
+                raise RenderError(f"{spec.input}: chunk {chunk.id} failed: {type(exc).__name__}: {exc}") from exc
+            ckpt.mark_done(chunk.id, record)
+            live[chunk.id] = record["frames"]
+        if pool is not None:
+            for cid, n in pool.drain():
+                if cid not in ckpt.done:
+                    live[cid] = n
+        if on_progress:
+            on_progress(already + sum(live.values()), total)
+
+
+# ---------------------------------------------------------------------------------------------- preview
+
+
+def preview_frame(spec: JobSpec, seconds: float) -> np.ndarray:
+    """One stylized frame at ``seconds``, fast: seek to the keyframe before it and decode forward.
+
+    Runs the style's job-wide analysis on the same samples a render would use, so the preview matches.
+    """
+    check_input_file(Path(spec.input))
+    analysis = analyze_job(spec)
+    if not 0 <= seconds <= analysis.info.duration:
+        raise ConfigError(f"{spec.input}: --at {seconds} is outside the clip (0 .. {analysis.info.duration:.3f} s)")
+    with Reader(analysis.info) as r:
+        frame = r.frame_at(seconds)
+    cls = get_style(spec.style)
+    return cls(spec.params, analysis.shared)(frame.rgb, frame.index)

@@ -1,0 +1,149 @@
+"""Render presets: encoder, chunking, temporal settings and per-style parameters, as frozen dataclasses.
+
+Presets are YAML files loaded strictly (``yaml.safe_load`` -> :func:`core.config.from_mapping`): an
+unknown key or a wrong type is an error naming the key and the file. Bundled presets live in
+``presets/``; custom ones are saved to ``$VP_HOME/presets`` and found by name too.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from . import atomic
+from .config import from_mapping, replace_path, to_dict, validate
+from .errors import ConfigError
+
+BUNDLED_DIR = Path(__file__).resolve().parent.parent / "presets"
+
+
+def studio_home() -> Path:
+    """The studio's data folder (work dirs, logs, custom presets): ``$VP_HOME`` or ``~/.video-producer``."""
+    return Path(os.environ.get("VP_HOME") or Path.home() / ".video-producer")
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    """How chunks are encoded. ``codec`` "auto" takes NVENC when it opens, else libx264.
+
+    ``qp`` (when set) overrides ``crf`` for a constant-quantiser encode; ``qp: 0`` is lossless x264.
+    """
+
+    codec: str = field(default="libx264", metadata={"help": "libx264, libx265, h264_nvenc, hevc_nvenc, ffv1 or auto"})
+    crf: int = field(default=20, metadata={"min": 0, "max": 51})
+    preset: str = field(default="veryfast", metadata={"help": "x264 speed preset (ultrafast .. veryslow)"})
+    qp: int | None = field(default=None, metadata={"min": 0, "max": 51})
+    pix_fmt: str = "yuv420p"
+    threads: int = field(default=0, metadata={"min": 0, "max": 64, "help": "encoder threads, 0 = auto"})
+
+
+@dataclass(frozen=True)
+class TemporalConfig:
+    """Temporal stabilisation. Strengths are the EMA weight of the past (0 = off, 0.9 = very smooth).
+
+    ``lines_strength`` applies to line work (edges, pencil strokes), which flickers most.
+    ``cut_threshold`` is the Bhattacharyya histogram distance between consecutive input frames above
+    which a scene cut is declared and the state resets.
+    """
+
+    mode: str = field(default="ema", metadata={"choices": ("off", "ema")})
+    strength: float = field(default=0.3, metadata={"min": 0.0, "max": 0.95})
+    lines_strength: float = field(default=0.5, metadata={"min": 0.0, "max": 0.95})
+    cut_threshold: float = field(default=0.45, metadata={"min": 0.05, "max": 1.0})
+    max_preroll: int = field(default=64, metadata={"min": 0, "max": 500})
+
+    def preroll_frames(self) -> int:
+        """Frames a chunk decodes before its start so the EMA has forgotten its start-up state.
+
+        The weight of a state ``n`` frames old is ``s**n``; we want it below 0.1/255, a tenth of a code
+        value, so chunked and single-pass renders agree to rounding.
+        """
+        if self.mode == "off":
+            return 1  # one frame is still needed to see a cut on the chunk's first frame
+        s = max(self.strength, self.lines_strength)
+        if s <= 0:
+            return 1
+        return max(1, min(self.max_preroll, math.ceil(math.log(0.1 / 255) / math.log(s))))
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A whole render recipe. ``styles`` maps a style name to its parameter overrides."""
+
+    name: str = "custom"
+    description: str = ""
+    chunk_seconds: float = field(default=10.0, metadata={"min": 0.5, "max": 3600.0})
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    temporal: TemporalConfig = field(default_factory=TemporalConfig)
+    styles: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def user_dir() -> Path:
+    return studio_home() / "presets"
+
+
+def _find(name_or_path: str) -> Path:
+    p = Path(name_or_path)
+    if p.suffix in (".yaml", ".yml") or p.exists():
+        if not p.is_file():
+            raise ConfigError(f"{p}: preset file not found")
+        return p
+    for folder in (user_dir(), BUNDLED_DIR):
+        cand = folder / f"{name_or_path}.yaml"
+        if cand.is_file():
+            return cand
+    raise ConfigError(f"unknown preset {name_or_path!r} (choose from: {', '.join(list_presets())})")
+
+
+def load_preset(name_or_path: str = "balanced") -> Preset:
+    """A preset by name (custom first, then bundled) or by path to a YAML file."""
+    path = _find(name_or_path)
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        line = getattr(getattr(exc, "problem_mark", None), "line", None)
+        where = f" line {line + 1}" if line is not None else ""
+        raise ConfigError(f"{path}:{where} not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
+    data.setdefault("name", path.stem)
+    preset = from_mapping(Preset, data, str(path))
+    validate(preset, str(path))
+    from stylizers import STYLIZERS, build_params  # local: stylizers import core
+
+    for style, params in preset.styles.items():
+        if style not in STYLIZERS:
+            raise ConfigError(f"{path}: styles: unknown style {style!r}")
+        build_params(style, params, {}, str(path))
+    return preset
+
+
+def list_presets() -> list[str]:
+    names = {p.stem for p in BUNDLED_DIR.glob("*.yaml")}
+    if user_dir().is_dir():
+        names |= {p.stem for p in user_dir().glob("*.yaml")}
+    return sorted(names)
+
+
+def apply_sets(preset: Preset, sets: dict[str, str]) -> Preset:
+    """Apply ``--set`` overrides addressed to the preset (``encoder.crf``, ``temporal.strength``...)."""
+    for key, text in sets.items():
+        preset = replace_path(preset, key, text, "--set")
+    return preset
+
+
+def save_preset(preset: Preset, name: str) -> Path:
+    """Save a custom preset under ``$VP_HOME/presets/NAME.yaml`` (atomically) and return its path."""
+    if not name or not all(c.isalnum() or c in "-_" for c in name):
+        raise ConfigError(f"preset name {name!r}: use letters, digits, '-' and '_' only")
+    folder = user_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.yaml"
+    data = to_dict(replace(preset, name=name))
+    atomic.write_bytes(path, yaml.safe_dump(data, sort_keys=False).encode())
+    return path

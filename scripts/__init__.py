@@ -1,0 +1,1 @@
+"""Command-line shells over ``core``: parse, call one core function, show the result."""

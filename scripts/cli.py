@@ -1,0 +1,171 @@
+"""The studio's command line: ``python -m scripts.cli COMMAND ...`` (see ``--help``).
+
+A thin shell: parse arguments, build a job, call one core function, print the result. A user's
+mistake prints one line and exits 2; a failed render exits 1; Ctrl-C exits 130 and can be resumed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from core.errors import StudioError
+
+EXIT_USER, EXIT_FAILED, EXIT_INTERRUPTED = 2, 1, 130
+
+
+def _add_job_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--style", default="none", help="style name (see `styles`)")
+    p.add_argument("--preset", default="balanced", help="preset name or path to a preset YAML")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a style parameter or a preset field (encoder.crf=18); repeatable")
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    from core.job import build_job, parse_sets
+    from core.pipeline import render
+
+    spec = build_job(args.input, args.output, args.style, args.preset, parse_sets(args.sets), args.chunk_seconds)
+    bar: tqdm | None = None
+
+    def on_start(total: int, done: int) -> None:
+        nonlocal bar
+        if done:
+            print(f"resuming: {done} of {total} frames already rendered", file=sys.stderr)
+        bar = tqdm(total=total, initial=done, unit="frame", desc=Path(args.output).name, dynamic_ncols=True,
+                   disable=args.quiet or None)
+
+    def on_progress(done: int, total: int) -> None:
+        if bar is not None:
+            bar.update(done - bar.n)
+
+    try:
+        with logging_redirect_tqdm():
+            result = render(spec, workers=args.workers, on_start=on_start, on_progress=on_progress,
+                            keep_work=args.keep_work)
+    finally:
+        if bar is not None:
+            bar.close()
+    print(result.summary())
+    return 0
+
+
+def cmd_preview(args: argparse.Namespace) -> int:
+    from core.job import build_job, parse_sets
+    from core.pipeline import preview_frame
+    from core.stills import write_image
+
+    out = Path(args.output)
+    spec = build_job(args.input, out.with_suffix(".mp4"), args.style, args.preset, parse_sets(args.sets))
+    write_image(out, preview_frame(spec, args.at))
+    print(f"wrote {out} ({args.style} at {args.at} s)")
+    return 0
+
+
+def cmd_probe(args: argparse.Namespace) -> int:
+    from core.io import probe
+
+    print(json.dumps(probe(args.input).to_json(), indent=2))
+    return 0
+
+
+def cmd_styles(args: argparse.Namespace) -> int:
+    from core.config import schema
+    from stylizers import STYLIZERS
+
+    if args.json:
+        print(json.dumps({n: {"description": c.description, "params": schema(c.Params)}
+                          for n, c in STYLIZERS.items()}, indent=2))
+        return 0
+    for name, cls in STYLIZERS.items():
+        print(f"{name}: {cls.description}")
+        for f in schema(cls.Params):
+            rng = f" [{f['min']} .. {f['max']}]" if "min" in f else ""
+            choices = f" ({' | '.join(map(str, f['choices']))})" if "choices" in f else ""
+            help_ = f"  {f['help']}" if "help" in f else ""
+            print(f"    {f['name']} = {f['default']!r}  ({f['type']}){rng}{choices}{help_}")
+    return 0
+
+
+def cmd_presets(args: argparse.Namespace) -> int:
+    import yaml
+
+    from core.config import to_dict
+    from core.job import parse_sets
+    from core.presets import apply_sets, list_presets, load_preset, save_preset
+
+    if args.action == "list":
+        for name in list_presets():
+            print(f"{name}: {load_preset(name).description}")
+    elif args.action == "show":
+        print(yaml.safe_dump(to_dict(load_preset(args.name)), sort_keys=False), end="")
+    else:
+        preset = apply_sets(load_preset(args.base), parse_sets(args.sets))
+        print(f"saved {save_preset(preset, args.name)}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m scripts.cli", description="Video Producer studio")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log details to the console")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("render", help="render a video through a style (resumes automatically)")
+    p.add_argument("input")
+    p.add_argument("-o", "--output", required=True)
+    _add_job_args(p)
+    p.add_argument("--chunk-seconds", type=float, default=None, help="target chunk length (default: preset)")
+    p.add_argument("--workers", type=int, default=None, help="worker processes (default: one per core)")
+    p.add_argument("--keep-work", action="store_true", help="keep chunk files after publishing")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_render)
+
+    p = sub.add_parser("preview", help="write one stylized frame as an image")
+    p.add_argument("input")
+    p.add_argument("--at", type=float, default=0.0, help="time in seconds")
+    p.add_argument("-o", "--output", required=True, help=".png or .jpg")
+    _add_job_args(p)
+    p.set_defaults(func=cmd_preview)
+
+    p = sub.add_parser("probe", help="print what the studio knows about a video, as JSON")
+    p.add_argument("input")
+    p.set_defaults(func=cmd_probe)
+
+    p = sub.add_parser("styles", help="list styles and their parameters")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_styles)
+
+    p = sub.add_parser("presets", help="list, show or save presets")
+    p.add_argument("action", choices=["list", "show", "save"])
+    p.add_argument("name", nargs="?", default="balanced", help="preset to show, or name to save as")
+    p.add_argument("--from", dest="base", default="balanced", help="preset to start from (save)")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
+    p.set_defaults(func=cmd_presets)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if getattr(args, "workers", None) is not None and args.workers < 1:
+        print("error: --workers must be at least 1", file=sys.stderr)
+        return EXIT_USER
+    from core.logging_config import setup_logging
+
+    setup_logging(args.verbose)
+    try:
+        return args.func(args)
+    except StudioError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USER if exc.user_error else EXIT_FAILED
+    except KeyboardInterrupt:
+        print("interrupted; run the same command again to resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

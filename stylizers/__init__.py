@@ -1,0 +1,41 @@
+"""Style registry: a new style is one file in this package plus one line in ``STYLIZERS``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from core.config import from_mapping, replace_path, validate
+from core.errors import ConfigError
+
+from .base import Styled, Stylizer, compose
+from .cartoon import Cartoon
+from .comic import Comic
+from .none import Identity
+from .pencil import Pencil
+
+STYLIZERS: dict[str, type[Stylizer]] = {
+    "none": Identity,
+    "pencil": Pencil,
+    "cartoon": Cartoon,
+    "comic": Comic,
+}
+
+__all__ = ["STYLIZERS", "Styled", "Stylizer", "build_params", "compose", "get_style"]
+
+
+def get_style(name: str) -> type[Stylizer]:
+    """The stylizer class registered as ``name``; a ConfigError listing the choices otherwise."""
+    try:
+        return STYLIZERS[name]
+    except KeyError:
+        raise ConfigError(f"unknown style {name!r} (choose from: {', '.join(sorted(STYLIZERS))})") from None
+
+
+def build_params(name: str, base: dict[str, Any] | None, sets: dict[str, str], source: str) -> Any:
+    """A style's params: defaults, then ``base`` (a preset's mapping), then ``--set`` strings."""
+    cls = get_style(name).Params
+    params = from_mapping(cls, dict(base or {}), f"{source}: styles.{name}")
+    validate(params, f"{source}: styles.{name}")
+    for key, text in sets.items():
+        params = replace_path(params, key, text, f"--set (style {name})")
+    return params

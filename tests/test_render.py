@@ -1,0 +1,199 @@
+"""The render engine end to end: frame-exact timing, parity, chunking, resume, odd inputs."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from core.io import probe
+from core.job import build_job
+from core.pipeline import plan_chunks, render, work_root
+from core.samples import ClipSpec, scene_frame
+from stylizers import STYLIZERS
+
+from .conftest import decode_all, psnr
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def assert_same_timing(src: Path, out: Path) -> None:
+    a, b = probe(src), probe(out)
+    assert b.frame_count == a.frame_count
+    assert [p * a.time_base for p in a.pts] == [p * b.time_base for p in b.pts]
+    assert abs(b.duration - a.duration) <= float(a.time_base) + 1e-9
+    assert abs(float(b.fps) - float(a.fps)) / float(a.fps) < 0.01
+    assert b.vfr == a.vfr
+    frame = float(1 / a.fps)
+    assert len(b.audio) == len(a.audio)
+    for x, y in zip(a.audio, b.audio, strict=True):
+        assert y.codec == x.codec and y.sample_rate == x.sample_rate and y.channels == x.channels
+        assert x.duration is not None and y.duration is not None
+        assert abs(y.duration - x.duration) <= frame
+
+
+@pytest.mark.parametrize("style", sorted(STYLIZERS))
+@pytest.mark.parametrize("clip", ["cfr", "cfr_audio", "vfr_audio"])
+def test_frame_exact(clips: dict[str, Path], tmp_path: Path, style: str, clip: str) -> None:
+    out = tmp_path / f"{style}.mp4"
+    res = render(build_job(clips[clip], out, style, "speed", chunk_seconds=0.6), workers=2)
+    assert res.chunks >= 2
+    assert_same_timing(clips[clip], out)
+
+
+def test_identity_psnr(clips: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "id.mp4"
+    render(build_job(clips["cfr_audio"], out, "none", "quality", {"encoder.crf": "8"}), workers=2)
+    src, dst = decode_all(clips["cfr_audio"]), decode_all(out)
+    assert len(src) == len(dst)
+    worst = min(psnr(a, b) for a, b in zip(src, dst, strict=True))
+    assert worst >= 40, worst
+
+
+def test_chunked_equals_single(clips: dict[str, Path], tmp_path: Path) -> None:
+    lossless = {"encoder.codec": "ffv1"}  # FFV1 in RGB (bgr0): what the stages produced, bit for bit
+    one, many = tmp_path / "one.mkv", tmp_path / "many.mkv"
+    r1 = render(build_job(clips["long"], one, "cartoon", "balanced", lossless, chunk_seconds=100), workers=1)
+    r4 = render(build_job(clips["long"], many, "cartoon", "balanced", lossless, chunk_seconds=1), workers=2)
+    assert r1.chunks == 1 and r4.chunks >= 3
+    a, b = np.stack(decode_all(one)).astype(np.int16), np.stack(decode_all(many)).astype(np.int16)
+    diff = np.abs(a - b)
+    assert diff.max() <= 2 and diff.mean() <= 0.1, (diff.max(), diff.mean())
+
+
+def test_chunks_cover_every_frame_once(clips: dict[str, Path]) -> None:
+    for name in ("long", "vfr_audio", "cut"):
+        info = probe(clips[name])
+        for secs in (0.3, 0.7, 1.0, 2.5, 100):
+            chunks = plan_chunks(info, secs, preroll=5)
+            covered = [i for c in chunks for i in range(c.start, c.stop)]
+            assert covered == list(range(info.frame_count))
+            assert all(c.preroll == min(5, c.start) for c in chunks)
+
+
+def test_chunks_prefer_keyframes(clips: dict[str, Path]) -> None:
+    info = probe(clips["long"])  # keyframe every 25 frames = 1 s
+    chunks = plan_chunks(info, 1.1, preroll=0)
+    keys = {info.pts.index(k) for k in info.keyframes}
+    assert all(c.start in keys for c in chunks)
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_crash_and_resume(clips: dict[str, Path], tmp_path: Path, studio_home: Path) -> None:
+    src = tmp_path / "src.mp4"
+    from core.samples import make_clip
+
+    make_clip(src, ClipSpec(width=480, height=272, frames=100, gop=25, audio=True, seed=5))
+    ref = tmp_path / "ref.mp4"
+    args = ["--style", "cartoon", "--chunk-seconds", "1", "--workers", "1", "-q"]
+    env = {**os.environ, "VP_HOME": str(studio_home)}
+    subprocess.run([sys.executable, "-m", "scripts.cli", "render", str(src), "-o", str(ref), *args],
+                   cwd=ROOT, env=env, check=True, capture_output=True)
+    out = tmp_path / "out.mp4"
+    proc = subprocess.Popen([sys.executable, "-m", "scripts.cli", "render", str(src), "-o", str(out), *args],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    done: dict = {}
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        for ck in work_root().glob("*/checkpoint.json"):
+            try:
+                done = json.loads(ck.read_text())["done"]
+            except (OSError, ValueError):
+                continue
+        if len(done) >= 2:
+            os.killpg(proc.pid, signal.SIGKILL)
+            break
+        time.sleep(0.02)
+    proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL, "the render finished before it could be killed"
+    assert 2 <= len(done) < 4
+    assert not out.exists(), "a killed render must not leave a file at the output path"
+    rerun = subprocess.run([sys.executable, "-m", "scripts.cli", "render", str(src), "-o", str(out), *args],
+                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"{len(done)}/4 chunks reused" in rerun.stdout
+    assert "resuming" in rerun.stderr
+    assert _sha(out) == _sha(ref)
+
+
+def test_checkpoint_reuse_and_invalidation(clips: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "o.mp4"
+    first = render(build_job(clips["long"], out, "pencil", "speed", chunk_seconds=1), workers=2, keep_work=True)
+    again = render(build_job(clips["long"], out, "pencil", "speed", chunk_seconds=1), workers=2, keep_work=True)
+    assert again.reused_chunks == tuple(range(first.chunks))
+    changed = render(build_job(clips["long"], out, "pencil", "speed", {"blur_sigma": "9"}, chunk_seconds=1),
+                     workers=2, keep_work=True)
+    assert changed.reused_chunks == ()
+    assert changed.job_hash != first.job_hash
+    # the superseded job's work folder for the same output is gone
+    assert [p.name for p in work_root().iterdir()] == [changed.job_hash]
+
+
+def test_job_hash_covers_what_changes_pixels(clips: dict[str, Path], tmp_path: Path) -> None:
+    base = build_job(clips["cfr"], tmp_path / "a.mp4", "cartoon", "balanced")
+    assert base.job_hash() == build_job(clips["cfr"], tmp_path / "other.mp4", "cartoon", "balanced").job_hash()
+    for variant in ({"n_colors": "5"}, {"encoder.crf": "30"}, {"temporal.strength": "0.1"}):
+        assert build_job(clips["cfr"], tmp_path / "a.mp4", "cartoon", "balanced", variant).job_hash() != base.job_hash()
+    touched = tmp_path / "copy.mp4"
+    touched.write_bytes(clips["cfr"].read_bytes())
+    h1 = build_job(touched, tmp_path / "a.mp4").job_hash()
+    os.utime(touched, ns=(1, 1))
+    assert build_job(touched, tmp_path / "a.mp4").job_hash() != h1
+
+
+def test_scene_cut_resets_state(clips: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "cut.mp4"
+    res = render(build_job(clips["cut"], out, "none", "balanced", {"encoder.qp": "0"}), workers=1)
+    assert res.cuts == (31,)
+
+
+def test_rotation_comes_out_upright(clips: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "rot.mp4"
+    render(build_job(clips["rotated"], out, "none", "quality", {"encoder.crf": "4"}), workers=1)
+    info = probe(out)
+    assert (info.width, info.height, info.rotation) == (96, 160, 0)
+    expected = np.rot90(scene_frame(ClipSpec(frames=12, width=160, height=96), 0), k=1)
+    assert psnr(decode_all(out)[0], expected) > 30
+
+
+def test_odd_size_is_padded(clips: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "odd.mp4"
+    res = render(build_job(clips["odd"], out, "none", "quality", {"encoder.crf": "4"}), workers=1)
+    assert res.padded and res.size == (162, 98)
+    info = probe(out)
+    assert (info.width, info.height) == (162, 98)
+    src, dst = decode_all(clips["odd"])[3], decode_all(out)[3]
+    assert psnr(src, dst[:97, :161]) > 30  # 4:4:4 in, 4:2:0 out: chroma detail is halved
+    assert "padded" in res.summary()
+
+
+@pytest.mark.parametrize("clip", ["p10", "p444"])
+def test_high_bit_depth_and_444_decode(clips: dict[str, Path], tmp_path: Path, clip: str) -> None:
+    info = probe(clips[clip])
+    assert info.bit_depth == (10 if clip == "p10" else 8)
+    frames = decode_all(clips[clip])
+    ref = scene_frame(ClipSpec(frames=12), 5)
+    assert frames[5].dtype == np.uint8 and psnr(frames[5], ref) > 33
+    out = tmp_path / f"{clip}.mp4"
+    render(build_job(clips[clip], out, "none", "quality", {"encoder.crf": "4"}), workers=1)
+    assert probe(out).frame_count == 12 and psnr(decode_all(out)[5], ref) > 33
+
+
+def test_progress_reports_reach_the_total(clips: dict[str, Path], tmp_path: Path) -> None:
+    seen: list[tuple[int, int]] = []
+    render(build_job(clips["long"], tmp_path / "p.mp4", "pencil", "speed", chunk_seconds=1), workers=2,
+           on_progress=lambda d, t: seen.append((d, t)))
+    assert seen[-1] == (100, 100)
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen)
