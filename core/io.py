@@ -123,11 +123,16 @@ def check_input_file(path: Path) -> None:
         raise UnsupportedVideoError(f"{path}: not readable (permission denied)")
 
 
-def _audio_info(container: av.container.InputContainer) -> tuple[AudioInfo, ...]:
+def _audio_info(container: av.container.InputContainer, extents: dict[int, list[int]]) -> tuple[AudioInfo, ...]:
+    """Audio streams; durations measured from the packets (many containers do not state them)."""
     out = []
     for s in container.streams.audio:
         cc = s.codec_context
-        dur = float(s.duration * s.time_base) if s.duration and s.time_base else None
+        lo_hi = extents.get(s.index)
+        if lo_hi and s.time_base:
+            dur: float | None = float((lo_hi[1] - lo_hi[0]) * s.time_base)
+        else:
+            dur = float(s.duration * s.time_base) if s.duration and s.time_base else None
         out.append(AudioInfo(
             index=s.index, codec=cc.name, sample_rate=cc.sample_rate or 0, channels=cc.channels or 0,
             layout=getattr(cc.layout, "name", ""), duration=dur, time_base=str(s.time_base),
@@ -158,9 +163,16 @@ def probe(path: str | Path) -> VideoInfo:
         durs: list[int] = []
         keys: list[int] = []
         missing_pts = 0
+        audio_extents: dict[int, list[int]] = {}
         try:
-            for p in c.demux(vs):
+            for p in c.demux(vs, *c.streams.audio):
                 if p.size == 0:
+                    continue
+                if p.stream.type == "audio":
+                    if p.pts is not None:
+                        end = p.pts + (p.duration or 0)
+                        ext = audio_extents.setdefault(p.stream.index, [p.pts, end])
+                        ext[0], ext[1] = min(ext[0], p.pts), max(ext[1], end)
                     continue
                 if p.pts is None:
                     missing_pts += 1
@@ -193,7 +205,8 @@ def probe(path: str | Path) -> VideoInfo:
         if rotation in (90, 270):
             w, h = h, w
         steps = np.diff(np.asarray(pts_sorted, dtype=np.int64))
-        vfr = bool(len(steps) > 1 and (steps.max() - steps.min()) > 1)
+        # millisecond-rounded time bases jitter by a tick (41/42 ms at 24 fps); that is not VFR
+        vfr = bool(len(steps) > 1 and (steps.max() - steps.min()) > max(1.0, 0.1 * steps.mean()))
         duration_ticks = pts_sorted[-1] + durs_sorted[-1] - pts_sorted[0]
         fps = vs.average_rate or vs.guessed_rate or (
             Fraction(len(pts_sorted)) / (Fraction(duration_ticks) * tb) if duration_ticks else Fraction(25))
@@ -202,7 +215,7 @@ def probe(path: str | Path) -> VideoInfo:
             coded_width=first.width, coded_height=first.height, width=w, height=h, rotation=rotation,
             fps=Fraction(fps), time_base=Fraction(tb), duration=float(duration_ticks * tb),
             frame_count=len(pts_sorted), vfr=vfr, pix_fmt=fmt_obj.name, bit_depth=bit_depth, color=tags,
-            color_tagged=tagged, stream_index=vs.index, audio=_audio_info(c), pts=tuple(pts_sorted),
+            color_tagged=tagged, stream_index=vs.index, audio=_audio_info(c, audio_extents), pts=tuple(pts_sorted),
             durations=tuple(durs_sorted), keyframes=tuple(sorted(keys)),
         )
 
