@@ -23,12 +23,14 @@ VERSION = 1
 
 @dataclass
 class Checkpoint:
-    """Progress of one job: ``done`` maps a chunk id to its record (file, frames, cuts, seconds)."""
+    """Progress of one job: its chunk plan, and ``done`` mapping a chunk id to its record."""
 
     path: Path
     job_hash: str
     output: str = ""
     done: dict[int, dict[str, Any]] = field(default_factory=dict)
+    #: the chunk plan as [id, start, stop, preroll] rows; a resumed job must keep the plan it started with
+    plan: list[list[int]] = field(default_factory=list)
 
     @classmethod
     def open(cls, work_dir: Path, job_hash: str, output: str) -> Checkpoint:
@@ -44,7 +46,7 @@ class Checkpoint:
         if data.get("version") != VERSION or data.get("job_hash") != job_hash:
             return cls(path, job_hash, output)
         done = {int(k): v for k, v in data.get("done", {}).items()}
-        return cls(path, job_hash, output, done)
+        return cls(path, job_hash, output, done, [list(map(int, row)) for row in data.get("plan", [])])
 
     def verified(self) -> set[int]:
         """Ids of done chunks whose files are still there with the recorded frame count."""
@@ -66,5 +68,6 @@ class Checkpoint:
             "version": VERSION,
             "job_hash": self.job_hash,
             "output": self.output,
+            "plan": self.plan,
             "done": {str(k): v for k, v in sorted(self.done.items())},
         })

@@ -37,9 +37,8 @@ def _coerce(tp: Any, value: Any, where: str, from_text: bool) -> Any:
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
         args = typing.get_args(tp)
-        if value is None or (from_text and str(value).lower() in ("none", "null", "")):
-            if type(None) in args:
-                return None
+        if (value is None or (from_text and str(value).lower() in ("none", "null", ""))) and type(None) in args:
+            return None
         errors = []
         for arg in args:
             if arg is type(None):

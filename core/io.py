@@ -8,6 +8,7 @@ time base, so frame count, fps, VFR timing and duration match.
 from __future__ import annotations
 
 import functools
+import itertools
 import logging
 import os
 from collections.abc import Iterator
@@ -193,7 +194,7 @@ def probe(path: str | Path) -> VideoInfo:
             raise UnsupportedVideoError(f"{path}: duplicate video timestamps; the file is damaged")
         durs_sorted = _frame_durations(pts_sorted, [durs[i] for i in order])
         first = _first_frame(c, vs, path)
-        rotation = int(round(first.rotation or 0)) % 360
+        rotation = round(first.rotation or 0) % 360
         if first.pts is not None and first.pts not in set(pts_sorted):
             log.warning("%s: first decoded pts %s not among packet pts", path, first.pts)
         tagged = cc.colorspace in (1, 5, 6, 7, 9, 10)
@@ -222,9 +223,9 @@ def probe(path: str | Path) -> VideoInfo:
 
 def _frame_durations(pts: list[int], packet_durs: list[int]) -> list[int]:
     """Per-frame durations: the gap to the next frame; the last frame keeps its packet duration."""
-    out = [b - a for a, b in zip(pts, pts[1:], strict=False)]
+    out = [b - a for a, b in itertools.pairwise(pts)]
     last = packet_durs[-1] if packet_durs and packet_durs[-1] > 0 else (out[-1] if out else 1)
-    return out + [last]
+    return [*out, last]
 
 
 def _first_frame(c: av.container.InputContainer, vs: av.video.stream.VideoStream, path: Path) -> av.VideoFrame:
@@ -272,6 +273,11 @@ class Reader:
 
     def frames(self, start: int = 0, stop: int | None = None) -> Iterator[Frame]:
         """Yield frames ``start <= index < stop`` in order; raises RenderError if any are missing."""
+        for idx, frame in self.decoded(start, stop):
+            yield Frame(self._to_rgb(frame), idx, frame.pts, self.info.time_base, self.info.durations[idx])
+
+    def decoded(self, start: int = 0, stop: int | None = None) -> Iterator[tuple[int, av.VideoFrame]]:
+        """Like :meth:`frames` but yields (index, the decoder's own frame), for pass-through copies."""
         stop = self.info.frame_count if stop is None else stop
         if not 0 <= start <= stop <= self.info.frame_count:
             raise ValueError(f"frame range {start}..{stop} outside 0..{self.info.frame_count}")
@@ -282,7 +288,12 @@ class Reader:
         except _SeekMissed:  # the demuxer landed past our keyframe: decode from the top instead
             yield from self._range(None, start, stop)
 
-    def _range(self, seek_pts: int | None, start: int, stop: int) -> Iterator[Frame]:
+    def passthrough_ok(self, pix_fmt: str) -> bool:
+        """Whether decoded frames can go to an encoder of ``pix_fmt`` untouched (no RGB round trip)."""
+        i = self.info
+        return i.rotation == 0 and i.pix_fmt == pix_fmt and i.width % 2 == 0 and i.height % 2 == 0
+
+    def _range(self, seek_pts: int | None, start: int, stop: int) -> Iterator[tuple[int, av.VideoFrame]]:
         want = start
         for frame in self._decode_from(seek_pts):
             idx = self._index.get(frame.pts)
@@ -292,7 +303,7 @@ class Reader:
                 if want == start and seek_pts is not None:
                     raise _SeekMissed
                 raise RenderError(f"{self.info.path}: frame {want} did not decode (damaged input?)")
-            yield Frame(self._to_rgb(frame), idx, frame.pts, self.info.time_base, self.info.durations[idx])
+            yield idx, frame
             want += 1
             if want == stop:
                 return
@@ -351,13 +362,29 @@ def resolve_codec(cfg: EncoderConfig) -> str:
     return cfg.codec
 
 
+@functools.cache
+def _cpu_has_avx512() -> bool:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            return any(line.startswith("flags") and " avx512f" in line for line in fh)
+    except OSError:
+        return False
+
+
 def encoder_options(codec: str, cfg: EncoderConfig) -> dict[str, str]:
-    """Map the preset's quality settings onto one encoder's private options."""
+    """Map the preset's quality settings onto one encoder's private options.
+
+    libx264's AVX-512 kernels made its output vary between identical runs here (4 bitstreams in 30
+    encodes of one clip; with ``asm=AVX2`` 30 of 30 matched). Resume and distributed renders must be
+    bit-identical, so on AVX-512 machines x264 is held to AVX2 (implied by AVX-512, so always present).
+    """
     if codec in ("libx264", "libx265"):
         opts = {"preset": cfg.preset}
         opts.update({"qp": str(cfg.qp)} if cfg.qp is not None else {"crf": str(cfg.crf)})
         if codec == "libx265":
             opts["x265-params"] = "log-level=error"
+        elif _cpu_has_avx512():
+            opts["x264-params"] = "asm=AVX2"
         return opts
     if codec.endswith("_nvenc"):
         return {"preset": "p4", "rc": "constqp" if cfg.qp is not None else "vbr",
@@ -393,8 +420,11 @@ class Writer:
             else:
                 cc.colorspace, cc.color_range = color.matrix, 2 if color.full_range else 1
             cc.color_primaries, cc.color_trc = color.primaries, color.trc
-            if encoder.threads:
-                cc.thread_count = encoder.threads
+            # x264's frame threads make output depend on timing (seen here: two hashes for one input), and
+            # slice threads change the bitstream with the count. Chunks already run in parallel, so each
+            # encoder gets a fixed count (1 by default): the same job gives the same bytes on any machine.
+            cc.thread_count = encoder.threads
+            cc.thread_type = "SLICE"
             s.options = encoder_options(self.codec, encoder)
             self._stream = s
             self.time_base = time_base  # the muxer may change the stream's after the header is written
@@ -409,15 +439,20 @@ class Writer:
     def __exit__(self, exc_type: object, *exc: object) -> None:
         self.close(flush=exc_type is None)
 
-    def write(self, rgb: np.ndarray, pts: int, duration: int = 0) -> None:
+    def write(self, rgb: np.ndarray, pts: int) -> None:
         """Encode one (H, W, 3) uint8 RGB frame at ``pts`` (source time base)."""
         if self._pad:
             rgb = pad_even(rgb)
-        frame = rgb_to_av(rgb, self.color, self.pix_fmt)
+        self.write_frame(rgb_to_av(rgb, self.color, self.pix_fmt), pts)
+
+    def write_frame(self, frame: av.VideoFrame, pts: int) -> None:
+        """Encode a frame already in the encoder's pixel format (the identity pass-through).
+
+        Frame durations are deliberately not passed: with ``frame.duration`` set, libx264 output
+        varied from run to run here. The stitcher writes each packet's source duration instead.
+        """
         frame.pts = pts
         frame.time_base = self.time_base
-        if duration:
-            frame.duration = duration
         for packet in self._stream.encode(frame):
             self._container.mux(packet)
         self.frames_written += 1

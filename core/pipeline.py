@@ -11,6 +11,7 @@ Numbered steps (see :func:`render`):
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import logging
 import multiprocessing as mp
@@ -28,14 +29,14 @@ from typing import Any
 
 import numpy as np
 
-from stylizers import get_style
+from stylizers import Stylizer, get_style
 
 from . import atomic
 from .checkpoint import Checkpoint
 from .errors import ConfigError, OutputError, RenderError, StudioError
 from .io import OUTPUT_FORMATS, Reader, VideoInfo, Writer, check_input_file, probe, resolve_codec
 from .job import JobSpec
-from .presets import studio_home
+from .presets import TemporalConfig, studio_home
 from .stitch import container_holds, stitch
 from .temporal import CutDetector, Stabiliser
 
@@ -162,12 +163,15 @@ def analyze_job(spec: JobSpec) -> Analysis:
 # ---------------------------------------------------------------------------------------------- step 3
 
 
-def plan_chunks(info: VideoInfo, chunk_seconds: float, preroll: int) -> list[Chunk]:
+def plan_chunks(info: VideoInfo, chunk_seconds: float, preroll: int, min_chunks: int = 1) -> list[Chunk]:
     """Split the clip near every ``chunk_seconds``, at a keyframe when one lies within a quarter chunk.
 
+    ``min_chunks`` (the worker count) shortens chunks so every worker gets one, down to one second.
     Away from keyframes a chunk still starts anywhere (its reader decodes from the keyframe before), so
     clips with sparse keyframes still spread over the workers.
     """
+    if min_chunks > 1:
+        chunk_seconds = min(chunk_seconds, max(1.0, info.duration / min_chunks))
     tb, t0 = info.time_base, info.pts[0]
     times = [float((p - t0) * tb) for p in info.pts]
     key_idx = [i for i, p in enumerate(info.pts) if p in set(info.keyframes)]
@@ -177,15 +181,13 @@ def plan_chunks(info: VideoInfo, chunk_seconds: float, preroll: int) -> list[Chu
         if target >= times[-1] + float(info.durations[-1] * tb) - chunk_seconds / 4:
             break
         near = [i for i in key_idx if i > bounds[-1] and abs(times[i] - target) <= chunk_seconds / 4]
-        if near:
-            nxt = min(near, key=lambda i: abs(times[i] - target))
-        else:
-            nxt = int(np.searchsorted(times, target))
+        nxt = min(near, key=lambda i: abs(times[i] - target)) if near else int(np.searchsorted(times, target))
         if nxt <= bounds[-1] or nxt >= info.frame_count:
             break
         bounds.append(nxt)
     bounds.append(info.frame_count)
-    return [Chunk(id=i, start=a, stop=b, preroll=min(preroll, a)) for i, (a, b) in enumerate(zip(bounds, bounds[1:]))]
+    pairs = enumerate(itertools.pairwise(bounds))
+    return [Chunk(id=i, start=a, stop=b, preroll=min(preroll, a)) for i, (a, b) in pairs]
 
 
 # ---------------------------------------------------------------------------------------------- step 4
@@ -219,38 +221,56 @@ def chunk_file(chunk: Chunk, output: str) -> str:
 def render_chunk(task: ChunkTask) -> dict[str, Any]:
     """Decode (with pre-roll) -> stylize -> temporal -> encode one chunk to its own file, atomically.
 
-    Returns the checkpoint record: file name, frame count, cut indices, seconds spent.
+    Returns the checkpoint record: file name, frame count, pts offset, cut indices, seconds spent.
     """
     t_start = time.perf_counter()
     spec, info, chunk = task.spec, task.analysis.info, task.chunk
-    cls = get_style(spec.style)
-    stylizer = cls(spec.params, task.analysis.shared)
-    temporal = spec.preset.temporal
-    cuts = CutDetector(temporal.cut_threshold)
-    stab = Stabiliser(temporal, enabled=cls.stabilise)
+    stylizer = get_style(spec.style)(spec.params, task.analysis.shared)
     final = Path(task.work_dir) / chunk_file(chunk, spec.output)
-    cut_frames: list[int] = []
     offset = info.pts[chunk.start]  # chunk files start at pts 0; the stitcher adds this back
     with atomic.atomic_path(final) as tmp:
         with Reader(info) as reader, Writer(tmp, width=info.width, height=info.height, fps=info.fps,
                                             time_base=info.time_base, color=info.color,
                                             encoder=spec.preset.encoder) as writer:
-            for frame in reader.frames(chunk.start - chunk.preroll, chunk.stop):
-                if cuts.is_cut(frame.rgb):
-                    stab.reset()
-                    if frame.index >= chunk.start:
-                        cut_frames.append(frame.index)
-                out = stab(stylizer.stylize(frame.rgb, frame.index))
-                if frame.index >= chunk.start:
-                    writer.write(out, frame.pts - offset, frame.duration)
-                    if writer.frames_written % 8 == 0:
-                        _report(chunk.id, writer.frames_written)
+            if stylizer.passthrough and reader.passthrough_ok(writer.pix_fmt):
+                cut_frames = _copy_frames(reader, writer, chunk, offset)
+            else:
+                cut_frames = _style_frames(reader, writer, chunk, offset, stylizer, spec.preset.temporal)
             written = writer.frames_written
         if written != chunk.frames:
             raise RenderError(f"{spec.input}: chunk {chunk.id} wrote {written} of {chunk.frames} frames")
     _report(chunk.id, written)
     return {"file": final.name, "frames": written, "start": chunk.start, "stop": chunk.stop,
-            "pts_offset": offset, "cuts": cut_frames, "seconds": round(time.perf_counter() - t_start, 3), "codec": writer.codec}
+            "pts_offset": offset, "cuts": cut_frames, "seconds": round(time.perf_counter() - t_start, 3),
+            "codec": writer.codec}
+
+
+def _copy_frames(reader: Reader, writer: Writer, chunk: Chunk, offset: int) -> list[int]:
+    """Identity fast path: decoded frames go to the encoder untouched (no RGB round trip, no state)."""
+    for _, raw in reader.decoded(chunk.start, chunk.stop):
+        writer.write_frame(raw, raw.pts - offset)
+        if writer.frames_written % 8 == 0:
+            _report(chunk.id, writer.frames_written)
+    return []
+
+
+def _style_frames(reader: Reader, writer: Writer, chunk: Chunk, offset: int, stylizer: Stylizer,
+                  temporal: TemporalConfig) -> list[int]:
+    """The frame contract path: RGB frames through the style and the temporal stage; returns cut indices."""
+    cuts = CutDetector(temporal.cut_threshold)
+    stab = Stabiliser(temporal, enabled=type(stylizer).stabilise)
+    cut_frames: list[int] = []
+    for frame in reader.frames(chunk.start - chunk.preroll, chunk.stop):
+        if cuts.is_cut(frame.rgb):
+            stab.reset()
+            if frame.index >= chunk.start:
+                cut_frames.append(frame.index)
+        out = stab(stylizer.stylize(frame.rgb, frame.index))
+        if frame.index >= chunk.start:
+            writer.write(out, frame.pts - offset)
+            if writer.frames_written % 8 == 0:
+                _report(chunk.id, writer.frames_written)
+    return cut_frames
 
 
 # ---------------------------------------------------------------------------------------------- driver
@@ -324,12 +344,18 @@ def render(spec: JobSpec, *, workers: int | None = None, executor: Executor | No
     try:
         analysis = _result(ex.submit(analyze_job, spec), spec, "analysis")  # step 2
         info = analysis.info
-        chunks = plan_chunks(info, spec.preset.chunk_seconds, spec.preset.temporal.preroll_frames())  # step 3
         job_hash = spec.job_hash()
         work_dir = work_root() / job_hash
         work_dir.mkdir(parents=True, exist_ok=True)
         _remove_superseded(work_root(), str(Path(spec.output).resolve()), work_dir)
         ckpt = Checkpoint.open(work_dir, job_hash, str(Path(spec.output).resolve()))
+        if ckpt.plan:  # step 3: a resumed job keeps its plan, whatever the worker count is now
+            chunks = [Chunk(*c) for c in ckpt.plan]
+        else:
+            n_workers = workers or (default_workers() if executor is None else 1)
+            chunks = plan_chunks(info, spec.preset.chunk_seconds, spec.preset.temporal.preroll_frames(), n_workers)
+            ckpt.plan = [[c.id, c.start, c.stop, c.preroll] for c in chunks]
+            ckpt.save()
         plan_ids = {c.id for c in chunks}
         reused = tuple(sorted(ckpt.verified() & plan_ids))
         ckpt.done = {k: v for k, v in ckpt.done.items() if k in reused}

@@ -39,7 +39,8 @@ class EncoderConfig:
     preset: str = field(default="veryfast", metadata={"help": "x264 speed preset (ultrafast .. veryslow)"})
     qp: int | None = field(default=None, metadata={"min": 0, "max": 51})
     pix_fmt: str = "yuv420p"
-    threads: int = field(default=0, metadata={"min": 0, "max": 64, "help": "encoder threads, 0 = auto"})
+    threads: int = field(default=1, metadata={"min": 1, "max": 64, "help": (
+        "encoder threads per chunk; chunks run in parallel, and a fixed count keeps output bit-identical")})
 
 
 @dataclass(frozen=True)

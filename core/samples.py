@@ -143,7 +143,7 @@ def make_clip(path: str | Path, spec: ClipSpec | None = None) -> Path:
 def _write_tone(out: av.container.OutputContainer, stream: av.audio.stream.AudioStream, seconds: float) -> None:
     """A 440 Hz stereo tone as long as the video, encoded with the stream's codec."""
     rate, block = 48000, 1024
-    total = int(round(seconds * rate))
+    total = round(seconds * rate)
     n = 0
     while n < total:
         count = min(block, total - n)

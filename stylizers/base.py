@@ -74,6 +74,9 @@ class Stylizer(ABC):
         """Job-wide state from sampled RGB frames; JSON-serialisable. Default: nothing."""
         return {}
 
+    #: True only for styles that leave every pixel as decoded (the pipeline may then copy frames as-is).
+    passthrough: bool = False
+
     @classmethod
     def files(cls, params: Any) -> list[str]:
         """Files (LUTs, models) the style reads; their content hashes join the job hash."""

@@ -2,15 +2,30 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
 
 from .base import Styled, Stylizer
 
 
+@dataclass(frozen=True)
+class IdentityParams:
+    passthrough: bool = field(default=True, metadata={
+        "help": "hand decoded frames straight to the encoder when nothing would change them (no RGB round "
+                "trip: faster and lossless); false forces decode -> RGB -> encode"})
+
+
 class Identity(Stylizer):
     name = "none"
     description = "No style: the input frames unchanged (for parity checks and plain transcodes)."
+    Params = IdentityParams
     stabilise = False
+
+    @property
+    def passthrough(self) -> bool:
+        """True when the pipeline may skip the RGB frame contract for this style altogether."""
+        return bool(self.params.passthrough)
 
     def stylize(self, rgb: np.ndarray, index: int) -> Styled:
         return Styled(base=rgb)

@@ -64,7 +64,7 @@ def _png(tmp: Path) -> Path:
     import cv2
 
     p = tmp / "picture.mp4"
-    ok, buf = cv2.imencode(".png", np.zeros((16, 16, 3), np.uint8))
+    _ok, buf = cv2.imencode(".png", np.zeros((16, 16, 3), np.uint8))
     p.write_bytes(buf.tobytes())
     return p
 

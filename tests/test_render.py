@@ -49,9 +49,12 @@ def test_frame_exact(clips: dict[str, Path], tmp_path: Path, style: str, clip: s
     assert_same_timing(clips[clip], out)
 
 
-def test_identity_psnr(clips: dict[str, Path], tmp_path: Path) -> None:
+@pytest.mark.parametrize("passthrough", ["true", "false"])
+def test_identity_psnr(clips: dict[str, Path], tmp_path: Path, passthrough: str) -> None:
+    """Both identity paths: decoded frames copied to the encoder, and the full RGB round trip."""
     out = tmp_path / "id.mp4"
-    render(build_job(clips["cfr_audio"], out, "none", "quality", {"encoder.crf": "8"}), workers=2)
+    render(build_job(clips["cfr_audio"], out, "none", "quality", {"encoder.crf": "8", "passthrough": passthrough}),
+           workers=2)
     src, dst = decode_all(clips["cfr_audio"]), decode_all(out)
     assert len(src) == len(dst)
     worst = min(psnr(a, b) for a, b in zip(src, dst, strict=True))
@@ -155,7 +158,8 @@ def test_job_hash_covers_what_changes_pixels(clips: dict[str, Path], tmp_path: P
 
 def test_scene_cut_resets_state(clips: dict[str, Path], tmp_path: Path) -> None:
     out = tmp_path / "cut.mp4"
-    res = render(build_job(clips["cut"], out, "none", "balanced", {"encoder.qp": "0"}), workers=1)
+    res = render(build_job(clips["cut"], out, "none", "balanced", {"encoder.qp": "0", "passthrough": "false"}),
+                 workers=1)
     assert res.cuts == (31,)
 
 

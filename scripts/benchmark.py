@@ -1,0 +1,230 @@
+"""Speed and memory targets, measured side by side in one run and printed as ratios.
+
+``python -m scripts.benchmark [--frames 300] [--json out.json]``. Timings on shared machines are noisy:
+compare the ratios printed here, measured in the same run, not absolute numbers across runs.
+
+Targets (render engine):
+  * identity render at 1280x720, libx264 veryfast crf 20 >= 0.9x the fps of the ffmpeg CLI doing the
+    same transcode (skipped, and said so, when no ``ffmpeg`` binary is on PATH);
+  * a classical style keeps every core busy: CPU time / (wall x cores) >= 0.85, and 2 workers are
+    never slower than 1;
+  * peak memory (RSS summed over the render's process tree) of a 10x longer clip <= 1.1x the short one;
+  * per-style fps at 720p and 1080p.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_CLIP = ROOT.parent / "shared" / "media" / "paulromeo_slow_traffic_small.mp4"
+TICKS = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+@dataclass
+class Run:
+    wall: float
+    cpu: float
+    peak_rss: int
+    frames: int
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.wall
+
+    def busy(self, cores: int) -> float:
+        return self.cpu / (self.wall * cores)
+
+
+def _tree(pid: int) -> list[int]:
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        try:
+            for task in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{task}/children") as fh:
+                    todo.extend(int(c) for c in fh.read().split())
+        except OSError:
+            continue
+    return out
+
+
+def _sample(pid: int) -> tuple[dict[int, float], int]:
+    cpu, rss = {}, 0
+    for p in _tree(pid):
+        try:
+            with open(f"/proc/{p}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+            cpu[p] = (int(fields[11]) + int(fields[12])) / TICKS
+            rss += int(fields[21]) * PAGE
+        except (OSError, IndexError, ValueError):
+            continue
+    return cpu, rss
+
+
+def measure(cmd: list[str], frames: int) -> Run:
+    """Run ``cmd``; sample its process tree's CPU time and summed RSS every 20 ms."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    last_cpu: dict[int, float] = {}
+    peak = 0
+    stop = threading.Event()
+
+    def sampler() -> None:
+        nonlocal peak
+        while not stop.is_set():
+            cpu, rss = _sample(proc.pid)
+            last_cpu.update(cpu)
+            peak = max(peak, rss)
+            stop.wait(0.02)
+
+    th = threading.Thread(target=sampler, daemon=True)
+    th.start()
+    _, err = proc.communicate()
+    wall = time.perf_counter() - t0
+    stop.set()
+    th.join()
+    if proc.returncode != 0:
+        raise SystemExit(f"benchmark command failed ({proc.returncode}): {' '.join(cmd)}\n{err.decode()[-2000:]}")
+    return Run(wall=wall, cpu=sum(last_cpu.values()), peak_rss=peak, frames=frames)
+
+
+def make_input(path: Path, width: int, height: int, frames: int, loops: int = 1) -> Path:
+    """An H.264 clip at width x height: the real traffic clip upscaled when ../shared is there, else synthetic."""
+    import av
+    import cv2
+
+    from core.frames import ColorTags
+    from core.io import Reader, Writer, probe
+    from core.presets import EncoderConfig
+    from core.samples import ClipSpec, make_clip
+
+    if not SHARED_CLIP.is_file():
+        return make_clip(path, ClipSpec(width=width, height=height, frames=frames * loops, gop=250))
+    info = probe(SHARED_CLIP)
+    tb = Fraction(1001, 30000)
+    tags = ColorTags(matrix=1, full_range=False, primaries=1, trc=1)
+    enc = EncoderConfig(crf=18, preset="veryfast")
+    with Reader(info) as r:
+        src = [cv2.resize(f.rgb, (width, height), interpolation=cv2.INTER_CUBIC) for f in r.frames(0, frames)]
+    with Writer(path, width=width, height=height, fps=1 / tb, time_base=tb, color=tags, encoder=enc) as w:
+        for i in range(frames * loops):
+            w.write(src[i % frames], i, 1)
+    del av
+    return path
+
+
+def cli_render(src: Path, out: Path, style: str, workers: int, home: Path, extra: list[str] | None = None) -> list[str]:
+    return [sys.executable, "-m", "scripts.cli", "render", str(src), "-o", str(out), "--style", style,
+            "--preset", "balanced", "--workers", str(workers), "-q", *(extra or [])]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m scripts.benchmark", description=__doc__.splitlines()[0])
+    ap.add_argument("--frames", type=int, default=300)
+    ap.add_argument("--styles", default="none,pencil,cartoon,comic")
+    ap.add_argument("--only", default="identity,workers,memory,styles", help="sections to run")
+    ap.add_argument("--json", help="also write the figures as JSON here")
+    args = ap.parse_args(argv)
+    cores = os.cpu_count() or 1
+    styles = args.styles.split(",")
+    report: dict = {"cores": cores, "frames": args.frames, "source": str(SHARED_CLIP) if SHARED_CLIP.is_file()
+                    else "synthetic"}
+    with tempfile.TemporaryDirectory(prefix="vp-bench-") as tmp_s:
+        tmp = Path(tmp_s)
+        home = tmp / "home"
+        os.environ["VP_HOME"] = str(home)  # fresh work dirs: no render resumes from a previous one
+        print(f"inputs: {args.frames}-frame H.264 clips from {report['source']}; {cores} cores")
+        clips = {h: make_input(tmp / f"in_{h}p.mp4", w, h, args.frames) for w, h in ((1280, 720), (1920, 1080))}
+
+        only = set(args.only.split(","))
+        ident = None
+        if "identity" in only:
+            ident = _identity(args, clips, tmp, home, cores, report)
+        if "workers" in only:
+            _workers(args, clips, tmp, home, cores, styles, report)
+        if "memory" in only:
+            _memory(args, tmp, home, cores, report)
+        if "styles" in only:
+            _styles(args, clips, tmp, home, cores, styles, ident, report)
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2))
+    return 0
+
+
+def _identity(args, clips, tmp, home, cores, report) -> Run:
+    """Identity render vs the ffmpeg CLI doing the same transcode."""
+    if True:
+        ident = measure(cli_render(clips[720], tmp / "id.mp4", "none", cores, home), args.frames)
+        ffmpeg = shutil.which("ffmpeg")
+        if ffmpeg:
+            ff = measure([ffmpeg, "-y", "-v", "error", "-i", str(clips[720]), "-c:v", "libx264", "-preset",
+                          "veryfast", "-crf", "20", "-an", str(tmp / "ff.mp4")], args.frames)
+            ratio = ident.fps / ff.fps
+            print(f"identity 720p: {ident.fps:.1f} fps vs ffmpeg CLI {ff.fps:.1f} fps -> {ratio:.2f}x (target >= 0.9)")
+            report["identity_vs_ffmpeg"] = {"ours_fps": ident.fps, "ffmpeg_fps": ff.fps, "ratio": ratio}
+        else:
+            print(f"identity 720p: {ident.fps:.1f} fps; no ffmpeg binary on PATH, so no ratio (apt install ffmpeg)")
+            report["identity_vs_ffmpeg"] = {"ours_fps": ident.fps, "ffmpeg_fps": None, "ratio": None}
+    return ident
+
+
+def _workers(args, clips, tmp, home, cores, styles, report) -> None:
+    """A classical style keeps the cores busy, and more workers are never slower."""
+    if True:
+        style = "cartoon" if "cartoon" in styles else styles[-1]
+        by_workers = {}
+        for n in sorted({1, cores}):
+            by_workers[n] = measure(cli_render(clips[720], tmp / f"w{n}.mp4", style, n, home), args.frames)
+            print(f"{style} 720p, {n} worker(s): {by_workers[n].fps:.1f} fps, cores busy "
+                  f"{by_workers[n].busy(cores):.2f}")
+        full = by_workers[cores]
+        print(f"{style} 720p: busy {full.busy(cores):.2f} of {cores} cores (target >= 0.85); "
+              f"{cores} vs 1 worker {full.fps / by_workers[1].fps:.2f}x (target >= 1.0)")
+        report["workers"] = {n: {"fps": r.fps, "busy": r.busy(cores)} for n, r in by_workers.items()}
+
+
+def _memory(args, tmp, home, cores, report) -> None:
+    """Peak memory does not grow with clip length."""
+    if True:
+        short = make_input(tmp / "short.mp4", 640, 360, min(args.frames, 300))
+        long_ = make_input(tmp / "long.mp4", 640, 360, min(args.frames, 300), loops=10)
+        m_short = measure(cli_render(short, tmp / "ms.mp4", "pencil", cores, home), min(args.frames, 300))
+        m_long = measure(cli_render(long_, tmp / "ml.mp4", "pencil", cores, home), 10 * min(args.frames, 300))
+        mem_ratio = m_long.peak_rss / m_short.peak_rss
+        print(f"peak RSS (process tree) 10x longer clip: {m_long.peak_rss / 2**20:.0f} MiB vs "
+              f"{m_short.peak_rss / 2**20:.0f} MiB -> {mem_ratio:.2f}x (target <= 1.1)")
+        report["memory"] = {"short_mib": m_short.peak_rss / 2**20, "long_mib": m_long.peak_rss / 2**20,
+                            "ratio": mem_ratio}
+
+
+def _styles(args, clips, tmp, home, cores, styles, ident, report) -> None:
+    """Per-style fps at 720p and 1080p."""
+    if True:
+        report["styles"] = {}
+        print(f"\n{'style':>8} {'720p fps':>9} {'1080p fps':>10} {'busy':>6}")
+        for s in styles:
+            row = {}
+            for h, clip in clips.items():
+                r = ident if (s == "none" and h == 720 and ident) else measure(
+                    cli_render(clip, tmp / f"{s}_{h}.mp4", s, cores, home), args.frames)
+                row[h] = r
+            print(f"{s:>8} {row[720].fps:9.1f} {row[1080].fps:10.1f} {row[720].busy(cores):6.2f}")
+            report["styles"][s] = {f"{h}p_fps": r.fps for h, r in row.items()}
+
+
+if __name__ == "__main__":
+    sys.exit(main())
