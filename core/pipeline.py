@@ -14,14 +14,10 @@ import contextlib
 import itertools
 import json
 import logging
-import multiprocessing as mp
-import os
-import queue
 import shutil
-import signal
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +35,7 @@ from .job import JobSpec
 from .presets import TemporalConfig, studio_home
 from .stitch import container_holds, stitch
 from .temporal import CutDetector, Stabiliser
+from .workers import LocalPool, default_workers, report_progress
 
 log = logging.getLogger(__name__)
 
@@ -192,28 +189,6 @@ def plan_chunks(info: VideoInfo, chunk_seconds: float, preroll: int, min_chunks:
 
 # ---------------------------------------------------------------------------------------------- step 4
 
-_progress_queue: Any = None
-_parent_pid: int | None = None
-
-
-def _init_worker(progress_queue: Any, cv_threads: int) -> None:
-    """Process-pool initializer: progress channel, polite thread counts, die with the parent."""
-    global _progress_queue, _parent_pid
-    _progress_queue, _parent_pid = progress_queue, os.getppid()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides what an interrupt means
-    import cv2
-
-    cv2.setNumThreads(cv_threads)
-
-
-def _report(chunk_id: int, frames_done: int) -> None:
-    if _parent_pid is not None and os.getppid() != _parent_pid:
-        os._exit(1)  # our render process is gone: stop burning CPU on work nobody will collect
-    if _progress_queue is not None:
-        with contextlib.suppress(Exception):
-            _progress_queue.put_nowait((chunk_id, frames_done))
-
-
 def chunk_file(chunk: Chunk, output: str) -> str:
     return f"chunk_{chunk.id:04d}{Path(output).suffix.lower()}"
 
@@ -239,7 +214,7 @@ def render_chunk(task: ChunkTask) -> dict[str, Any]:
             written = writer.frames_written
         if written != chunk.frames:
             raise RenderError(f"{spec.input}: chunk {chunk.id} wrote {written} of {chunk.frames} frames")
-    _report(chunk.id, written)
+    report_progress(chunk.id, written)
     return {"file": final.name, "frames": written, "start": chunk.start, "stop": chunk.stop,
             "pts_offset": offset, "cuts": cut_frames, "seconds": round(time.perf_counter() - t_start, 3),
             "codec": writer.codec}
@@ -250,7 +225,7 @@ def _copy_frames(reader: Reader, writer: Writer, chunk: Chunk, offset: int) -> l
     for _, raw in reader.decoded(chunk.start, chunk.stop):
         writer.write_frame(raw, raw.pts - offset)
         if writer.frames_written % 8 == 0:
-            _report(chunk.id, writer.frames_written)
+            report_progress(chunk.id, writer.frames_written)
     return []
 
 
@@ -269,7 +244,7 @@ def _style_frames(reader: Reader, writer: Writer, chunk: Chunk, offset: int, sty
         if frame.index >= chunk.start:
             writer.write(out, frame.pts - offset)
             if writer.frames_written % 8 == 0:
-                _report(chunk.id, writer.frames_written)
+                report_progress(chunk.id, writer.frames_written)
     return cut_frames
 
 
@@ -295,38 +270,6 @@ def _remove_superseded(root: Path, output: str, keep: Path) -> None:
 ProgressFn = Callable[[int, int], None]
 
 
-class _Pool:
-    """A local process pool (forkserver: fast to start, no inherited threads) with a progress queue."""
-
-    def __init__(self, workers: int) -> None:
-        ctx = mp.get_context("forkserver")
-        with contextlib.suppress(RuntimeError, ValueError):
-            ctx.set_forkserver_preload(["core.pipeline"])
-        self.queue = ctx.Queue()
-        cv_threads = max(1, (os.cpu_count() or 1) // workers)
-        self.executor = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
-                                            initargs=(self.queue, cv_threads))
-
-    def drain(self) -> list[tuple[int, int]]:
-        out = []
-        with contextlib.suppress(queue.Empty, OSError, ValueError):
-            while True:
-                out.append(self.queue.get_nowait())
-        return out
-
-    def close(self, kill: bool) -> None:
-        if kill:  # running chunks would only finish work nobody records; stop them now
-            for proc in list(getattr(self.executor, "_processes", {}).values()):
-                with contextlib.suppress(Exception):
-                    proc.kill()
-        self.executor.shutdown(wait=True, cancel_futures=True)
-        self.queue.close()
-
-
-def default_workers() -> int:
-    return max(1, min(os.cpu_count() or 1, 8))
-
-
 def render(spec: JobSpec, *, workers: int | None = None, executor: Executor | None = None,
            on_progress: ProgressFn | None = None, on_start: Callable[[int, int], None] | None = None,
            keep_work: bool = False) -> RenderResult:
@@ -338,7 +281,7 @@ def render(spec: JobSpec, *, workers: int | None = None, executor: Executor | No
     """
     t0 = time.perf_counter()
     check_paths(spec)  # step 1
-    pool = None if executor is not None else _Pool(workers or default_workers())
+    pool = None if executor is not None else LocalPool(workers or default_workers())
     ex = executor if executor is not None else pool.executor
     failed = True
     try:
@@ -389,7 +332,7 @@ def _result(fut: Future, spec: JobSpec, what: str) -> Any:
         raise RenderError(f"{spec.input}: the worker process died during {what} (the file may be corrupt)") from None
 
 
-def _run_chunks(ex: Executor, pool: _Pool | None, spec: JobSpec, analysis: Analysis, todo: Iterable[Chunk],
+def _run_chunks(ex: Executor, pool: LocalPool | None, spec: JobSpec, analysis: Analysis, todo: Iterable[Chunk],
                 work_dir: Path, ckpt: Checkpoint, already: int, on_progress: ProgressFn | None) -> None:
     futures: dict[Future, Chunk] = {
         ex.submit(render_chunk, ChunkTask(spec, analysis, c, str(work_dir))): c for c in todo

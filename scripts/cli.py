@@ -24,6 +24,9 @@ def _add_job_args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
+    from core.workers import warm_up
+
+    warm_up()  # the worker forkserver imports while we do
     from tqdm import tqdm
     from tqdm.contrib.logging import logging_redirect_tqdm
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -129,6 +130,17 @@ def test_crash_and_resume(clips: dict[str, Path], tmp_path: Path, studio_home: P
     assert f"{len(done)}/4 chunks reused" in rerun.stdout
     assert "resuming" in rerun.stderr
     assert _sha(out) == _sha(ref)
+
+
+def test_render_is_deterministic(clips: dict[str, Path], tmp_path: Path) -> None:
+    """Same job, fresh work folders: the same bytes (resume and distributed renders rely on it)."""
+    hashes = set()
+    for i in range(3):
+        out = tmp_path / f"d{i}.mp4"
+        render(build_job(clips["cfr_audio"], out, "cartoon", "balanced", chunk_seconds=0.8), workers=2)
+        hashes.add(_sha(out))
+        shutil.rmtree(work_root(), ignore_errors=True)
+    assert len(hashes) == 1
 
 
 def test_checkpoint_reuse_and_invalidation(clips: dict[str, Path], tmp_path: Path) -> None:

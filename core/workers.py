@@ -1,0 +1,85 @@
+"""The local worker pool: processes that render chunks, report progress, and die with their parent.
+
+Workers come from a forkserver (fast to start, and free of the threads a parent such as the studio app
+may hold). :func:`warm_up` starts the forkserver early, so its imports overlap with the caller's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing as mp
+import os
+import queue
+import signal
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any
+
+PRELOAD = ["core.pipeline"]
+
+_progress_queue: Any = None
+_parent_pid: int | None = None
+
+
+def _context() -> Any:
+    ctx = mp.get_context("forkserver")
+    with contextlib.suppress(RuntimeError, ValueError):
+        ctx.set_forkserver_preload(PRELOAD)
+    return ctx
+
+
+def warm_up() -> None:
+    """Start the forkserver (and its imports) now, in the background of whatever the caller does next."""
+    from multiprocessing import forkserver
+
+    _context()
+    with contextlib.suppress(Exception):
+        forkserver.ensure_running()
+
+
+def default_workers() -> int:
+    return max(1, min(os.cpu_count() or 1, 8))
+
+
+def init_worker(progress_queue: Any, cv_threads: int) -> None:
+    """Pool initializer: progress channel, polite thread counts, die with the parent."""
+    global _progress_queue, _parent_pid
+    _progress_queue, _parent_pid = progress_queue, os.getppid()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides what an interrupt means
+    import cv2
+
+    cv2.setNumThreads(cv_threads)
+
+
+def report_progress(chunk_id: int, frames_done: int) -> None:
+    """Called by a chunk as it goes; a no-op outside a local pool (e.g. on a Dask worker)."""
+    if _parent_pid is not None and os.getppid() != _parent_pid:
+        os._exit(1)  # our render process is gone: stop burning CPU on work nobody will collect
+    if _progress_queue is not None:
+        with contextlib.suppress(Exception):
+            _progress_queue.put_nowait((chunk_id, frames_done))
+
+
+class LocalPool:
+    """A process pool plus the queue its workers report progress on."""
+
+    def __init__(self, workers: int) -> None:
+        ctx = _context()
+        self.queue = ctx.Queue()
+        cv_threads = max(1, (os.cpu_count() or 1) // workers)
+        self.executor = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=init_worker,
+                                            initargs=(self.queue, cv_threads))
+
+    def drain(self) -> list[tuple[int, int]]:
+        out = []
+        with contextlib.suppress(queue.Empty, OSError, ValueError):
+            while True:
+                out.append(self.queue.get_nowait())
+        return out
+
+    def close(self, kill: bool) -> None:
+        if kill:  # running chunks would only finish work nobody records; stop them now
+            for proc in list(getattr(self.executor, "_processes", {}).values()):
+                with contextlib.suppress(Exception):
+                    proc.kill()
+        self.executor.shutdown(wait=True, cancel_futures=True)
+        self.queue.close()
