@@ -209,8 +209,10 @@ def probe(path: str | Path) -> VideoInfo:
         # millisecond-rounded time bases jitter by a tick (41/42 ms at 24 fps); that is not VFR
         vfr = bool(len(steps) > 1 and (steps.max() - steps.min()) > max(1.0, 0.1 * steps.mean()))
         duration_ticks = pts_sorted[-1] + durs_sorted[-1] - pts_sorted[0]
-        fps = vs.average_rate or vs.guessed_rate or (
-            Fraction(len(pts_sorted)) / (Fraction(duration_ticks) * tb) if duration_ticks else Fraction(25))
+        # the container's average rate, else measured from the timestamps (guessed_rate is often 1/time_base)
+        fps = vs.average_rate or (
+            (Fraction(len(pts_sorted)) / (Fraction(duration_ticks) * tb)).limit_denominator(1001 * 1000)
+            if duration_ticks else Fraction(25))
         return VideoInfo(
             path=str(path.resolve()), size_bytes=path.stat().st_size, container=fmt, codec=cc.name,
             coded_width=first.width, coded_height=first.height, width=w, height=h, rotation=rotation,

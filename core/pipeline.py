@@ -14,6 +14,7 @@ import contextlib
 import itertools
 import json
 import logging
+import math
 import shutil
 import time
 from collections.abc import Callable, Iterable
@@ -163,12 +164,14 @@ def analyze_job(spec: JobSpec) -> Analysis:
 def plan_chunks(info: VideoInfo, chunk_seconds: float, preroll: int, min_chunks: int = 1) -> list[Chunk]:
     """Split the clip near every ``chunk_seconds``, at a keyframe when one lies within a quarter chunk.
 
-    ``min_chunks`` (the worker count) shortens chunks so every worker gets one, down to one second.
+    ``min_chunks`` (the worker count): the chunk count is rounded up to a multiple of it and the chunks
+    made equal, so no worker idles while the last one finishes; never below one second a chunk.
     Away from keyframes a chunk still starts anywhere (its reader decodes from the keyframe before), so
     clips with sparse keyframes still spread over the workers.
     """
     if min_chunks > 1:
-        chunk_seconds = min(chunk_seconds, max(1.0, info.duration / min_chunks))
+        n = math.ceil(math.ceil(info.duration / chunk_seconds) / min_chunks) * min_chunks
+        chunk_seconds = max(1.0, info.duration / n)
     tb, t0 = info.time_base, info.pts[0]
     times = [float((p - t0) * tb) for p in info.pts]
     key_idx = [i for i, p in enumerate(info.pts) if p in set(info.keyframes)]
@@ -287,6 +290,8 @@ def render(spec: JobSpec, *, workers: int | None = None, executor: Executor | No
     try:
         analysis = _result(ex.submit(analyze_job, spec), spec, "analysis")  # step 2
         info = analysis.info
+        log.info("%s: analysed in %.2f s (%d frames, %s)", spec.input, time.perf_counter() - t0, info.frame_count,
+                 info.codec)
         job_hash = spec.job_hash()
         work_dir = work_root() / job_hash
         work_dir.mkdir(parents=True, exist_ok=True)
@@ -306,11 +311,14 @@ def render(spec: JobSpec, *, workers: int | None = None, executor: Executor | No
         already = sum(c.frames for c in chunks if c.id in reused)
         if on_start:
             on_start(info.frame_count, already)
+        log.info("%d chunks planned, %d to render", len(chunks), len(todo))
         _run_chunks(ex, pool, spec, analysis, todo, work_dir, ckpt, already, on_progress)  # step 4
+        log.info("chunks done at %.2f s", time.perf_counter() - t0)
         files = [(work_dir / ckpt.done[c.id]["file"], ckpt.done[c.id]["pts_offset"]) for c in chunks]
         out = Path(spec.output)
         with atomic.atomic_path(out) as tmp:  # step 5
             stitch(files, Path(spec.input), info, tmp)
+        log.info("stitched and published at %.2f s", time.perf_counter() - t0)
         failed = False
     finally:
         if pool is not None:

@@ -39,6 +39,7 @@ class ClipSpec:
     crf: int = 12
     seed: int = 0
     bars: bool = False
+    audio_codec: str = "aac"
 
 
 def scene_frame(spec: ClipSpec, index: int) -> np.ndarray:
@@ -125,7 +126,7 @@ def make_clip(path: str | Path, spec: ClipSpec | None = None) -> Path:
                           "min-keyint": str(spec.gop), "scenecut": "0"}
         if spec.rotation:
             vs.set_display_rotation(spec.rotation)
-        audio = out.add_stream("aac", rate=48000) if spec.audio else None
+        audio = out.add_stream(spec.audio_codec, rate=48000) if spec.audio else None
         if audio is not None:
             audio.codec_context.layout = "stereo"
         for i, p in enumerate(pts):
@@ -149,7 +150,12 @@ def _write_tone(out: av.container.OutputContainer, stream: av.audio.stream.Audio
         count = min(block, total - n)
         t = (np.arange(n, n + count) / rate).astype(np.float32)
         tone = (0.2 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
-        frame = av.AudioFrame.from_ndarray(np.stack([tone, tone]), format="fltp", layout="stereo")
+        fmt = stream.codec_context.format.name
+        if fmt == "s16":  # PCM: interleaved 16-bit
+            pcm = (np.stack([tone, tone], axis=1) * 32767).astype(np.int16).reshape(1, -1)
+            frame = av.AudioFrame.from_ndarray(pcm, format="s16", layout="stereo")
+        else:
+            frame = av.AudioFrame.from_ndarray(np.stack([tone, tone]), format="fltp", layout="stereo")
         frame.sample_rate, frame.pts = rate, n
         frame.time_base = Fraction(1, rate)
         for packet in stream.encode(frame):

@@ -28,16 +28,32 @@ def container_holds(fmt: str, codec: str) -> bool:
         return codec in probe_out.supported_codecs
 
 
-def _can_copy(fmt: str, stream: av.audio.stream.AudioStream) -> bool:
-    """Try the real thing on an in-memory file: add the stream by template and write the header."""
-    buf = io.BytesIO()
+def _can_copy(fmt: str, source: Path, stream_index: int) -> bool:
+    """Try the real thing in memory: header, a few packets and the trailer (some muxers only object there,
+    e.g. mp4 with 2-channel PCM)."""
     try:
-        with av.open(buf, mode="w", format=fmt) as out:
-            out.add_stream_from_template(stream)
-            out.start_encoding()
+        with av.open(str(source), metadata_errors="ignore") as src, av.open(io.BytesIO(), mode="w", format=fmt) as out:
+            in_stream = src.streams[stream_index]
+            oa = out.add_stream_from_template(in_stream)
+            for n, packet in enumerate(src.demux(in_stream)):
+                if packet.size == 0:
+                    continue
+                packet.stream = oa
+                out.mux(packet)
+                if n >= 3:
+                    break
         return True
     except (av.error.FFmpegError, ValueError):
         return False
+
+
+#: FFmpeg's default layout per channel count, for streams that only say "N channels" (PCM often does).
+_DEFAULT_LAYOUTS = {1: "mono", 2: "stereo", 3: "2.1", 4: "4.0", 5: "5.0", 6: "5.1", 7: "6.1", 8: "7.1"}
+
+
+def _named_layout(layout: str, channels: int) -> str:
+    """AAC refuses unnamed layouts: keep a named one, else the default for the channel count."""
+    return layout if layout and not layout.endswith("channels") else _DEFAULT_LAYOUTS.get(channels, "stereo")
 
 
 def _key(packet: av.Packet) -> Fraction:
@@ -117,18 +133,18 @@ def stitch(chunks: list[tuple[Path, int]], source: Path, info: VideoInfo, out_pa
         first = stack.enter_context(av.open(str(chunks[0][0])))
         ov = out.add_stream_from_template(first.streams.video[0])
         ov.time_base = info.time_base
+        ov.codec_context.framerate = info.fps  # not carried by the template; matroska writes it to the header
         sources = [_video_packets(chunks, info, ov)]
         for a in info.audio:
             src = stack.enter_context(av.open(str(source), metadata_errors="ignore"))
             in_stream = src.streams[a.index]
-            if _can_copy(fmt, in_stream):
+            if _can_copy(fmt, source, a.index):
                 oa = out.add_stream_from_template(in_stream)
                 sources.append(_copy_audio(src, a.index, oa))
             else:
                 log.info("%s: %s audio cannot go into %s; re-encoding to AAC", source, a.codec, fmt)
                 oa = out.add_stream("aac", rate=a.sample_rate or 48000)
-                if in_stream.codec_context.layout:
-                    oa.codec_context.layout = in_stream.codec_context.layout.name
+                oa.codec_context.layout = _named_layout(a.layout, a.channels)
                 sources.append(_encode_audio(src, a.index, oa))
         try:
             for _, _, packet in heapq.merge(*sources, key=lambda t: (t[0], t[1])):
