@@ -16,9 +16,10 @@ import cv2
 import numpy as np
 
 from core.errors import ConfigError
-from core.frames import gray, to_float, to_uint8
+from core.frames import to_float, to_uint8
 
 from .base import Styled, Stylizer
+from .outlines import ink_outlines
 
 #: bits kept per channel when indexing the palette table (32^3 cells, 96 KiB)
 _LUT_BITS = 5
@@ -132,17 +133,6 @@ def _check_palette(palette: Any) -> list[list[int]]:
     return [list(c) for c in palette]
 
 
-def outlines(rgb: np.ndarray, params: CartoonParams) -> np.ndarray | None:
-    """Canny outlines of a (H, W, 3) uint8 frame, widened to ``line_width``: (H, W) float32 in [0, 1]."""
-    if params.line_width == 0:
-        return None
-    edges = cv2.Canny(cv2.medianBlur(gray(rgb), 5), params.edge_low, params.edge_high)
-    if params.line_width > 1:
-        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (params.line_width, params.line_width))
-        edges = cv2.dilate(edges, kernel)
-    return cv2.GaussianBlur(to_float(edges), (3, 3), 0.6)  # a touch of antialiasing
-
-
 class Cartoon(Stylizer):
     """Flat-shaded cartoon. Give it ``shared`` from :meth:`analyze` for one palette over the whole clip;
     without it every frame fits its own palette (deterministic, but the shades may flicker)."""
@@ -172,4 +162,5 @@ class Cartoon(Stylizer):
         flat = smooth(rgb, p)
         if flat.shape[:2] != (height, width):
             flat = cv2.resize(flat, (width, height), interpolation=cv2.INTER_LINEAR)
-        return Styled(base=apply_palette(flat, table), lines=outlines(flat, p))
+        lines = ink_outlines(flat, p.edge_low, p.edge_high, p.line_width, median=True, soften=True)
+        return Styled(base=apply_palette(flat, table), lines=lines)

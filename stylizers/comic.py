@@ -16,9 +16,10 @@ import cv2
 import numpy as np
 
 from core.errors import ConfigError
-from core.frames import gray, to_float, to_uint8
+from core.frames import to_float, to_uint8
 
 from .base import Styled, Stylizer
+from .outlines import ink_outlines
 
 #: screen angles in degrees, in C, M, Y, K order
 SCREEN_ANGLES = (15.0, 75.0, 0.0, 45.0)
@@ -111,16 +112,6 @@ def smoothstep(t: np.ndarray) -> np.ndarray:
     return t
 
 
-def outlines(rgb: np.ndarray, low: int, high: int, width: int) -> np.ndarray | None:
-    """Bold Canny outlines of a (H, W, 3) uint8 frame: (H, W) float32 in [0, 1], or None at width 0."""
-    if width == 0:
-        return None
-    edges = cv2.Canny(cv2.GaussianBlur(gray(rgb), (5, 5), 1.2), low, high)
-    if width > 1:
-        edges = cv2.dilate(edges, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (width, width)))
-    return to_float(edges)
-
-
 class Comic(Stylizer):
     name = "comic"
     description = "Comic print: CMYK halftone dots at classic screen angles on white paper, bold outlines."
@@ -151,5 +142,5 @@ class Comic(Stylizer):
         paper = 1.0 - ink
         paper[:3] *= paper[3]
         base = cv2.merge(list(to_uint8(paper[:3])))
-        lines = outlines(rgb, p.edge_low, p.edge_high, p.line_width)
+        lines = ink_outlines(rgb, p.edge_low, p.edge_high, p.line_width)
         return Styled(base=base, lines=lines)
