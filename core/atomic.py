@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -49,19 +49,19 @@ def atomic_path(final: Path | str) -> Iterator[Path]:
 
 
 def write_bytes(final: Path | str, data: bytes) -> None:
-    """Atomically write ``data`` to ``final``."""
+    """Atomically write ``data`` to ``final`` (created with the usual umask permissions)."""
     final = Path(final)
-    fd, name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+    tmp = final.with_name(f".{final.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     try:
-        with os.fdopen(fd, "wb") as fh:
+        with open(tmp, "xb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(name, final)
+        os.replace(tmp, final)
         fsync_dir(final.parent)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(name)
+            tmp.unlink()
         raise
 
 

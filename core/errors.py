@@ -26,6 +26,10 @@ class ConfigError(StudioError, ValueError):
     """A bad preset, style name, parameter or ``--set`` value."""
 
 
+class LutError(StudioError, ValueError):
+    """A colour LUT file we cannot use (missing, unreadable, malformed); the message names the file and line."""
+
+
 class OutputError(StudioError, OSError):
     """An output path we must not or cannot write."""
 

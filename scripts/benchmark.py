@@ -133,9 +133,9 @@ def cli_render(src: Path, out: Path, style: str, workers: int, home: Path, extra
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m scripts.benchmark", description=__doc__.splitlines()[0])
     ap.add_argument("--frames", type=int, default=300)
-    ap.add_argument("--styles", default="none,pencil,cartoon,comic")
+    ap.add_argument("--styles", default="none,pencil,cartoon,comic,cinematic")
     ap.add_argument("--repeat", type=int, default=3, help="alternating runs per side in the ffmpeg comparison")
-    ap.add_argument("--only", default="identity,workers,memory,styles", help="sections to run")
+    ap.add_argument("--only", default="identity,lut,workers,memory,styles", help="sections to run")
     ap.add_argument("--json", help="also write the figures as JSON here")
     args = ap.parse_args(argv)
     cores = os.cpu_count() or 1
@@ -147,12 +147,15 @@ def main(argv: list[str] | None = None) -> int:
         home = tmp / "home"
         os.environ["VP_HOME"] = str(home)  # fresh work dirs: no render resumes from a previous one
         print(f"inputs: {args.frames}-frame H.264 clips from {report['source']}; {cores} cores")
-        clips = {h: make_input(tmp / f"in_{h}p.mp4", w, h, args.frames) for w, h in ((1280, 720), (1920, 1080))}
+        clips: dict = {h: make_input(tmp / f"in_{h}p.mp4", w, h, args.frames) for w, h in ((1280, 720), (1920, 1080))}
+        clips["tiny"] = make_input(tmp / "in_tiny.mp4", 320, 180, 2)
 
         only = set(args.only.split(","))
         ident = None
         if "identity" in only:
             ident = _identity(args, clips, tmp, home, cores, report)
+        if "lut" in only:
+            _lut(args, clips, tmp, home, cores, report)
         if "workers" in only:
             _workers(args, clips, tmp, home, cores, styles, report)
         if "memory" in only:
@@ -200,6 +203,35 @@ def _identity(args, clips, tmp, home, cores, report) -> Run:
         report[key] = {"ours_fps": ours.fps, "ffmpeg_fps": theirs.fps, "ratio": ratio, "repeat": args.repeat}
         ident = ident or ours
     return ident
+
+
+def _lut(args, clips, tmp, home, cores, report) -> None:
+    """Cinematic LUT-only and full look vs ffmpeg's lut3d filter (tetrahedral) + x264 veryfast."""
+    ffmpeg = shutil.which("ffmpeg")
+    lut = ROOT / "luts" / "teal_orange.cube"
+    clip = clips[720]
+    lut_only = ["--set", f"lut={lut}", "--set", "curve=0", "--set", "bloom=0", "--set", "grain=0",
+                "--set", "vignette=0"]
+    full = ["--set", f"lut={lut}"]
+    # bake (and cache) both grade tables first: production renders read the cache too
+    for extra in (lut_only, full):
+        measure(cli_render(clips["tiny"], tmp / "warm.mp4", "cinematic", cores, home, extra), 1)
+    if not ffmpeg:
+        r = measure(cli_render(clip, tmp / "lut.mp4", "cinematic", cores, home, lut_only), args.frames)
+        print(f"cinematic LUT-only 720p: {r.fps:.1f} fps; no ffmpeg binary on PATH, so no ratio")
+        report["lut"] = {"lut_only_fps": r.fps}
+        return
+    ff_cmd = [ffmpeg, "-y", "-v", "error", "-i", str(clip), "-vf", f"lut3d=file={lut}:interp=tetrahedral",
+              "-c:v", "libx264", "-preset", "veryfast", "-crf", "20", "-an", str(tmp / "ff_lut.mp4")]
+    ours, theirs = _median_pair(cli_render(clip, tmp / "lut.mp4", "cinematic", cores, home, lut_only), ff_cmd,
+                                args.frames, args.repeat)
+    look = measure(cli_render(clip, tmp / "look.mp4", "cinematic", cores, home, full), args.frames)
+    print(f"cinematic LUT-only 720p: {ours.fps:.1f} fps vs ffmpeg lut3d + x264 {theirs.fps:.1f} fps -> "
+          f"{ours.fps / theirs.fps:.2f}x (target >= 1.5)")
+    print(f"cinematic full look 720p: {look.fps:.1f} fps -> {look.fps / theirs.fps:.2f}x of ffmpeg lut3d "
+          "(target >= 0.5)")
+    report["lut"] = {"lut_only_fps": ours.fps, "ffmpeg_lut3d_fps": theirs.fps, "lut_only_ratio": ours.fps / theirs.fps,
+                     "full_look_fps": look.fps, "full_look_ratio": look.fps / theirs.fps}
 
 
 def _workers(args, clips, tmp, home, cores, styles, report) -> None:

@@ -113,6 +113,21 @@ def cmd_presets(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_lut(args: argparse.Namespace) -> int:
+    from core.color import apply_u8, bake_u8, read_lut, summarize
+
+    lut = read_lut(args.lut)
+    if args.lut_action == "check":
+        print("\n".join(summarize(lut).lines()))
+        return 0
+    from core.stills import read_image, write_image
+
+    rgb = read_image(args.input)
+    out = write_image(args.output, apply_u8(bake_u8(lut), rgb))
+    print(f"wrote {out} ({lut.name}, {rgb.shape[1]}x{rgb.shape[0]})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m scripts.cli", description="Video Producer studio")
     parser.add_argument("-v", "--verbose", action="store_true", help="log details to the console")
@@ -149,6 +164,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--from", dest="base", default="balanced", help="preset to start from (save)")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
     p.set_defaults(func=cmd_presets)
+
+    p = sub.add_parser("lut", help="check a LUT file, or grade an image with it")
+    lut_sub = p.add_subparsers(dest="lut_action", required=True)
+    q = lut_sub.add_parser("check", help="validate a LUT and print its kind, sizes, domain and behaviour")
+    q.add_argument("lut", help=".cube file")
+    q.set_defaults(func=cmd_lut)
+    q = lut_sub.add_parser("apply", help="grade one image through the baked 8-bit LUT")
+    q.add_argument("lut", help=".cube file")
+    q.add_argument("input", help=".png or .jpg")
+    q.add_argument("-o", "--output", required=True, help=".png or .jpg")
+    q.set_defaults(func=cmd_lut)
     return parser
 
 

@@ -9,6 +9,7 @@ from core.errors import ConfigError
 
 from .base import Styled, Stylizer, compose
 from .cartoon import Cartoon
+from .cinematic import Cinematic
 from .comic import Comic
 from .none import Identity
 from .pencil import Pencil
@@ -18,6 +19,7 @@ STYLIZERS: dict[str, type[Stylizer]] = {
     "pencil": Pencil,
     "cartoon": Cartoon,
     "comic": Comic,
+    "cinematic": Cinematic,
 }
 
 __all__ = ["STYLIZERS", "Styled", "Stylizer", "build_params", "compose", "get_style"]
