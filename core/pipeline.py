@@ -238,8 +238,9 @@ def _style_frames(reader: Reader, writer: Writer, chunk: Chunk, offset: int, sty
     cuts = CutDetector(temporal.cut_threshold)
     stab = Stabiliser(temporal, enabled=type(stylizer).stabilise)
     cut_frames: list[int] = []
+    stateful = stab.active  # cuts only matter where there is temporal state to reset
     for frame in reader.frames(chunk.start - chunk.preroll, chunk.stop):
-        if cuts.is_cut(frame.rgb):
+        if stateful and cuts.is_cut(frame.rgb):
             stab.reset()
             if frame.index >= chunk.start:
                 cut_frames.append(frame.index)

@@ -70,6 +70,11 @@ class Stabiliser:
         self._base: np.ndarray | None = None
         self._lines: np.ndarray | None = None
 
+    @property
+    def active(self) -> bool:
+        """False when the stabiliser passes frames through (no state to keep or reset)."""
+        return bool(self.s_base or self.s_lines)
+
     def reset(self) -> None:
         self._base = None
         self._lines = None

@@ -19,7 +19,6 @@ import numpy as np
 
 from core import color
 from core.errors import ConfigError
-from core.frames import to_float, to_uint8
 
 from .base import Styled, Stylizer
 
@@ -100,10 +99,12 @@ class Cinematic(Stylizer):
     def __init__(self, params: CinematicParams | None = None, shared: Mapping[str, Any] | None = None) -> None:
         super().__init__(params, shared)
         p = self.params
-        self._lut = color.read_lut(resolve_lut(p.lut)) if p.lut else None
         self._decode = color.decode_table(p.transfer)  # uint8 code -> linear float32
         self._table = self._bake()
         self._vignette: tuple[tuple[int, int], np.ndarray] | None = None
+        self._grain_tex: tuple[tuple[int, int], np.ndarray] | None = None
+        luma = np.arange(256, dtype=np.float32) / np.float32(255)
+        self._grain_weight = (4.0 * luma * (1.0 - luma) * np.float32(p.grain * 0.08 * 255)).astype(np.float32)
 
     @classmethod
     def files(cls, params: CinematicParams) -> list[str]:
@@ -111,62 +112,66 @@ class Cinematic(Stylizer):
 
     @classmethod
     def analyze(cls, params: CinematicParams, samples: list[np.ndarray]) -> dict[str, Any]:
-        """Bake (or load) the grade table once per job, so chunk workers only read the cache."""
-        cls(params)
+        """Bake the grade table once per job (into the disk cache), so chunk workers only load it."""
+        cls(params)  # bakes into the disk cache on first use; later chunks just load it
         return {}
 
     def _bake(self) -> np.ndarray | None:
-        """The grade folded into one 256^3 table (cached on disk by LUT content and these parameters)."""
+        """The grade folded into one 256^3 table, packed for lookup (cached on disk by LUT content and
+        these parameters)."""
         p = self.params
         t = color.TRANSFERS[p.transfer]
         fn = _grade_fn(p, t.to_linear, t.from_linear)
-        lut = self._lut if p.lut_mix > 0 else None
-        if fn is None and lut is None:
+        lut_file = resolve_lut(p.lut) if p.lut and p.lut_mix > 0 else None
+        if fn is None and lut_file is None:
             return None
         key = json.dumps({k: getattr(p, k) for k in ("exposure", "curve", "saturation", "transfer")}, sort_keys=True)
-        return color.bake_u8(lut, f"cinematic:{key}", pre=fn, mix=p.lut_mix if lut is not None else 1.0)
+        return color.packed_table(lut_file, f"cinematic:{key}", pre=fn, mix=p.lut_mix if lut_file else 1.0)
 
     def _vignette_mask(self, h: int, w: int) -> np.ndarray:
+        """(H, W, 3) float32 gain, 1 in the centre falling towards the corners; made once per frame size."""
         if self._vignette is None or self._vignette[0] != (h, w):
             y, x = np.ogrid[0:h, 0:w]
             r2 = ((x - (w - 1) / 2) / (w / 2)) ** 2 + ((y - (h - 1) / 2) / (h / 2)) ** 2
-            mask = 1.0 - self.params.vignette * np.clip(r2 / 2.0, 0, 1) ** 1.5
-            self._vignette = ((h, w), np.ascontiguousarray(np.repeat(mask[..., None], 3, axis=2), np.float32))
+            mask = (1.0 - self.params.vignette * np.clip(r2 / 2.0, 0, 1) ** 1.5).astype(np.float32)
+            self._vignette = ((h, w), cv2.merge([mask, mask, mask]))
         return self._vignette[1]
 
-    def _bloom(self, lin: np.ndarray) -> np.ndarray:
-        """Bright-pass, blur at quarter size, back to full size: (H, W, 3) float32 linear glow."""
+    def _glow(self, rgb: np.ndarray) -> np.ndarray:
+        """Bright-pass and blur at quarter size in linear light: (h/4, w/4, 3) float32, times ``bloom``."""
         p = self.params
-        h, w = lin.shape[:2]
-        small = cv2.resize(lin, (max(1, w // 4), max(1, h // 4)), interpolation=cv2.INTER_AREA)
+        h, w = rgb.shape[:2]
+        small = cv2.LUT(cv2.resize(rgb, (max(1, w // 4), max(1, h // 4)), interpolation=cv2.INTER_AREA),
+                        self._decode)
         luma = small @ np.asarray([0.2126, 0.7152, 0.0722], np.float32)
-        knee = np.clip((luma - p.bloom_threshold) / max(1e-3, 1.0 - p.bloom_threshold), 0, 1)[..., None]
-        sigma = max(0.5, p.bloom_radius * h / 4)
-        glow = cv2.GaussianBlur(small * knee, (0, 0), sigma)
-        return cv2.resize(glow, (w, h), interpolation=cv2.INTER_LINEAR) * np.float32(p.bloom)
+        knee = np.clip((luma - p.bloom_threshold) / max(1e-3, 1.0 - p.bloom_threshold), 0, 1)
+        glow = cv2.GaussianBlur(small * knee[..., None], (0, 0), max(0.5, p.bloom_radius * h / 4))
+        return glow * np.float32(p.bloom)
 
-    def _grain(self, shape: tuple[int, int], index: int) -> np.ndarray:
-        """Gaussian grain, (H, W) float32 with sd 1, seeded by (seed, frame index), at ``grain_size`` pixels."""
-        h, w = shape
-        s = self.params.grain_size
-        rng = np.random.default_rng([self.params.seed, index])
-        small = rng.standard_normal((max(1, round(h / s)), max(1, round(w / s))), dtype=np.float32)
-        return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR) * np.float32(s ** 0.5)
+    def _grain_field(self, h: int, w: int, index: int) -> np.ndarray:
+        """(H, W) float32 grain with sd ~1 for frame ``index``: a window of a seeded texture twice the frame's
+        size, at an offset drawn from (seed, index). Deterministic per frame, and ~free per frame."""
+        if self._grain_tex is None or self._grain_tex[0] != (h, w):
+            s = self.params.grain_size
+            rng = np.random.default_rng([self.params.seed, h, w])
+            small = rng.standard_normal((max(1, round(2 * h / s)), max(1, round(2 * w / s))), dtype=np.float32)
+            tex = cv2.resize(small, (2 * w, 2 * h), interpolation=cv2.INTER_LINEAR)
+            self._grain_tex = ((h, w), tex * np.float32(1.0 / max(1e-6, float(tex.std()))))
+        oy, ox = np.random.default_rng([self.params.seed, index]).integers(0, [h, w])
+        return self._grain_tex[1][oy:oy + h, ox:ox + w]
 
     def stylize(self, rgb: np.ndarray, index: int) -> Styled:
         p = self.params
-        out = color.apply_u8(self._table, rgb) if self._table is not None else rgb
-        if p.bloom > 0 or p.vignette > 0:
-            lin = cv2.LUT(out, self._decode)  # (H, W, 3) float32 linear light
-            if p.bloom > 0:
-                lin += self._bloom(lin)
-            if p.vignette > 0:
-                lin *= self._vignette_mask(*lin.shape[:2])
+        out = color.lookup_u8(self._table, rgb) if self._table is not None else rgb
+        h, w = out.shape[:2]
+        if p.bloom > 0:  # glow is light: add it in linear light, then encode back
+            lin = cv2.LUT(out, self._decode)
+            lin += cv2.resize(self._glow(out), (w, h), interpolation=cv2.INTER_LINEAR)
             out = color.encode_u8(p.transfer, lin)
-        if p.grain > 0:
-            g = to_float(out)
-            luma = g @ np.asarray([0.2126, 0.7152, 0.0722], np.float32)
-            weight = 4.0 * luma * (1.0 - luma)  # film grain lives in the mid-tones
-            noise = self._grain(out.shape[:2], index) * (np.float32(p.grain * 0.08) * weight)
-            out = to_uint8(g + noise[..., None])
-        return Styled(base=out if out is not rgb else rgb)
+        if p.vignette > 0:
+            out = cv2.multiply(out, self._vignette_mask(h, w), dtype=cv2.CV_8U)
+        if p.grain > 0:  # film grain lives in the mid-tones: weight 4 L (1 - L) by display luma
+            weight = cv2.LUT(cv2.cvtColor(out, cv2.COLOR_RGB2GRAY), self._grain_weight)
+            noise = cv2.multiply(self._grain_field(h, w, index), weight)
+            out = cv2.add(out, cv2.merge([noise, noise, noise]), dtype=cv2.CV_8U)
+        return Styled(base=out)

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import LutError
-from .bake import apply_u8, bake_path, bake_u8
+from .bake import apply_u8, bake_path, bake_u8, lookup_u8, pack_table, packed_table
 from .cube import read_cube, write_cube
 from .lut import Lut, Lut1D, Lut3D
 from .ocio import apply_float, processor
@@ -36,6 +36,6 @@ def read_lut(path: str | Path) -> Lut:
 
 __all__ = [
     "LUT_READERS", "TRANSFERS", "Lut", "Lut1D", "Lut3D", "LutSummary", "Transfer", "apply_float", "apply_u8",
-    "bake_path", "bake_u8", "decode_table", "decode_u8", "encode_table", "encode_u8", "processor", "read_cube",
-    "read_lut", "summarize", "write_cube",
+    "bake_path", "bake_u8", "decode_table", "decode_u8", "encode_table", "encode_u8", "lookup_u8", "pack_table",
+    "packed_table", "processor", "read_cube", "read_lut", "summarize", "write_cube",
 ]

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import cv2
 import numpy as np
 import PyOpenColorIO as ocio
 
@@ -95,6 +96,65 @@ def apply_u8(table: np.ndarray, rgb: np.ndarray) -> np.ndarray:
     check_rgb(rgb, "apply_u8 input")
     h, w = rgb.shape[:2]
     return np.take(table.reshape(-1, 3), _index24(rgb), axis=0).reshape(h, w, 3)
+
+
+def pack_table(table: np.ndarray) -> np.ndarray:
+    """A baked table made ready for :func:`lookup_u8`: (2^24,) uint32, in memory, one RGBX word per colour.
+
+    Indexed by ``r | g << 8 | b << 16`` (what a little-endian 4-byte read of an RGB pixel gives). 64 MiB;
+    an aligned 4-byte gather from anonymous memory runs about twice as fast as 3-byte rows read from the
+    memory-mapped cache (measured 2.9 vs 4.3-9.5 ms per 720p frame).
+    """
+    if not isinstance(table, np.ndarray) or table.shape != TABLE_SHAPE or table.dtype != np.uint8:
+        got = f"{getattr(table, 'shape', type(table))} {getattr(table, 'dtype', '')}".strip()
+        raise ConfigError(f"pack_table: expected a (256, 256, 256, 3) uint8 table from bake_u8, got {got}")
+    packed = np.zeros((256, 256, 256, 4), np.uint8)  # [b, g, r, rgbx]
+    packed[..., :3] = table.transpose(2, 1, 0, 3)
+    out = packed.reshape(-1, 4).view(np.uint32).reshape(-1)
+    out.setflags(write=False)
+    return out
+
+
+def packed_table(lut_file: Path | None, key_extra: str = "", *, pre: RowFn | None = None,
+                 mix: float = 1.0) -> np.ndarray:
+    """The :func:`pack_table` form of ``bake_u8(read_lut(lut_file), ...)``, cached on disk as such.
+
+    A render worker calls this once per chunk: when cached it costs one read of the file's bytes (for the
+    key) and one 64 MiB load, with no LUT parsing and no repacking (~0.3 s saved per chunk).
+    """
+    sha = hashlib.sha256(Path(lut_file).read_bytes()).hexdigest() if lut_file is not None else "no-lut"
+    ident = f"{sha}\0{key_extra}\0mix{mix!r}\0packed{BAKE_VERSION}\0ocio{ocio.__version__}"
+    path = studio_home() / "cache" / "luts" / f"{hashlib.sha256(ident.encode()).hexdigest()}.packed.npy"
+    try:
+        packed = np.load(path, allow_pickle=False)
+        if packed.shape == (1 << 24,) and packed.dtype == np.uint32:
+            packed.setflags(write=False)
+            return packed
+    except (OSError, ValueError):
+        pass
+    from . import read_lut  # the package's dispatcher (imported here: the package imports this module)
+
+    lut = read_lut(lut_file) if lut_file is not None else None
+    packed = pack_table(bake_u8(lut, key_extra, pre=pre, mix=mix))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic.atomic_path(path) as tmp, open(tmp, "wb") as fh:
+            np.save(fh, packed)
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot write the baked LUT cache ({exc.strerror or exc})") from None
+    return packed
+
+
+def lookup_u8(packed: np.ndarray, rgb: np.ndarray) -> np.ndarray:
+    """Apply a :func:`pack_table` table to (H, W, 3) uint8 RGB -> a new (H, W, 3) uint8 array."""
+    check_rgb(rgb, "lookup_u8 input")
+    h, w = rgb.shape[:2]
+    n = h * w
+    buf = np.empty(3 * n + 1, dtype=np.uint8)  # one spare byte so the last 4-byte read stays inside
+    buf[:-1] = rgb.reshape(-1)
+    index = np.ndarray((n,), dtype="<u4", buffer=buf, strides=(3,)) & np.uint32(0xFFFFFF)
+    rgbx = np.take(packed, index).view(np.uint8).reshape(h, w, 4)
+    return cv2.cvtColor(rgbx, cv2.COLOR_RGBA2RGB)
 
 
 def _index24(rgb: np.ndarray) -> np.ndarray:
