@@ -28,7 +28,6 @@ def cmd_render(args: argparse.Namespace) -> int:
 
     warm_up()  # the worker forkserver imports while we do
     from tqdm import tqdm
-    from tqdm.contrib.logging import logging_redirect_tqdm
 
     from core.job import build_job, parse_sets
     from core.pipeline import render
@@ -48,9 +47,8 @@ def cmd_render(args: argparse.Namespace) -> int:
             bar.update(done - bar.n)
 
     try:
-        with logging_redirect_tqdm():
-            result = render(spec, workers=args.workers, on_start=on_start, on_progress=on_progress,
-                            keep_work=args.keep_work)
+        result = render(spec, workers=args.workers, on_start=on_start, on_progress=on_progress,
+                        keep_work=args.keep_work)
     finally:
         if bar is not None:
             bar.close()

@@ -19,7 +19,7 @@ from core.io import probe
 from core.job import build_job
 from core.pipeline import plan_chunks, render, work_root
 from core.samples import ClipSpec, scene_frame
-from stylizers import STYLIZERS
+from stylizers import STYLIZERS, get_style
 
 from .conftest import decode_all, psnr
 
@@ -169,10 +169,15 @@ def test_job_hash_covers_what_changes_pixels(clips: dict[str, Path], tmp_path: P
 
 
 def test_scene_cut_resets_state(clips: dict[str, Path], tmp_path: Path) -> None:
-    out = tmp_path / "cut.mp4"
-    res = render(build_job(clips["cut"], out, "none", "balanced", {"encoder.qp": "0", "passthrough": "false"}),
-                 workers=1)
+    """At a cut the EMA starts over: the cut frame is the style's own output, with no trace of the last shot."""
+    out = tmp_path / "cut.mkv"
+    spec = build_job(clips["cut"], out, "pencil", "balanced", {"encoder.codec": "ffv1", "paper_texture": "0"})
+    res = render(spec, workers=1)
     assert res.cuts == (31,)
+    src, got = decode_all(clips["cut"]), decode_all(out)
+    alone = get_style("pencil")(spec.params)(src[31], 31)
+    assert np.abs(got[31].astype(int) - alone).max() <= 1
+    assert np.abs(got[30].astype(int) - get_style("pencil")(spec.params)(src[30], 30)).max() > 2  # blended
 
 
 def test_rotation_comes_out_upright(clips: dict[str, Path], tmp_path: Path) -> None:
