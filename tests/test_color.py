@@ -370,6 +370,24 @@ def test_apply_u8_matches_naive_lookup(invert_cube: Path) -> None:
         apply_u8(table[:10], rgb)
 
 
+def test_packed_lookup_equals_apply_u8(invert_cube: Path, identity_cube: Path) -> None:
+    from core.color import lookup_u8, pack_table, packed_table
+
+    table = bake_u8(read_lut(invert_cube))
+    rgb = np.random.default_rng(5).integers(0, 256, (31, 47, 3), dtype=np.uint8)
+    before = rgb.copy()
+    packed = pack_table(table)
+    np.testing.assert_array_equal(lookup_u8(packed, rgb), apply_u8(table, rgb))
+    np.testing.assert_array_equal(rgb, before)
+    view = rgb[::2, 1::3]
+    np.testing.assert_array_equal(lookup_u8(packed, view), apply_u8(table, view))
+    cached = packed_table(invert_cube)
+    np.testing.assert_array_equal(cached, packed)
+    again = packed_table(invert_cube)  # from the disk cache now
+    np.testing.assert_array_equal(again, packed)
+    assert not np.array_equal(packed_table(identity_cube), packed)
+
+
 # --- transfer functions ---------------------------------------------------------------------------------
 
 
