@@ -39,6 +39,7 @@ def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "p444": ClipSpec(frames=12, pix_fmt="yuv444p"),
         "bars709": ClipSpec(frames=8, width=640, height=360, bars=True, matrix=1),
         "bars601": ClipSpec(frames=8, width=640, height=360, bars=True, matrix=6),
+        "bars709_full": ClipSpec(frames=8, width=640, height=360, bars=True, matrix=1, full_range=True),
     }
     return {name: make_clip(root / f"{name}.mp4", spec) for name, spec in specs.items()}
 

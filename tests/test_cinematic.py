@@ -113,18 +113,22 @@ def test_job_hash_follows_the_lut_file(tmp_path: Path, clips: dict[str, Path]) -
     assert build_job(clips["cfr"], tmp_path / "o.mp4", "cinematic", "balanced", {"lut": str(lut)}).job_hash() != h1
 
 
-@pytest.mark.parametrize("clip", ["bars709", "bars601"])
+@pytest.mark.parametrize("clip", ["bars709", "bars601", "bars709_full"])
 @pytest.mark.parametrize(("style", "sets"), [("none", {"passthrough": "false"}), ("cinematic", OFF)])
 def test_identity_render_keeps_colours(tmp_path: Path, clips: dict[str, Path], clip: str, style: str,
                                        sets: dict[str, str]) -> None:
     """Bars encoded with a tagged matrix come back within CIEDE2000 < 1 of the RGB that made them."""
     out = tmp_path / "o.mp4"
     render(build_job(clips[clip], out, style, "quality", {**sets, "encoder.crf": "10"}), workers=2)
-    info = probe(out)
-    assert info.color.matrix == probe(clips[clip]).color.matrix and info.color_tagged
+    info, src = probe(out), probe(clips[clip])
+    assert (info.color.matrix, info.color.full_range) == (src.color.matrix, src.color.full_range) and info.color_tagged
     bars = colour_bars(640, 360)
-    for got in decode_all(out)[::3]:
-        assert ciede2000(bars, got) < 1.0
+    for src_frame, got in list(zip(decode_all(clips[clip]), decode_all(out), strict=True))[::3]:
+        assert ciede2000(src_frame, got) < 1.0  # the issue's measure: input frames vs output frames
+        if not src.color.full_range:
+            # and against the RGB the bars were made from (decoding must use the tagged matrix). Full-range
+            # bars lose ~1 more in the round trip: chroma noise pushes white past 255 and RGB clips it.
+            assert ciede2000(bars, got) < 1.0
 
 
 def test_wrong_matrix_would_be_caught(clips: dict[str, Path]) -> None:
