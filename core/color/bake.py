@@ -75,12 +75,7 @@ def bake_u8(
         if table is not None:
             return table
         table = _bake(lut, pre, post, np.float32(mix))
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with atomic.atomic_path(path) as tmp, open(tmp, "wb") as fh:
-                np.save(fh, table)
-        except OSError as exc:
-            raise OutputError(f"{path}: cannot write the baked LUT cache ({exc.strerror or exc})") from None
+        _save(path, table)
     table.setflags(write=False)
     return table
 
@@ -136,13 +131,18 @@ def packed_table(lut_file: Path | None, key_extra: str = "", *, pre: RowFn | Non
 
     lut = read_lut(lut_file) if lut_file is not None else None
     packed = pack_table(bake_u8(lut, key_extra, pre=pre, mix=mix))
+    _save(path, packed)
+    return packed
+
+
+def _save(path: Path, array: np.ndarray) -> None:
+    """Write a cache file atomically (a crash never leaves half a table that looks whole)."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic.atomic_path(path) as tmp, open(tmp, "wb") as fh:
-            np.save(fh, packed)
+            np.save(fh, array)
     except OSError as exc:
         raise OutputError(f"{path}: cannot write the baked LUT cache ({exc.strerror or exc})") from None
-    return packed
 
 
 def lookup_u8(packed: np.ndarray, rgb: np.ndarray) -> np.ndarray:

@@ -26,10 +26,8 @@ KINDS = ("1D", "3D", "1D+3D")
 
 
 @dataclass(frozen=True, eq=False)
-class Lut1D:
-    """A per-channel curve: ``table`` (size, 3) float32, entry i is the output for input
-    ``domain_min + i / (size - 1) * (domain_max - domain_min)`` (per channel). Inputs outside the domain clamp
-    to its ends, as in OpenColorIO."""
+class _Table:
+    """What a 1D and a 3D table share: a size, a per-channel input domain and the float32 values."""
 
     size: int
     domain_min: Triple
@@ -42,18 +40,16 @@ class Lut1D:
 
 
 @dataclass(frozen=True, eq=False)
-class Lut3D:
+class Lut1D(_Table):
+    """A per-channel curve: ``table`` (size, 3) float32, entry i is the output for input
+    ``domain_min + i / (size - 1) * (domain_max - domain_min)`` (per channel). Inputs outside the domain clamp
+    to its ends, as in OpenColorIO."""
+
+
+@dataclass(frozen=True, eq=False)
+class Lut3D(_Table):
     """A lattice: ``table`` (size, size, size, 3) float32 indexed ``[r][g][b]`` (blue changes fastest in memory,
     unlike the red-fastest order of ``.cube`` data). Inputs outside the domain clamp to the cube's faces."""
-
-    size: int
-    domain_min: Triple
-    domain_max: Triple
-    table: np.ndarray
-
-    @property
-    def is_unit_domain(self) -> bool:
-        return self.domain_min == UNIT_MIN and self.domain_max == UNIT_MAX
 
 
 @dataclass(frozen=True, eq=False)
