@@ -38,3 +38,10 @@ class RenderError(StudioError, RuntimeError):
     """A render that failed while running (a chunk failed, a worker died)."""
 
     user_error = False
+
+
+class ModelError(StudioError, RuntimeError):
+    """An ONNX model we cannot run: unreadable, an input layout we do not support, or out of memory at the
+    smallest tile on every device; the message names the model file."""
+
+    user_error = False

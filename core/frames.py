@@ -161,3 +161,15 @@ def rgb_to_bgr(rgb: np.ndarray) -> np.ndarray:
 def bgr_to_rgb(bgr: np.ndarray) -> np.ndarray:
     """From OpenCV's image readers, which return BGR."""
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def hwc_to_nchw(x: np.ndarray) -> np.ndarray:
+    """(H, W, C) image -> (1, C, H, W) float32, C-contiguous: a batch of one for a network; a new array."""
+    return np.ascontiguousarray(x.transpose(2, 0, 1)[None], dtype=np.float32)
+
+
+def nchw_to_hwc(x: np.ndarray) -> np.ndarray:
+    """(1, C, H, W) network output -> (H, W, C) float32, C-contiguous; a new array."""
+    if x.ndim != 4 or x.shape[0] != 1:
+        raise ValueError(f"expected (1, C, H, W), got {x.shape}")
+    return np.ascontiguousarray(x[0].transpose(1, 2, 0), dtype=np.float32)

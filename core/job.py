@@ -17,6 +17,7 @@ from stylizers import build_params, get_style
 
 from .config import to_dict
 from .errors import ConfigError
+from .fingerprint import file_sha256
 from .presets import Preset, apply_sets, load_preset
 
 #: Bumped whenever a change alters rendered pixels, so old checkpoints are not reused.
@@ -39,7 +40,7 @@ class JobSpec:
         preset = to_dict(self.preset)
         for k in ("name", "description", "styles"):
             preset.pop(k)
-        files = {str(p): file_hash(Path(p)) for p in get_style(self.style).files(self.params)}
+        files = {str(p): file_sha256(p) for p in get_style(self.style).files(self.params)}
         return {"engine": ENGINE_VERSION, "input": str(Path(self.input).resolve()), "size": st.st_size,
                 "mtime_ns": st.st_mtime_ns, "style": self.style, "params": to_dict(self.params),
                 "preset": preset, "files": files}
@@ -47,14 +48,6 @@ class JobSpec:
     def job_hash(self) -> str:
         blob = json.dumps(self.fingerprint(), sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:20]
-
-
-def file_hash(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 

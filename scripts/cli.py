@@ -84,7 +84,7 @@ def cmd_styles(args: argparse.Namespace) -> int:
                           for n, c in STYLIZERS.items()}, indent=2))
         return 0
     for name, cls in STYLIZERS.items():
-        print(f"{name}: {cls.description}")
+        print(f"{name}: {cls.description}" + (f" (needs {cls.requires})" if cls.requires else ""))
         for f in schema(cls.Params):
             rng = f" [{f['min']} .. {f['max']}]" if "min" in f else ""
             choices = f" ({' | '.join(map(str, f['choices']))})" if "choices" in f else ""

@@ -42,7 +42,10 @@ def main(argv: list[str] | None = None) -> int:
                 make_clip(src, ClipSpec(width=640, height=360, frames=150, fps=Fraction(25), audio=True,
                                         cut_at=90, gop=25, seed=7))
         outputs = []
-        for style in STYLIZERS:
+        for style, cls in STYLIZERS.items():
+            if cls.requires:
+                print(f"skipped {style}: needs {cls.requires}")
+                continue
             out = out_dir / f"{src.stem}_{style}.mp4"
             with tqdm(unit="frame", desc=f"{style:>8}", dynamic_ncols=True) as bar:
                 def on_progress(done: int, total: int, bar: tqdm = bar) -> None:

@@ -11,6 +11,7 @@ from .base import Styled, Stylizer, compose
 from .cartoon import Cartoon
 from .cinematic import Cinematic
 from .comic import Comic
+from .fast_style import FastStyle
 from .none import Identity
 from .pencil import Pencil
 
@@ -20,9 +21,13 @@ STYLIZERS: dict[str, type[Stylizer]] = {
     "cartoon": Cartoon,
     "comic": Comic,
     "cinematic": Cinematic,
+    "neural": FastStyle,
 }
 
-__all__ = ["STYLIZERS", "Styled", "Stylizer", "build_params", "compose", "get_style"]
+#: Styles that render with their default parameters (the rest name what they need in ``requires``).
+READY_STYLES = [name for name, cls in STYLIZERS.items() if not cls.requires]
+
+__all__ = ["READY_STYLES", "STYLIZERS", "Styled", "Stylizer", "build_params", "compose", "get_style"]
 
 
 def get_style(name: str) -> type[Stylizer]:

@@ -74,6 +74,9 @@ class Stylizer(ABC):
         """Job-wide state from sampled RGB frames; JSON-serialisable. Default: nothing."""
         return {}
 
+    #: What the style needs beyond its defaults before it can render (e.g. "a model: --set model=NAME");
+    #: empty when the defaults render. The demo skips such styles and says why.
+    requires: ClassVar[str] = ""
     #: True only for styles that leave every pixel as decoded (the pipeline may then copy frames as-is).
     passthrough: bool = False
 

@@ -19,7 +19,7 @@ from core.io import probe
 from core.job import build_job
 from core.pipeline import plan_chunks, render, work_root
 from core.samples import ClipSpec, scene_frame
-from stylizers import STYLIZERS, get_style
+from stylizers import READY_STYLES, get_style
 
 from .conftest import decode_all, psnr
 
@@ -41,7 +41,7 @@ def assert_same_timing(src: Path, out: Path) -> None:
         assert abs(y.duration - x.duration) <= frame
 
 
-@pytest.mark.parametrize("style", sorted(STYLIZERS))
+@pytest.mark.parametrize("style", sorted(READY_STYLES))  # neural: tests/test_ml_session.py
 @pytest.mark.parametrize("clip", ["cfr", "cfr_audio", "vfr_audio"])
 def test_frame_exact(clips: dict[str, Path], tmp_path: Path, style: str, clip: str) -> None:
     out = tmp_path / f"{style}.mp4"

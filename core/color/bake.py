@@ -21,6 +21,7 @@ import PyOpenColorIO as ocio
 
 from .. import atomic
 from ..errors import ConfigError, OutputError
+from ..fingerprint import file_sha256
 from ..frames import check_rgb, to_uint8
 from ..presets import studio_home
 from .lut import Lut
@@ -117,7 +118,7 @@ def packed_table(lut_file: Path | None, key_extra: str = "", *, pre: RowFn | Non
     A render worker calls this once per chunk: when cached it costs one read of the file's bytes (for the
     key) and one 64 MiB load, with no LUT parsing and no repacking (~0.3 s saved per chunk).
     """
-    sha = hashlib.sha256(Path(lut_file).read_bytes()).hexdigest() if lut_file is not None else "no-lut"
+    sha = file_sha256(lut_file) if lut_file is not None else "no-lut"
     ident = f"{sha}\0{key_extra}\0mix{mix!r}\0packed{BAKE_VERSION}\0ocio{ocio.__version__}"
     path = studio_home() / "cache" / "luts" / f"{hashlib.sha256(ident.encode()).hexdigest()}.packed.npy"
     try:

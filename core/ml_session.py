@@ -1,0 +1,301 @@
+"""ONNX Runtime sessions for image-to-image models, and tiled inference that hides the seams.
+
+A model's input contract (:class:`InputSpec`) is read from its graph: the input name, NCHW layout, and a
+fixed (H, W) when the spatial axes are integers or None when they are symbolic (dynamic). The value
+range (0..255 or 0..1) is not in the graph: it comes from an explicit argument, else from an optional
+sidecar ``<model>.json`` beside the model (``{"range": 255}`` or ``{"range": 1}``), else 255.
+
+Providers: CUDA only when ONNX Runtime lists it *and* NVML sees a GPU *and* the session really loaded
+it; otherwise CPU. ORT's own logging is silenced to errors. Sessions are created once per
+(model content, provider, range) and reused by every caller in the process.
+
+:func:`run_tiled` cuts a frame into overlapping tiles (reflection-padded to a fixed model's size),
+runs each, and blends them with linear-ramp (feathered) weights. The tile size comes from free memory;
+an out-of-memory error halves it, then falls back to CPU, then raises :class:`ModelError`.
+``onnxruntime`` (or ``onnxruntime-gpu``) is imported only when a session is made.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import ModelError
+from .fingerprint import file_sha256
+from .frames import hwc_to_nchw, nchw_to_hwc
+
+log = logging.getLogger(__name__)
+
+CPU = "CPUExecutionProvider"
+CUDA = "CUDAExecutionProvider"
+#: Feathered overlap between tiles, in pixels (each side of a seam ramps over this width).
+DEFAULT_OVERLAP = 32
+#: Smallest tile tried after out-of-memory halvings; largest tile the memory heuristic picks.
+MIN_TILE = 64
+MAX_TILE = 1024
+#: Dynamic models get tiles padded to this multiple: fast-style nets downsample by 4 and upsample back.
+PAD_MULTIPLE = 8
+#: Memory heuristic: a fast-style net at fp32 keeps roughly 4 KiB of activations and conv scratch per
+#: input pixel alive; a tile may use a quarter of the free memory. Side = sqrt(free / 4 / 4 KiB).
+BYTES_PER_PIXEL = 4096
+MEMORY_SHARE = 0.25
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What a model expects: input ``name`` and ``output`` name, ``layout`` "NCHW", ``channels`` "RGB",
+    ``value_range`` 255.0 (pixels 0..255) or 1.0 (0..1), ``size`` a fixed (H, W) or None when dynamic."""
+
+    name: str
+    output: str
+    layout: str = "NCHW"
+    channels: str = "RGB"
+    value_range: float = 255.0
+    size: tuple[int, int] | None = None
+
+
+class ModelSession:
+    """One ONNX Runtime session on one provider, with its model's :class:`InputSpec`. Shared: never mutated."""
+
+    def __init__(self, path: Path, ort_session: Any, spec: InputSpec, provider: str) -> None:
+        self.path = path
+        self.spec = spec
+        self.provider = provider
+        self._session = ort_session
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        """(1, 3, H, W) float32 in the model's range -> (1, 3, H, W) float32 output."""
+        return self._session.run([self.spec.output], {self.spec.name: x})[0]
+
+    def __repr__(self) -> str:
+        return f"ModelSession({self.path.name!r}, {self.provider}, {self.spec})"
+
+
+_SESSIONS: dict[tuple[str, str, float], ModelSession] = {}
+_LOCK = threading.Lock()
+
+
+def get_session(path: str | Path, value_range: float | None = None, provider: str | None = None) -> ModelSession:
+    """The process-wide session for the ONNX model at ``path`` (created on first use, then reused).
+
+    ``value_range``: 255 or 1 to override the sidecar; None = sidecar, else 255. ``provider``: force
+    ``CPUExecutionProvider`` (the OOM fallback); None = :func:`choose_provider`. Raises ModelError.
+    """
+    path = Path(path).resolve()
+    if not path.is_file():
+        raise ModelError(f"model {path}: no such file")
+    provider = provider or choose_provider()
+    value_range = float(value_range) if value_range else sidecar_range(path)
+    key = (file_sha256(path), provider, value_range)
+    with _LOCK:
+        if key not in _SESSIONS:
+            _SESSIONS[key] = _open(path, provider, value_range)
+        return _SESSIONS[key]
+
+
+def choose_provider() -> str:
+    """CUDA when ORT offers it and NVML sees a GPU; else CPU. Never prints."""
+    import onnxruntime as ort
+
+    if CUDA in ort.get_available_providers() and _nvml_free_bytes() is not None:
+        return CUDA
+    return CPU
+
+
+def sidecar_range(path: Path) -> float:
+    """The value range from ``<model>.json`` (``{"range": 255}`` or ``{"range": 1}``); 255 without one."""
+    side = path.with_suffix(".json")
+    if not side.is_file():
+        return 255.0
+    try:
+        value = json.loads(side.read_text())["range"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ModelError(f"{side}: expected JSON like {{\"range\": 255}}, got an error: {exc}") from None
+    if value not in (1, 255):
+        raise ModelError(f"{side}: range must be 1 or 255, got {value!r}")
+    return float(value)
+
+
+def read_spec(ort_session: Any, path: Path, value_range: float) -> InputSpec:
+    """The input contract from the graph: one float32 NCHW 3-channel input; spatial axes fixed or dynamic."""
+    inputs, outputs = ort_session.get_inputs(), ort_session.get_outputs()
+    if len(inputs) != 1 or len(outputs) < 1:
+        raise ModelError(f"model {path}: expected one image input, got {len(inputs)} inputs")
+    inp = inputs[0]
+    shape = list(inp.shape)
+    if inp.type != "tensor(float)" or len(shape) != 4 or (isinstance(shape[1], int) and shape[1] != 3):
+        raise ModelError(f"model {path}: expected a float32 (N, 3, H, W) input, got {inp.type} {shape}")
+    fixed = [isinstance(d, int) and d > 0 for d in shape[2:]]
+    if fixed[0] != fixed[1]:
+        raise ModelError(f"model {path}: one fixed and one dynamic spatial axis ({shape}) is not supported")
+    size = (int(shape[2]), int(shape[3])) if all(fixed) else None
+    return InputSpec(name=inp.name, output=outputs[0].name, value_range=value_range, size=size)
+
+
+def _open(path: Path, provider: str, value_range: float) -> ModelSession:
+    import onnxruntime as ort
+
+    ort.set_default_logger_severity(3)
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3  # errors only: no provider-probing warnings on stderr
+    providers = [provider, CPU] if provider != CPU else [CPU]
+    try:
+        sess = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
+    except Exception as exc:  # ORT raises its own pybind types (InvalidGraph, Fail, ...)
+        raise ModelError(f"model {path}: ONNX Runtime cannot load it: {exc}") from None
+    used = sess.get_providers()[0]
+    if used != provider:
+        log.info("model %s: %s did not load, running on %s", path.name, provider, used)
+    return ModelSession(path, sess, read_spec(sess, path, value_range), used)
+
+
+# ---- memory --------------------------------------------------------------------------------------
+
+
+def _nvml_free_bytes() -> int | None:
+    """Free memory of GPU 0 from NVML; None when nvidia-ml-py is missing or there is no GPU."""
+    try:
+        import pynvml
+    except ImportError:
+        return None
+    try:
+        pynvml.nvmlInit()
+        try:
+            if pynvml.nvmlDeviceGetCount() < 1:
+                return None
+            return int(pynvml.nvmlDeviceGetMemoryInfo(pynvml.nvmlDeviceGetHandleByIndex(0)).free)
+        finally:
+            pynvml.nvmlShutdown()
+    except Exception:  # NVMLError_LibraryNotFound, DriverNotLoaded, ...: no usable GPU
+        return None
+
+
+def _ram_available_bytes() -> int:
+    """MemAvailable from /proc/meminfo; 2 GiB when it cannot be read (not Linux)."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 2 << 30
+
+
+def auto_tile(provider: str) -> int:
+    """Tile side in pixels from free memory (GPU via NVML, CPU via MemAvailable), see BYTES_PER_PIXEL;
+    a multiple of PAD_MULTIPLE in [MIN_TILE, MAX_TILE]."""
+    free = _nvml_free_bytes() if provider != CPU else None
+    free = free if free is not None else _ram_available_bytes()
+    side = int(math.sqrt(free * MEMORY_SHARE / BYTES_PER_PIXEL))
+    return max(MIN_TILE, min(MAX_TILE, side // PAD_MULTIPLE * PAD_MULTIPLE))
+
+
+# ---- tiling --------------------------------------------------------------------------------------
+
+
+def run_tiled(session: ModelSession, rgb: np.ndarray, tile: int = 0, overlap: int = DEFAULT_OVERLAP) -> np.ndarray:
+    """Run an image-to-image model on a whole frame, in feathered tiles when needed.
+
+    ``rgb``: (H, W, 3) float32 RGB in [0, 1] (not modified). Returns (H, W, 3) float32 in [0, 1].
+    ``tile``: tile side in pixels for dynamic models, 0 = from free memory (a fixed-size model's tiles
+    are its size). ``overlap``: feather width in pixels. On out-of-memory the tile is halved down to
+    MIN_TILE, then the model moves to CPU; after that a ModelError.
+    """
+    if rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise ValueError(f"expected (H, W, 3) float RGB, got {rgb.shape}")
+    side = tile or auto_tile(session.provider)
+    while True:
+        try:
+            return _tiled(session, rgb, side, overlap)
+        except Exception as exc:
+            if not _is_out_of_memory(exc):
+                raise
+            if session.spec.size is None and side // 2 >= MIN_TILE:
+                log.warning("model %s: out of memory at tile %d, retrying at %d", session.path.name, side, side // 2)
+                side = side // 2 // PAD_MULTIPLE * PAD_MULTIPLE
+            elif session.provider != CPU:
+                log.warning("model %s: out of memory on %s, falling back to CPU", session.path.name, session.provider)
+                session = get_session(session.path, session.spec.value_range, provider=CPU)
+                side = tile or auto_tile(CPU)
+            else:
+                raise ModelError(f"model {session.path}: out of memory even at tile {side} on CPU: {exc}") from None
+
+
+def _is_out_of_memory(exc: BaseException) -> bool:
+    """ORT reports allocation failures as RuntimeException/Fail with a message about memory."""
+    if isinstance(exc, MemoryError):
+        return True
+    text = str(exc).lower()
+    return type(exc).__module__.startswith("onnxruntime") and ("memory" in text or "alloc" in text)
+
+
+def _tiled(session: ModelSession, rgb: np.ndarray, side: int, overlap: int) -> np.ndarray:
+    h, w = rgb.shape[:2]
+    spec = session.spec
+    if spec.size is not None:
+        th, tw = spec.size
+    elif h * w <= side * side:  # the whole frame is one tile
+        th, tw = _round_up(h), _round_up(w)
+    else:
+        th, tw = min(side, _round_up(h)), min(side, _round_up(w))
+    padded = _pad_to(rgb, max(h, th), max(w, tw))
+    ph, pw = padded.shape[:2]
+    acc = np.zeros((ph, pw, 3), np.float32)
+    weight = np.zeros((ph, pw, 1), np.float32)
+    scale = np.float32(spec.value_range)
+    for y0 in _starts(ph, th, overlap):
+        for x0 in _starts(pw, tw, overlap):
+            x = hwc_to_nchw(padded[y0:y0 + th, x0:x0 + tw]) * scale
+            y = session.run(x)
+            if y.shape != x.shape:
+                raise ModelError(f"model {session.path}: output {y.shape} does not match input {x.shape}")
+            ramp = _ramp(th, overlap, y0 > 0, y0 + th < ph)[:, None] * _ramp(tw, overlap, x0 > 0, x0 + tw < pw)
+            acc[y0:y0 + th, x0:x0 + tw] += nchw_to_hwc(y) * ramp[..., None]
+            weight[y0:y0 + th, x0:x0 + tw] += ramp[..., None]
+    out = acc[:h, :w] / (weight[:h, :w] * scale)
+    return np.clip(out, 0.0, 1.0, out=out)
+
+
+def _round_up(n: int) -> int:
+    return -(-n // PAD_MULTIPLE) * PAD_MULTIPLE
+
+
+def _pad_to(rgb: np.ndarray, h: int, w: int) -> np.ndarray:
+    """Reflect-pad at the bottom and right to (h, w): reflection keeps edge statistics, unlike zeros."""
+    dh, dw = h - rgb.shape[0], w - rgb.shape[1]
+    if not (dh or dw):
+        return rgb
+    mode = "reflect" if min(rgb.shape[:2]) > 1 else "edge"  # reflect needs two pixels to mirror
+    return np.pad(rgb, ((0, dh), (0, dw), (0, 0)), mode=mode)
+
+
+def _starts(length: int, tile: int, overlap: int) -> list[int]:
+    """Tile origins along an axis: stride ``tile - overlap``, the last tile flush with the end."""
+    if length <= tile:
+        return [0]
+    stride = max(1, tile - min(overlap, tile // 2))
+    starts = list(range(0, length - tile, stride))
+    return [*starts, length - tile]
+
+
+def _ramp(n: int, overlap: int, before: bool, after: bool) -> np.ndarray:
+    """(n,) float32 weights: 1 inside, a linear ramp towards 0 over ``overlap`` px on sides with a neighbour.
+
+    Ramp values start at 0.5/overlap (never 0) so every pixel keeps a positive total weight.
+    """
+    r = np.ones(n, np.float32)
+    if overlap <= 0:
+        return r
+    i = np.arange(n, dtype=np.float32) + 0.5
+    if before:
+        r = np.minimum(r, i / overlap)
+    if after:
+        r = np.minimum(r, i[::-1] / overlap)
+    return r

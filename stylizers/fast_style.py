@@ -1,0 +1,89 @@
+"""The neural style: a feed-forward (fast) style-transfer ONNX model, run in feathered tiles.
+
+Any third-party fast-style model with one float32 (N, 3, H, W) RGB input works, whether its spatial axes
+are dynamic or fixed (e.g. 720x720 only), and whether it takes 0..255 or 0..1 pixels (``range``, or a
+sidecar ``<model>.json``): :mod:`core.ml_session` reads the graph, picks CPU or CUDA and tiles. The
+render engine's temporal stabiliser runs after this style like after any other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from core import ml_session
+from core.errors import ConfigError
+from core.frames import to_float, to_uint8
+
+from .base import Styled, Stylizer
+
+BUNDLED_MODELS = Path(__file__).resolve().parent.parent / "models"
+
+
+def model_folders() -> list[Path]:
+    """Where a model named without a path is looked for: the repo's ``models/`` and ``$VP_HOME/models``."""
+    from core.presets import studio_home
+
+    return [BUNDLED_MODELS, studio_home() / "models"]
+
+
+def resolve_model(name: str) -> Path:
+    """A model path from a path or a bare name (``candy`` or ``candy.onnx``) in the model folders."""
+    if not name:
+        raise ConfigError("neural: no model given; bundled models arrive with the trainer "
+                          "(set model to a .onnx file or a name in the models folders)")
+    p = Path(name).expanduser()
+    if p.is_file():
+        return p.resolve()
+    for folder in model_folders():
+        for cand in (folder / name, folder / f"{name}.onnx"):
+            if cand.is_file():
+                return cand.resolve()
+    names = sorted({f.stem for d in model_folders() if d.is_dir() for f in d.glob("*.onnx")})
+    raise ConfigError(f"model {name!r}: no such file, and no model of that name "
+                      f"(available: {', '.join(names) or 'none'})")
+
+
+@dataclass(frozen=True)
+class FastStyleParams:
+    model: str = field(default="", metadata={"help": "a .onnx file, or a model name from the models folders"})
+    range: int = field(default=0, metadata={"choices": (0, 1, 255),
+                                            "help": "pixel range the model takes: 255, 1, or 0 = from the "
+                                                    "model's sidecar <model>.json, else 255"})
+    tile: int = field(default=0, metadata={"min": 0, "max": 4096,
+                                           "help": "tile side in pixels for any-size models; 0 = from free memory"})
+    overlap: int = field(default=32, metadata={"min": 0, "max": 256, "help": "feathered overlap between tiles, px"})
+    strength: float = field(default=1.0, metadata={"min": 0.0, "max": 1.0, "help": "blend of the style over the input"})
+
+
+class FastStyle(Stylizer):
+    requires = "an ONNX model: --set model=PATH_OR_NAME (bundled models arrive with the trainer)"
+    name = "neural"
+    description = "Neural fast style transfer with an ONNX model (any size or fixed size), tiled without seams."
+    Params = FastStyleParams
+
+    def __init__(self, params: FastStyleParams | None = None, shared: Mapping[str, Any] | None = None) -> None:
+        super().__init__(params, shared)
+        p = self.params
+        self._session = ml_session.get_session(resolve_model(p.model), p.range or None)
+
+    @classmethod
+    def files(cls, params: FastStyleParams) -> list[str]:
+        """The model, and its sidecar when present: both change the pixels."""
+        if not params.model:
+            return []
+        model = resolve_model(params.model)
+        side = model.with_suffix(".json")
+        return [str(model)] + ([str(side)] if side.is_file() else [])
+
+    def stylize(self, rgb: np.ndarray, index: int) -> Styled:
+        p = self.params
+        x = to_float(rgb)
+        y = ml_session.run_tiled(self._session, x, p.tile, p.overlap)
+        if p.strength < 1.0:
+            y = x + np.float32(p.strength) * (y - x)
+        return Styled(base=to_uint8(y))
