@@ -18,31 +18,14 @@ import cv2
 import numpy as np
 
 from core import color
-from core.errors import ConfigError
+from core.assets import resolve_asset
 
 from .base import Styled, Stylizer
 
-BUNDLED_LUTS = Path(__file__).resolve().parent.parent / "luts"
-
-
-def lut_folders() -> list[Path]:
-    """Where a LUT named without a path is looked for: the bundled ``luts/`` and ``$VP_HOME/luts``."""
-    from core.presets import studio_home
-
-    return [BUNDLED_LUTS, studio_home() / "luts"]
-
 
 def resolve_lut(name: str) -> Path:
-    """A LUT path from a path or a bare name (``teal_orange`` or ``teal_orange.cube``) in the LUT folders."""
-    p = Path(name).expanduser()
-    if p.is_file():
-        return p.resolve()
-    for folder in lut_folders():
-        for cand in (folder / name, folder / f"{name}.cube"):
-            if cand.is_file():
-                return cand.resolve()
-    names = sorted({f.stem for d in lut_folders() if d.is_dir() for f in d.glob("*.cube")})
-    raise ConfigError(f"lut {name!r}: no such file, and no LUT of that name (available: {', '.join(names) or 'none'})")
+    """A LUT path from a path or a name in ``luts/`` or ``$VP_HOME/luts``."""
+    return resolve_asset(name, "luts", ".cube")
 
 
 @dataclass(frozen=True)

@@ -16,36 +16,19 @@ from typing import Any
 import numpy as np
 
 from core import ml_session
+from core.assets import resolve_asset
 from core.errors import ConfigError
 from core.frames import to_float, to_uint8
 
 from .base import Styled, Stylizer
 
-BUNDLED_MODELS = Path(__file__).resolve().parent.parent / "models"
-
-
-def model_folders() -> list[Path]:
-    """Where a model named without a path is looked for: the repo's ``models/`` and ``$VP_HOME/models``."""
-    from core.presets import studio_home
-
-    return [BUNDLED_MODELS, studio_home() / "models"]
-
 
 def resolve_model(name: str) -> Path:
-    """A model path from a path or a bare name (``candy`` or ``candy.onnx``) in the model folders."""
+    """A model path from a path or a name in ``models/`` or ``$VP_HOME/models``."""
     if not name:
         raise ConfigError("neural: no model given; bundled models arrive with the trainer "
                           "(set model to a .onnx file or a name in the models folders)")
-    p = Path(name).expanduser()
-    if p.is_file():
-        return p.resolve()
-    for folder in model_folders():
-        for cand in (folder / name, folder / f"{name}.onnx"):
-            if cand.is_file():
-                return cand.resolve()
-    names = sorted({f.stem for d in model_folders() if d.is_dir() for f in d.glob("*.onnx")})
-    raise ConfigError(f"model {name!r}: no such file, and no model of that name "
-                      f"(available: {', '.join(names) or 'none'})")
+    return resolve_asset(name, "models", ".onnx")
 
 
 @dataclass(frozen=True)
