@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-from core.errors import StudioError
+from core.errors import ConfigError, StudioError
 
 EXIT_USER, EXIT_FAILED, EXIT_INTERRUPTED = 2, 1, 130
 
@@ -126,6 +126,60 @@ def cmd_lut(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_models(args: argparse.Namespace) -> int:
+    from core import models
+
+    if args.action == "list":
+        entries = models.list_models()
+        if not entries:
+            print("no models registered (add one with `download-model`)")
+        for e in entries:
+            mark = "*" if models.info(e.name).active == e.version else " "
+            fps = f", {e.measured_fps:.1f} fps" if e.measured_fps is not None else ""
+            print(f"{mark} {e.spec}  {e.style or '-'}  ({e.licence or 'licence unknown'}{fps})  {e.path}")
+        return 0
+    if not args.target:
+        raise ConfigError(f"models {args.action}: give a model " + ("NAME@VERSION" if args.action == "activate"
+                                                                    else "NAME"))
+    if args.action == "activate":
+        name, _, version = args.target.partition("@")
+        if not version.isdigit():
+            raise ConfigError(f"models activate: expected NAME@VERSION, got {args.target!r}")
+        print(f"active: {models.activate(name, int(version)).spec}")
+    elif args.action == "rollback":
+        print(f"active: {models.rollback(args.target).spec}")
+    else:
+        info = models.info(args.target)
+        print(json.dumps({"name": info.name, "active": info.active, "history": list(info.history),
+                          "versions": [{**e.to_json(), "path": str(e.path)} for e in info.versions]}, indent=2))
+    return 0
+
+
+def cmd_download_model(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from core.models import download
+
+    bar: tqdm | None = None
+
+    def on_progress(done: int, total: int | None) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=args.name,
+                       dynamic_ncols=True, disable=args.quiet or None)
+        bar.update(done - bar.n)
+
+    is_url = args.source.startswith(("http://", "https://"))
+    try:
+        entry = download(args.source, args.sha256, args.name, on_progress=on_progress if is_url else None,
+                         activate=not args.no_activate)
+    finally:
+        if bar is not None:
+            bar.close()
+    print(f"registered {entry.spec} -> {entry.path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m scripts.cli", description="Video Producer studio")
     parser.add_argument("-v", "--verbose", action="store_true", help="log details to the console")
@@ -162,6 +216,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--from", dest="base", default="balanced", help="preset to start from (save)")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
     p.set_defaults(func=cmd_presets)
+
+    p = sub.add_parser("models", help="list registered models, activate or roll back a version, show one")
+    p.add_argument("action", choices=["list", "activate", "rollback", "info"])
+    p.add_argument("target", nargs="?", default="", help="NAME@VERSION (activate) or NAME (rollback, info)")
+    p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("download-model", help="fetch a model (URL or path), verify its SHA-256, register it")
+    p.add_argument("source", metavar="URL_OR_PATH")
+    p.add_argument("--sha256", required=True, help="expected SHA-256 of the file (64 hex digits)")
+    p.add_argument("--name", required=True, help="registry name; the file becomes its next version")
+    p.add_argument("--no-activate", action="store_true", help="register without making it the active version")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_download_model)
 
     p = sub.add_parser("lut", help="check a LUT file, or grade an image with it")
     lut_sub = p.add_subparsers(dest="lut_action", required=True)

@@ -24,10 +24,15 @@ from .base import Styled, Stylizer
 
 
 def resolve_model(name: str) -> Path:
-    """A model path from a path or a name in ``models/`` or ``$VP_HOME/models``."""
+    """A model path from a registered ``name`` or ``name@version`` (checksum-verified, see
+    :mod:`core.models`), else from a path or a file name in ``models/`` or ``$VP_HOME/models``."""
     if not name:
         raise ConfigError("neural: no model given; bundled models arrive with the trainer "
                           "(set model to a .onnx file or a name in the models folders)")
+    from core import models
+
+    if models.is_registered(name):
+        return models.resolve(name)
     return resolve_asset(name, "models", ".onnx")
 
 
