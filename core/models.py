@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from .assets import ROOT
-from .atomic import fsync_dir, write_json
+from .atomic import fsync_dir, write_bytes, write_json
 from .errors import ConfigError, MediaNotFoundError, ModelError, OutputError
 from .fingerprint import file_sha256
 from .presets import studio_home
@@ -384,9 +384,13 @@ def register(path: str | Path, name: str, *, activate: bool = True, **meta: Any)
     tmp = _staging(name)
     try:
         sha = _copy(src, tmp, None)
-        return _add(tmp, name, sha, activate, meta)
+        added = _add(tmp, name, sha, activate, meta)
     finally:
         _discard(tmp)
+    sidecar = src.with_suffix(".json")
+    if sidecar.is_file():  # the model's value range (core.ml_session.sidecar_range) travels with it
+        write_bytes(added.path.with_suffix(".json"), sidecar.read_bytes())
+    return added
 
 
 def _check_meta(meta: dict[str, Any]) -> None:

@@ -229,3 +229,16 @@ def test_cli(tmp_path: Path, server: str, capsys: pytest.CaptureFixture[str]) ->
         assert main(argv) == 2, argv
         err = capsys.readouterr().err
         assert err.startswith("error: ") and len(err.strip().splitlines()) == 1, err
+
+
+def test_register_carries_the_range_sidecar(tmp_path: Path) -> None:
+    """A model's ``<model>.json`` (its value range) is registered with it and found beside the copy."""
+    from core import models
+    from core.ml_session import sidecar_range
+
+    src = tmp_path / "unit.onnx"
+    src.write_bytes(b"not a real model, the registry does not parse it")
+    src.with_suffix(".json").write_text('{"range": 1}')
+    entry = models.register(src, "unitrange")
+    assert entry.path.with_suffix(".json").is_file()
+    assert sidecar_range(entry.path) == 1.0
