@@ -92,6 +92,12 @@ class VideoInfo:
         d["odd_size"] = bool(self.width % 2 or self.height % 2)
         return d
 
+    @functools.cached_property
+    def keyframe_indices(self) -> tuple[int, ...]:
+        """Frame indices (presentation order) a decoder can start from, ascending."""
+        keys = set(self.keyframes)
+        return tuple(i for i, p in enumerate(self.pts) if p in keys)
+
     @property
     def encoded_size(self) -> tuple[int, int]:
         """(width, height) written by 4:2:0 encoders: odd sizes are padded by one edge row/column."""

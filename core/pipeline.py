@@ -132,8 +132,8 @@ def sample_indices(info: VideoInfo, k: int) -> list[int]:
     """k frames spread over the clip; keyframes when there are enough, since they decode alone."""
     if k <= 0:
         return []
-    keys = [i for i, p in enumerate(info.pts) if p in set(info.keyframes)]
-    pool = keys if len(keys) >= k else list(range(info.frame_count))
+    keys = info.keyframe_indices
+    pool = keys if len(keys) >= k else range(info.frame_count)
     picks = np.linspace(0, len(pool) - 1, num=min(k, len(pool))).round().astype(int)
     return sorted({pool[i] for i in picks})
 
@@ -142,9 +142,9 @@ def read_samples(info: VideoInfo, indices: list[int]) -> list[np.ndarray]:
     """Decode the frames at ``indices``: one seek each if all are keyframes, else one forward pass."""
     if not indices:
         return []
-    keyset = set(info.keyframes)
+    keyset = set(info.keyframe_indices)
     with Reader(info) as r:
-        if all(info.pts[i] in keyset for i in indices):
+        if all(i in keyset for i in indices):
             return [next(r.frames(i, i + 1)).rgb for i in indices]
         want = set(indices)
         return [f.rgb for f in r.frames(indices[0], indices[-1] + 1) if f.index in want]
@@ -174,7 +174,7 @@ def plan_chunks(info: VideoInfo, chunk_seconds: float, preroll: int, min_chunks:
         chunk_seconds = max(1.0, info.duration / n)
     tb, t0 = info.time_base, info.pts[0]
     times = [float((p - t0) * tb) for p in info.pts]
-    key_idx = [i for i, p in enumerate(info.pts) if p in set(info.keyframes)]
+    key_idx = info.keyframe_indices
     bounds = [0]
     while True:
         target = times[bounds[-1]] + chunk_seconds
