@@ -80,5 +80,5 @@ def build_job(input: str | Path, output: str | Path, style: str = "none", preset
     resolved = apply_sets(base, preset_sets)
     if chunk_seconds is not None:
         resolved = apply_sets(resolved, {"chunk_seconds": str(chunk_seconds)})
-    params = build_params(style, resolved.styles.get(style), style_sets, f"preset {base.name}")
+    params = get_style(style).pin(build_params(style, resolved.styles.get(style), style_sets, f"preset {base.name}"))
     return JobSpec(input=str(Path(input)), output=str(Path(output)), style=style, params=params, preset=resolved)

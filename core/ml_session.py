@@ -139,9 +139,37 @@ def read_spec(ort_session: Any, path: Path, value_range: float) -> InputSpec:
     return InputSpec(name=inp.name, output=outputs[0].name, value_range=value_range, size=size)
 
 
+def check_external_data(path: Path) -> None:
+    """Refuse a model whose external-data tensors point outside its own folder (``../../etc/passwd``, an
+    absolute path, a symlink out): ONNX Runtime would read whatever file they name. Reads only the graph."""
+    import onnx
+    from onnx.external_data_helper import ExternalDataInfo, uses_external_data
+
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # onnx raises DecodeError and friends for non-ONNX bytes
+        raise ModelError(f"model {path}: not an ONNX file ({type(exc).__name__}: {exc})") from None
+    folder = path.parent.resolve()
+    graphs, tensors = [proto.graph], []
+    while graphs:  # subgraphs (If/Loop bodies) may hold initialisers too
+        g = graphs.pop()
+        tensors += list(g.initializer) + [a.t for n in g.node for a in n.attribute if a.HasField("t")]
+        graphs += [a.g for n in g.node for a in n.attribute if a.HasField("g")]
+        graphs += [sub for n in g.node for a in n.attribute for sub in a.graphs]
+    for t in tensors:
+        if not uses_external_data(t):
+            continue
+        location = ExternalDataInfo(t).location
+        target = (folder / location).resolve()
+        if Path(location).is_absolute() or not target.is_relative_to(folder):
+            raise ModelError(f"model {path}: tensor {t.name!r} reads external data from {location!r}, outside the "
+                             f"model's folder; refused")
+
+
 def _open(path: Path, provider: str, value_range: float) -> ModelSession:
     import onnxruntime as ort
 
+    check_external_data(path)
     ort.set_default_logger_severity(3)
     opts = ort.SessionOptions()
     opts.log_severity_level = 3  # errors only: no provider-probing warnings on stderr

@@ -81,6 +81,12 @@ class Stylizer(ABC):
     passthrough: bool = False
 
     @classmethod
+    def pin(cls, params: Any) -> Any:
+        """``params`` with every name that can move (a model's active version) resolved to what it names
+        now, so all chunks of a job, on any worker and after a resume, read the same files. Default: as is."""
+        return params
+
+    @classmethod
     def files(cls, params: Any) -> list[str]:
         """Files (LUTs, models) the style reads; their content hashes join the job hash."""
         return []

@@ -9,7 +9,7 @@ render engine's temporal stabiliser runs after this style like after any other.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +58,16 @@ class FastStyle(Stylizer):
         super().__init__(params, shared)
         p = self.params
         self._session = ml_session.get_session(resolve_model(p.model), p.range or None)
+
+    @classmethod
+    def pin(cls, params: FastStyleParams) -> FastStyleParams:
+        """A registered ``name`` becomes ``name@<active version>``: activating another version while a job
+        runs (or before it resumes) cannot mix two models in one output. The version joins the job hash."""
+        from core import models
+
+        if params.model and "@" not in params.model and models.is_registered(params.model):
+            return replace(params, model=models.entry(params.model).spec)
+        return params
 
     @classmethod
     def files(cls, params: FastStyleParams) -> list[str]:

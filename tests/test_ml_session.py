@@ -112,6 +112,50 @@ def test_exception(tmp_path: Path) -> None:
         ml_session.get_session(bad)
 
 
+def _external(path: Path, location: str) -> Path:
+    """The colour-mix model with its weights stored as external data at ``location`` (relative to it)."""
+    from onnx.external_data_helper import set_external_data
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_model(path, mix)
+    model = onnx.load(str(path))
+    w = model.graph.initializer[0]
+    data = w.raw_data or np.array(w.float_data, np.float32).tobytes()
+    (path.parent / location).parent.mkdir(parents=True, exist_ok=True)
+    (path.parent / location).write_bytes(data)
+    w.ClearField("float_data")
+    w.raw_data = data
+    set_external_data(w, location=location, length=len(data))
+    w.ClearField("raw_data")
+    w.data_location = TensorProto.EXTERNAL
+    onnx.save(model, str(path))
+    return path
+
+
+def test_external_data_inside_folder_loads(tmp_path: Path) -> None:
+    sess = ml_session.get_session(_external(tmp_path / "m" / "mix.onnx", "weights/mix.bin"))
+    x = frame(16, 24)
+    np.testing.assert_allclose(ml_session.run_tiled(sess, x), np.clip(x @ MIX.T, 0, 1), atol=1e-5)
+
+
+@pytest.mark.parametrize("location", ["../outside.bin", "weights/../../outside.bin"])
+def test_exception_external_data_outside_folder(tmp_path: Path, location: str) -> None:
+    path = _external(tmp_path / "m" / "mix.onnx", location)
+    with pytest.raises(ModelError, match="outside the model's folder"):
+        ml_session.get_session(path)
+
+
+def test_exception_external_data_absolute(tmp_path: Path) -> None:
+    path = _external(tmp_path / "m" / "mix.onnx", "w.bin")
+    model = onnx.load(str(path), load_external_data=False)
+    for entry in model.graph.initializer[0].external_data:
+        if entry.key == "location":
+            entry.value = str(tmp_path / "m" / "w.bin")
+    onnx.save(model, str(path))
+    with pytest.raises(ModelError, match="outside the model's folder"):
+        ml_session.get_session(path)
+
+
 # ---- tiling --------------------------------------------------------------------------------------
 
 
@@ -232,6 +276,26 @@ def test_render_keeps_frame_count(models: dict[str, Path], tmp_path: Path) -> No
 
 
 @pytest.mark.shared
+@pytest.mark.parametrize("name", ["wml_candy.onnx", "wml_mosaic.onnx"])
+@pytest.mark.parametrize("size", [(720, 1280), (272, 640)])
+def test_real_fixed_720_models_tile_any_frame(name: str, size: tuple[int, int]) -> None:
+    """Fixed 720x720, opset 7, 0..255 models (legacy ImageScaler/Crop ops) on 1280x720 and 640x272 frames."""
+    path = MODELS / name
+    if not path.is_file():
+        pytest.skip(f"third-party model not found at {path} (../shared is only beside a developer's checkout)")
+    rgb = (frame(*size, seed=1) * 255).astype(np.uint8)
+    st = FastStyle(FastStyleParams(model=str(path)))
+    assert st._session.spec.size == (720, 720) and st._session.spec.value_range == 255
+    out = st(rgb, 0)
+    assert out.shape == rgb.shape and out.dtype == np.uint8
+    assert np.abs(out.astype(int) - rgb.astype(int)).mean() > 10  # it styled the frame
+    if size[1] > 720:  # two tiles side by side: no seam where they meet (columns 560..720 overlap)
+        cols = to_float(out).mean(axis=(0, 2))
+        jumps = np.abs(np.diff(cols))
+        assert jumps[500:780].max() < 4 * np.median(jumps) + 0.01
+
+
+@pytest.mark.shared
 def test_real_candy_fixed_720() -> None:
     path = MODELS / "wml_candy.onnx"
     if not path.is_file():
@@ -244,3 +308,17 @@ def test_real_candy_fixed_720() -> None:
     assert np.abs(a.astype(int) - rgb.astype(int)).mean() > 10
     np.testing.assert_array_equal(a, b)
     assert to_float(a).std() > 0.01
+
+
+def test_job_pins_the_active_model_version(models: dict[str, Path], tmp_path: Path) -> None:
+    """A job names the exact version it renders with; activating another later changes new jobs only."""
+    from core import models as registry
+
+    registry.register(models["dynamic"], "pinme")
+    clip = make_clip(tmp_path / "c.mp4", ClipSpec(frames=4, width=64, height=48))
+    before = build_job(clip, tmp_path / "o.mp4", "neural", "speed", {"model": "pinme"})
+    assert before.params.model == "pinme@1"
+    registry.register(models["unit"], "pinme")  # v2, activated
+    after = build_job(clip, tmp_path / "o.mp4", "neural", "speed", {"model": "pinme"})
+    assert after.params.model == "pinme@2" and after.job_hash() != before.job_hash()
+    assert FastStyle.files(before.params)[0].endswith("v1.onnx")
