@@ -47,21 +47,26 @@ class EncoderConfig:
 class TemporalConfig:
     """Temporal stabilisation. Strengths are the EMA weight of the past (0 = off, 0.9 = very smooth).
 
+    ``mode``: ``flow`` warps the past along the input's optical flow before blending and gives it no
+    weight where the flow is unreliable, so moving content does not ghost (measured: a quarter or less of
+    the per-frame render's warping error, at SSIM >= 0.95 to it, for cartoon and pencil; ~10 ms a frame
+    more at 720p); ``ema`` blends in place (cheap, ghosts on motion, so it must stay weak); ``off``.
     ``lines_strength`` applies to line work (edges, pencil strokes), which flickers most.
     ``cut_threshold`` is the Bhattacharyya histogram distance between consecutive input frames above
     which a scene cut is declared and the state resets.
     """
 
-    mode: str = field(default="ema", metadata={"choices": ("off", "ema")})
-    strength: float = field(default=0.3, metadata={"min": 0.0, "max": 0.95})
-    lines_strength: float = field(default=0.5, metadata={"min": 0.0, "max": 0.95})
+    mode: str = field(default="flow", metadata={"choices": ("off", "ema", "flow")})
+    strength: float = field(default=0.4, metadata={"min": 0.0, "max": 0.95})
+    lines_strength: float = field(default=0.83, metadata={"min": 0.0, "max": 0.95})
     cut_threshold: float = field(default=0.45, metadata={"min": 0.05, "max": 1.0})
     max_preroll: int = field(default=64, metadata={"min": 0, "max": 500})
 
     def preroll_frames(self) -> int:
         """Frames a chunk decodes before its start so the EMA has forgotten its start-up state.
 
-        The weight of a state ``n`` frames old is ``s**n``; we want it below 0.1/255, a tenth of a code
+        The weight of a state ``n`` frames old is ``s**n`` (at most that in flow mode, where it is
+        ``s`` per frame only where the flow is reliable); we want it below 0.1/255, a tenth of a code
         value, so chunked and single-pass renders agree to rounding.
         """
         if self.mode == "off":

@@ -1,4 +1,5 @@
-"""Temporal stage: scene-cut detection on the input and EMA stabilisation of the stylized layers.
+"""Temporal stage: scene-cut detection on the input and EMA stabilisation of the stylized layers, either
+in place or motion-compensated along the input's optical flow.
 
 State is explicit and serialisable (``state_dict`` / ``load_state_dict``). Chunks cross their edges by
 pre-roll instead of carrying state: a chunk decodes :meth:`TemporalConfig.preroll_frames` frames before
@@ -15,6 +16,8 @@ import numpy as np
 
 from stylizers.base import Styled, compose
 
+from .flow import FlowEstimator, flow_to_previous
+from .frames import gray
 from .presets import TemporalConfig
 
 _THUMB = (96, 54)
@@ -56,17 +59,72 @@ class CutDetector:
         self._prev = None if prev is None else np.asarray(prev, np.float32).copy()
 
 
+class _Motion:
+    """Aligns last frame's state to this frame along the optical flow of the *input* frames.
+
+    Flow (DIS, :mod:`core.flow`) runs on grey copies whose longer side is :data:`_FLOW_SIDE` and is scaled up
+    to the frame; where the forward-backward check fails (occluded, revealed or badly matched pixels) the
+    weight of the past is 0, so those pixels start fresh instead of smearing what moved away.
+    """
+
+    def __init__(self) -> None:
+        self._est = FlowEstimator("fast")
+        self._prev: np.ndarray | None = None  # last input frame, small grey uint8
+        self._grid: tuple[np.ndarray, np.ndarray] | None = None  # full-size pixel coordinates, cached
+
+    def reset(self) -> None:
+        self._prev = None
+
+    def step(self, source: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """Remember ``source`` ((H, W, 3) uint8 RGB input frame) and return how to pull the previous frame
+        onto it: ``(map_x, map_y, reliable)``, (H, W) float32 each, for ``cv2.remap`` and as a 0..1 weight.
+        None on the first frame after a reset, or when too little of the flow is reliable (a missed cut)."""
+        h, w = source.shape[:2]
+        k = min(1.0, _FLOW_SIDE / max(h, w))
+        small = gray(source if k == 1 else cv2.resize(source, (max(8, round(w * k)), max(8, round(h * k))),
+                                                      interpolation=cv2.INTER_AREA))
+        prev, self._prev = self._prev, small
+        if prev is None or prev.shape != small.shape:
+            return None
+        pair = flow_to_previous(self._est, prev, small)
+        if pair.reliable.mean() < _MIN_RELIABLE:
+            return None
+        sh, sw = small.shape
+        flow = cv2.resize(pair.to_prev, (w, h), interpolation=cv2.INTER_LINEAR) if (sh, sw) != (h, w) else pair.to_prev
+        if self._grid is None or self._grid[0].shape != (h, w):
+            gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+            self._grid = (gx, gy)
+        map_x = cv2.scaleAdd(flow[..., 0], w / sw, self._grid[0])
+        map_y = cv2.scaleAdd(flow[..., 1], h / sh, self._grid[1])
+        reliable = cv2.resize(pair.reliable.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
+        return map_x, map_y, reliable
+
+
+#: longer side of the frames the stabiliser's flow is computed on; the flow is scaled up to the frame
+_FLOW_SIDE = 320
+#: below this fraction of reliable flow, the frame is treated as a cut the histogram missed
+_MIN_RELIABLE = 0.2
+
+
 class Stabiliser:
-    """EMA over output layers: ``state = s * state + (1 - s) * current``, separately for base and lines.
+    """EMA over output layers, separately for base and lines: ``state = s * past + (1 - s) * current``.
 
     Line work gets its own (usually stronger) weight: edges flicker more than colour. ``reset()`` at a
     cut makes the next frame start fresh. Inputs are never modified.
+
+    Modes (:attr:`TemporalConfig.mode`): ``"ema"`` blends with the past state where it was; ``"flow"`` first
+    warps the past state along the input's optical flow (so moving content does not leave a ghost trail)
+    and gives the past no weight where the flow is unreliable; ``"off"`` passes frames through.
+    The weight of an ``n``-frame-old state is at most ``s**n`` in both modes, so the same pre-roll
+    (:meth:`TemporalConfig.preroll_frames`) makes a chunked render equal a single pass; in flow mode the
+    pre-roll frames feed the flow too.
     """
 
     def __init__(self, config: TemporalConfig, enabled: bool = True) -> None:
-        on = enabled and config.mode == "ema"
+        on = enabled and config.mode in ("ema", "flow")
         self.s_base = np.float32(config.strength if on else 0.0)
         self.s_lines = np.float32(config.lines_strength if on else 0.0)
+        self._motion = _Motion() if on and config.mode == "flow" else None
         self._base: np.ndarray | None = None
         self._lines: np.ndarray | None = None
 
@@ -75,9 +133,16 @@ class Stabiliser:
         """False when the stabiliser passes frames through (no state to keep or reset)."""
         return bool(self.s_base or self.s_lines)
 
+    @property
+    def needs_source(self) -> bool:
+        """True when each call must also get the input frame (flow mode)."""
+        return self._motion is not None and self.active
+
     def reset(self) -> None:
         self._base = None
         self._lines = None
+        if self._motion is not None:
+            self._motion.reset()
 
     @staticmethod
     def _blend(state: np.ndarray | None, cur: np.ndarray, s: np.float32) -> np.ndarray:
@@ -88,19 +153,50 @@ class Stabiliser:
         cv2.addWeighted(state, float(s), cur, float(1 - s), 0.0, dst=state)
         return state
 
-    def __call__(self, styled: Styled) -> np.ndarray:
-        """Stabilise one frame's layers -> (H, W, 3) uint8 RGB."""
+    @staticmethod
+    def _blend_warped(state: np.ndarray | None, cur: np.ndarray, s: np.float32,
+                      motion: tuple[np.ndarray, np.ndarray, np.ndarray] | None) -> np.ndarray:
+        """Bilinear warp of the past (cubic measured worse: its overshoot reads as flicker), then a blend
+        whose weight of the past is ``s`` where the flow is reliable and 0 where it is not."""
+        cur = cur.astype(np.float32)
+        if state is None or motion is None or state.shape != cur.shape or s == 0:
+            return cur
+        map_x, map_y, reliable = motion
+        past = cv2.remap(state, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        w_past = reliable * s
+        return cv2.blendLinear(past, cur, w_past, 1.0 - w_past)
+
+    def __call__(self, styled: Styled, source: np.ndarray | None = None) -> np.ndarray:
+        """Stabilise one frame's layers -> (H, W, 3) uint8 RGB.
+
+        ``source``: the input frame the layers were stylised from ((H, W, 3) uint8 RGB); flow mode needs
+        it (the flow is measured on the input, whose texture is real), the other modes ignore it.
+        """
         if self.s_base == 0 and self.s_lines == 0:
             return compose(styled.base, styled.lines, styled.ink)
-        self._base = self._blend(self._base, styled.base, self.s_base)
-        if styled.lines is not None:
-            self._lines = self._blend(self._lines, styled.lines, self.s_lines)
+        if self._motion is None:
+            self._base = self._blend(self._base, styled.base, self.s_base)
+            if styled.lines is not None:
+                self._lines = self._blend(self._lines, styled.lines, self.s_lines)
+        else:
+            if source is None:
+                raise ValueError("temporal mode 'flow': the stabiliser needs the input frame (source=)")
+            motion = self._motion.step(source)
+            if motion is None:  # first frame, or a cut the histograms missed: start fresh
+                self._base = self._lines = None
+            self._base = self._blend_warped(self._base, styled.base, self.s_base, motion)
+            if styled.lines is not None:
+                self._lines = self._blend_warped(self._lines, styled.lines, self.s_lines, motion)
         return compose(self._base, self._lines if styled.lines is not None else None, styled.ink)
 
     def state_dict(self) -> dict[str, Any]:
+        prev = None if self._motion is None or self._motion._prev is None else self._motion._prev.copy()
         return {"base": None if self._base is None else self._base.copy(),
-                "lines": None if self._lines is None else self._lines.copy()}
+                "lines": None if self._lines is None else self._lines.copy(), "flow_prev": prev}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self._base = None if state.get("base") is None else np.asarray(state["base"], np.float32).copy()
         self._lines = None if state.get("lines") is None else np.asarray(state["lines"], np.float32).copy()
+        if self._motion is not None:
+            prev = state.get("flow_prev")
+            self._motion._prev = None if prev is None else np.asarray(prev, np.uint8).copy()

@@ -75,6 +75,14 @@ def cmd_probe(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from core.analysis import analyze
+
+    result = analyze(args.input, every=args.every, long_side=args.long_side)
+    print(json.dumps(result.to_json(per_frame=args.per_frame), indent=2))
+    return 0
+
+
 def cmd_styles(args: argparse.Namespace) -> int:
     from core.config import schema
     from stylizers import STYLIZERS
@@ -108,6 +116,28 @@ def cmd_presets(args: argparse.Namespace) -> int:
     else:
         preset = apply_sets(load_preset(args.base), parse_sets(args.sets))
         print(f"saved {save_preset(preset, args.name)}")
+    return 0
+
+
+def cmd_metrics(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from core.metrics import MetricsConfig, compare_videos, write_jsonl
+
+    cfg = MetricsConfig(long_side=args.long_side, every=args.every, flow_preset=args.flow_preset)
+    bar = tqdm(unit="frame", desc="metrics", dynamic_ncols=True, disable=args.quiet or None, file=sys.stderr)
+
+    def on_progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+
+    try:
+        records, summary = compare_videos(Path(args.input), Path(args.output), cfg, on_progress=on_progress)
+    finally:
+        bar.close()
+    if args.jsonl:
+        write_jsonl(records, Path(args.jsonl))
+    print(json.dumps(summary, indent=2))
     return 0
 
 
@@ -243,10 +273,69 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_feedback(args: argparse.Namespace) -> int:
+    from core import feedback
+
+    if args.action == "list":
+        records = feedback.list_records(clip=args.clip, rater=args.rater)
+        if not records:
+            print("no feedback recorded yet (the Style Lab's A/B page records it)")
+        for r in records:
+            at = f"frame {r.frame_index}" if r.time_range is None else f"{r.time_range[0]:g}-{r.time_range[1]:g}s"
+            fixes = f"  (corrects {r.supersedes})" if r.supersedes else ""
+            a, b = (f"{v.style}{f' ({v.model})' if v.model else ''}" for v in (r.a, r.b))
+            print(f"{r.id}  {r.created}  {r.clip} {at}  A={a}  B={b}  choice={r.choice}"
+                  f"  rating={r.rating or '-'}  by {r.rater}{fixes}")
+    elif args.action == "export":
+        print(f"wrote {feedback.export_jsonl(args.path)} records to {args.path}")
+    else:
+        if not args.record_id.isdigit():
+            raise ConfigError(f"feedback approve: expected a record id, got {args.record_id!r}")
+        folder = feedback.approve(int(args.record_id), args.variant, args.pair_set)
+        print(f"approved {feedback.pair_stem(int(args.record_id), args.variant)} into {folder} "
+              f"(train with --pairs {folder})")
+    return 0
+
+
 def models_active(entry) -> bool:
     from core import models
 
     return models.info(entry.name).active == entry.version
+
+
+def cmd_autotune(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from core.autotune import TuneConfig, tune
+    from core.job import parse_sets
+    from core.preference import PreferenceModel, default_path
+
+    restrict: dict[str, str] = {}
+    for item in args.params:
+        name, sep, spec = item.partition("=")
+        if not sep or not name.strip() or not spec.strip():
+            raise ConfigError(f"--param {item!r}: expected NAME=LO:HI[:STEPS] or NAME=A,B,C")
+        restrict[name.strip()] = spec.strip()
+    use_model = args.objective == "preference" or (args.objective == "auto" and default_path().is_file())
+    model = PreferenceModel.load() if use_model else None
+    bar: tqdm | None = None
+
+    def on_progress(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=total, unit="candidate", desc=f"autotune {args.style}", dynamic_ncols=True,
+                       disable=args.quiet or None)
+        bar.update(done - bar.n)
+
+    try:
+        result = tune(args.input, args.style, args.budget, preset=args.preset, sets=parse_sets(args.sets),
+                      restrict=restrict, model=model, config=TuneConfig(frames=args.frames, edge_floor=args.edge_floor),
+                      seed=args.seed, pairs=args.pairs, on_progress=on_progress)
+    finally:
+        if bar is not None:
+            bar.close()
+    print("\n".join(result.lines(top=args.top)))
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -274,6 +363,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("probe", help="print what the studio knows about a video, as JSON")
     p.add_argument("input")
     p.set_defaults(func=cmd_probe)
+
+    p = sub.add_parser("analyze", help="shots, nine scores per shot and a difficulty class, as JSON")
+    p.add_argument("input")
+    p.add_argument("--every", type=int, default=2, help="measure flow and scores on every Nth frame")
+    p.add_argument("--long-side", type=int, default=256, help="long side of the analysis copy, pixels")
+    p.add_argument("--per-frame", action="store_true", help="include the per-frame arrays")
+    p.set_defaults(func=cmd_analyze)
 
     p = sub.add_parser("styles", help="list styles and their parameters")
     p.add_argument("--json", action="store_true")
@@ -319,6 +415,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
 
+    p = sub.add_parser("metrics", help="quality metrics of a render against its input: JSON summary on stdout")
+    p.add_argument("input", help="the source video")
+    p.add_argument("output", help="the rendered video (same frame count)")
+    p.add_argument("--jsonl", default=None, metavar="FILE", help="also write per-frame metrics, one JSON a line")
+    p.add_argument("--long-side", type=int, default=320, help="measure on frames downscaled to this (0 = full)")
+    p.add_argument("--every", type=int, default=1, help="measure every N-th frame")
+    p.add_argument("--flow-preset", default="fast", choices=["ultrafast", "fast", "medium"],
+                   help="DIS optical-flow preset of the warping error")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_metrics)
+
     p = sub.add_parser("lut", help="check a LUT file, or grade an image with it")
     lut_sub = p.add_subparsers(dest="lut_action", required=True)
     q = lut_sub.add_parser("check", help="validate a LUT and print its kind, sizes, domain and behaviour")
@@ -329,6 +436,38 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("input", help=".png or .jpg")
     q.add_argument("-o", "--output", required=True, help=".png or .jpg")
     q.set_defaults(func=cmd_lut)
+
+    p = sub.add_parser("feedback", help="list or export A/B feedback, approve an output as a training pair")
+    fb_sub = p.add_subparsers(dest="action", required=True)
+    q = fb_sub.add_parser("list", help="one line per A/B record, oldest first")
+    q.add_argument("--clip", default=None, help="only this clip's records")
+    q.add_argument("--rater", default=None, help="only this rater's records")
+    q.set_defaults(func=cmd_feedback)
+    q = fb_sub.add_parser("export", help="write every record as JSON lines (atomic)")
+    q.add_argument("path", help="output .jsonl file")
+    q.set_defaults(func=cmd_feedback)
+    q = fb_sub.add_parser("approve", help="make a record's input and chosen output a training pair")
+    q.add_argument("record_id", metavar="ID")
+    q.add_argument("variant", choices=["A", "B"])
+    q.add_argument("--pair-set", default="approved", help="pair folder name under $VP_HOME/pairs")
+    q.set_defaults(func=cmd_feedback)
+
+    p = sub.add_parser("autotune", help="search a style's parameters on the clip's worst frames, print a ranked table")
+    p.add_argument("input")
+    _add_job_args(p)
+    p.add_argument("--budget", type=int, default=24, help="candidates to evaluate (grid if it fits, else random)")
+    p.add_argument("--param", dest="params", action="append", default=[], metavar="NAME=LO:HI[:STEPS]|NAME=A,B,C",
+                   help="search only these parameters, over this range or these values; repeatable")
+    p.add_argument("--frames", type=int, default=8, help="worst frames to measure each candidate on")
+    p.add_argument("--edge-floor", type=float, default=None,
+                   help="least mean edge coherence a candidate may have (default: 0.8 x the base's)")
+    p.add_argument("--objective", choices=["auto", "metrics", "preference"], default="auto",
+                   help="auto: the preference model when one has been fitted, else the metrics")
+    p.add_argument("--pairs", type=int, default=0, help="propose this many A/B pairs to rate (preference model)")
+    p.add_argument("--top", type=int, default=10, help="rows of the ranked table")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random search")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_autotune)
     return parser
 
 
