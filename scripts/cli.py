@@ -288,6 +288,13 @@ def cmd_feedback(args: argparse.Namespace) -> int:
                   f"  rating={r.rating or '-'}  by {r.rater}{fixes}")
     elif args.action == "export":
         print(f"wrote {feedback.export_jsonl(args.path)} records to {args.path}")
+    elif args.action == "fit":
+        from core.preference import PreferenceModel
+
+        model = PreferenceModel.fit(feedback.ab_dataset())
+        path = model.save()
+        print("\n".join(model.report.lines()))
+        print(f"saved the preference model to {path} (autotune and the Style Lab use it from now on)")
     else:
         if not args.record_id.isdigit():
             raise ConfigError(f"feedback approve: expected a record id, got {args.record_id!r}")
@@ -450,6 +457,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("record_id", metavar="ID")
     q.add_argument("variant", choices=["A", "B"])
     q.add_argument("--pair-set", default="approved", help="pair folder name under $VP_HOME/pairs")
+    q.set_defaults(func=cmd_feedback)
+    q = fb_sub.add_parser("fit", help="fit the preference model on every A/B rating, report accuracy, ECE, drivers")
     q.set_defaults(func=cmd_feedback)
 
     p = sub.add_parser("autotune", help="search a style's parameters on the clip's worst frames, print a ranked table")

@@ -189,3 +189,18 @@ def test_config_min_ratings() -> None:
     rows = rated_rows(25, seed=5)
     model = PreferenceModel.fit(rows, PreferenceConfig(min_ratings=20))
     assert model.report.n_train + model.report.n_holdout == 25
+
+
+def test_cli_feedback_fit(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """`feedback fit` trains on the store's ratings and saves the model the tuner loads; too few: exit 2."""
+    from core import feedback
+    from scripts.cli import main
+
+    monkeypatch.setattr(feedback, "ab_dataset", lambda: rated_rows(5, seed=3))
+    assert main(["feedback", "fit"]) == 2
+    assert "rating" in capsys.readouterr().err
+    monkeypatch.setattr(feedback, "ab_dataset", lambda: rated_rows(300, seed=3))
+    assert main(["feedback", "fit"]) == 0
+    out = capsys.readouterr().out
+    assert "saved the preference model" in out and default_path().is_file()
+    assert PreferenceModel.load().drivers[0][0].startswith("warping_error")
