@@ -16,7 +16,7 @@ $(VENV)/.dev-installed: requirements-dev.txt $(VENV)/.installed
 	touch $@
 
 run: $(VENV)/.installed
-	$(PY) -m scripts.demo
+	$(PY) -m scripts.studio
 
 test: $(VENV)/.dev-installed
 	$(PY) -m ruff check .

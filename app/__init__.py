@@ -1,0 +1,5 @@
+"""The studio's Streamlit app: ``streamlit_app.py`` (navigation) and one thin page per file in ``pages/``.
+
+Modules here that do not import streamlit (``wipe``, ``hardware``, ``actions``, ``plots``, ``events``)
+hold the little logic the pages need beyond one core call, so it can be tested without a browser.
+"""

@@ -1,0 +1,172 @@
+"""Streamlit pieces the pages share: cached reads, the style-parameter form, the media picker, error display.
+
+Caching: pure reads of a file are ``st.cache_data`` keyed by the path and its modification time (a changed
+file is re-read); the preference model is ``st.cache_resource`` (one object, never mutated). The job queue
+is opened per run (a SQLite handle belongs to the thread that made it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import streamlit as st
+
+from core.errors import StudioError
+
+
+@contextlib.contextmanager
+def shown_errors() -> Iterator[None]:
+    """Show a studio error (a bad value, a missing file, a full disk) as one line instead of a traceback."""
+    try:
+        yield
+    except StudioError as exc:
+        st.error(str(exc))
+
+
+def job_queue() -> Any:
+    """The studio's job queue (core.jobs.JobQueue), or None with an error shown when it is unavailable."""
+    try:
+        from core.jobs import JobQueue
+    except ImportError:
+        st.error("the job queue (core/jobs.py) is not installed in this checkout")
+        return None
+    return JobQueue()
+
+
+def mtime(path: str | Path) -> float:
+    try:
+        return os.stat(path).st_mtime
+    except OSError:
+        return 0.0
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def probe_info(path: str, stamp: float) -> Any:
+    from core.io import probe
+
+    return probe(path)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def source_frame(path: str, stamp: float, seconds: float) -> np.ndarray:
+    from app.actions import source_frame as read
+
+    return read(path, seconds)
+
+
+@st.cache_data(show_spinner="Rendering a preview frame...", max_entries=32)
+def preview(path: str, stamp: float, style: str, preset: str, sets: tuple[tuple[str, str], ...],
+            seconds: float) -> np.ndarray:
+    from core.job import build_job
+    from core.pipeline import preview_frame
+
+    return preview_frame(build_job(path, Path(path).with_suffix(".preview.mp4"), style, preset, dict(sets)), seconds)
+
+
+@st.cache_data(show_spinner="Analysing the clip...", max_entries=16)
+def worst_frames(path: str, stamp: float, k: int) -> list[Any]:
+    from core.sampling import worst_frames as pick
+
+    return pick(path, k)
+
+
+@st.cache_data(show_spinner="Analysing shots...", max_entries=16)
+def shot_analysis(path: str, stamp: float) -> dict[str, Any]:
+    from core.analysis import analyze
+
+    return analyze(path).to_json()
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def preference_model(path: str, stamp: float) -> Any:
+    from core.preference import PreferenceModel
+
+    return PreferenceModel.load(path)
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        return ",".join(_text(v) for v in value)
+    return "" if value is None else str(value)
+
+
+def field_widget(f: dict[str, Any], value: Any, key: str) -> Any:
+    """One input widget for a schema field (core.config.schema): checkbox, selectbox, slider, number or text."""
+    label, help_ = f["name"], f.get("help")
+    tp = f["type"]
+    if tp == "bool":
+        return st.checkbox(label, value=bool(value), key=key, help=help_)
+    if "choices" in f:
+        choices = list(f["choices"])
+        return st.selectbox(label, choices, index=choices.index(value) if value in choices else 0, key=key,
+                            help=help_)
+    lo, hi = f.get("min"), f.get("max")
+    if tp == "int" and isinstance(value, int):
+        if lo is not None and hi is not None and hi - lo <= 1000:
+            return st.slider(label, int(lo), int(hi), int(value), key=key, help=help_)
+        return st.number_input(label, min_value=lo, max_value=hi, value=int(value), step=1, key=key, help=help_)
+    if tp == "float" and isinstance(value, (int, float)):
+        if lo is not None and hi is not None:
+            step = float(f"{(hi - lo) / 200:.1g}") or 0.01
+            return st.slider(label, float(lo), float(hi), float(value), step=step, key=key, help=help_)
+        return st.number_input(label, value=float(value), key=key, help=help_)
+    return st.text_input(label, value=_text(value), key=key, help=help_ or f"type: {tp}")
+
+
+def schema_form(schema: list[dict[str, Any]], values: dict[str, Any], key: str, prefix: str = "") -> dict[str, str]:
+    """Widgets for every field of ``schema`` starting at ``values``; returns ``--set`` strings
+    (``prefix + name -> text``) for the fields the user changed."""
+    sets = {}
+    for f in schema:
+        if isinstance(values.get(f["name"]), dict):
+            continue  # nested dataclasses (a preset's encoder, temporal) are edited by their own form
+        current = values.get(f["name"], f["default"])
+        got = field_widget(f, current, f"{key}.{f['name']}")
+        if _text(got) != _text(current):
+            sets[prefix + f["name"]] = _text(got)
+    return sets
+
+
+def style_params_form(style: str, preset: str, key: str) -> dict[str, str]:
+    """The style's parameter widgets, starting at the preset's values; returns the changed ones as ``--set``s."""
+    from core.config import schema, to_dict
+    from core.presets import load_preset
+    from stylizers import build_params, get_style
+
+    base = to_dict(build_params(style, load_preset(preset).styles.get(style), {}, f"preset {preset}"))
+    return schema_form(schema(get_style(style).Params), base, f"{key}.{style}.{preset}")
+
+
+def media_picker(key: str, label: str = "Input clip") -> Path | None:
+    """Choose a video from the media folders and uploads, or upload one (stored under its content hash)."""
+    from core import storage
+
+    files = storage.list_media()
+    how = st.radio(label, ["From media folders", "Upload"], horizontal=True, key=f"{key}.how")
+    if how == "Upload":
+        up = st.file_uploader("Video file", type=[e.lstrip(".") for e in storage.VIDEO_EXTS], key=f"{key}.upload")
+        if up is None:
+            return None
+        with shown_errors():
+            return storage.store_upload(up.getvalue(), up.name)
+        return None
+    if not files:
+        st.info("No videos in the media folders yet: upload one, or add a folder in Settings.")
+        return None
+    chosen = st.selectbox("Clip", files, format_func=lambda p: f"{p.name}  ({p.parent})", key=f"{key}.file")
+    return Path(chosen) if chosen is not None else None
+
+
+@st.cache_data(show_spinner=False, ttl=5)
+def hardware() -> Any:
+    """The hardware summary (app.hardware), re-read at most every 5 s."""
+    from app.hardware import summary
+
+    return summary()

@@ -1,0 +1,105 @@
+"""Batch queue: every job with its state and progress, live; pause, resume, reorder, cancel, retry; play,
+download and inspect a finished render."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import streamlit as st
+
+from app import components as ui
+from app.events import render_metrics
+from app.plots import render_metrics_figure, shots_figure
+from core.analysis import SCORE_NAMES
+
+st.title("Batch queue")
+queue = ui.job_queue()
+if queue is None:
+    st.stop()
+
+
+def _eta(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    return time.strftime("%H:%M:%S", time.gmtime(max(0.0, seconds)))
+
+
+@st.fragment(run_every="2s")
+def job_table() -> None:
+    jobs = queue.list()
+    if not jobs:
+        st.info("No jobs yet: queue a render from the Dashboard.")
+        return
+    counts = {s: sum(j.state == s for j in jobs) for s in ("queued", "running", "paused", "done", "failed")}
+    st.caption(" · ".join(f"{n} {s}" for s, n in counts.items()))
+    st.dataframe(
+        [{"id": j.id, "kind": j.kind, "state": j.state, "progress": float(j.progress or 0.0),
+          "fps": round(j.fps, 1) if j.fps else None, "ETA": _eta(j.eta_s), "stage": j.stage or "",
+          "input": Path(str(j.spec.get("input", j.spec.get("pairs", "")))).name,
+          "style": j.spec.get("style", j.spec.get("base", "")), "message": j.error or j.message or ""}
+         for j in jobs],
+        hide_index=True, width="stretch", height=min(420, 38 + 35 * len(jobs)),
+        column_config={"progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0,
+                                                                   format="percent")})
+
+
+job_table()
+
+jobs = queue.list()
+if not jobs:
+    st.stop()
+ids = [j.id for j in jobs]
+job_id = st.selectbox("Job", ids, key="queue.job",
+                      format_func=lambda i: next(f"#{j.id} {j.kind} {j.state}" for j in jobs if j.id == i))
+job = queue.get(job_id)
+
+actions = st.columns(7)
+with ui.shown_errors():
+    if actions[0].button("Pause", key="queue.pause", disabled=job.state not in ("queued", "running")):
+        job = queue.pause(job.id)
+    if actions[1].button("Resume", key="queue.resume", disabled=job.state != "paused"):
+        job = queue.resume(job.id)
+    if actions[2].button("Cancel", key="queue.cancel", disabled=job.state in ("done", "failed", "cancelled")):
+        job = queue.cancel(job.id)
+    if actions[3].button("Retry", key="queue.retry", disabled=job.state not in ("failed", "cancelled")):
+        job = queue.retry(job.id)
+    pending = [j.id for j in jobs if j.state in ("queued", "paused")]
+    movable = job.state in ("queued", "paused") and job.id in pending
+    at = pending.index(job.id) if movable else -1
+    if actions[4].button("Top", key="queue.top", disabled=at <= 0):
+        job = queue.move(job.id, pending[0])
+    if actions[5].button("Up", key="queue.up", disabled=at <= 0):
+        job = queue.move(job.id, pending[at - 1])
+    if actions[6].button("Down", key="queue.down", disabled=not movable or at >= len(pending) - 1):
+        job = queue.move(job.id, pending[at + 2] if at + 2 < len(pending) else None)
+
+st.progress(float(job.progress or 0.0), text=f"{job.state} · {job.stage or ''} {job.message or ''}".strip())
+if job.error:
+    st.error(job.error)
+
+output = Path(job.output or job.spec.get("output") or "")
+if job.kind == "render" and job.state == "done" and output.is_file():
+    st.video(str(output))
+    with open(output, "rb") as fh:
+        st.download_button("Download", fh, file_name=output.name, key="queue.download")
+    rows, summary = render_metrics(job.result)
+    if rows:
+        st.plotly_chart(render_metrics_figure(rows), key="queue.metrics")
+    else:
+        st.caption("no metrics recorded")
+    if summary:
+        with st.expander("Summary"):
+            st.json(summary)
+    shots = summary.get("shots") if summary and summary.get("shots") and "motion" in summary["shots"][0] else None
+    source = Path(str(job.spec.get("input", "")))
+    if shots is None and source.is_file() and st.button("Analyse shots", key="queue.analyse"):
+        with ui.shown_errors():
+            shots = ui.shot_analysis(str(source), ui.mtime(source))["shots"]
+    if shots:
+        st.plotly_chart(shots_figure(shots, SCORE_NAMES), key="queue.shots")
+if job.kind == "autotune" and job.result and job.result.get("lines"):
+    st.code("\n".join(job.result["lines"]))
+if job.result:
+    with st.expander("Result"):
+        st.json(job.result)

@@ -1,0 +1,104 @@
+"""Settings: hardware, presets (view, edit with validation, save as custom), folders, storage and clean-up."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import streamlit as st
+import yaml
+
+from app import components as ui
+from app.actions import in_use_paths
+from core import storage
+from core.config import schema, to_dict
+from core.presets import (
+    BUNDLED_DIR,
+    EncoderConfig,
+    Preset,
+    TemporalConfig,
+    apply_sets,
+    list_presets,
+    load_preset,
+    save_preset,
+    studio_home,
+    user_dir,
+)
+
+st.title("Settings")
+hardware, presets, folders, store = st.tabs(["Hardware", "Presets", "Folders", "Storage"])
+
+with hardware:
+    hw = ui.hardware()
+    if hw.gpus:
+        st.dataframe([{"GPU": g.name, "VRAM used / total (GB)": f"{g.memory_used_mb / 1024:.1f} / "
+                       f"{g.memory_total_mb / 1024:.1f}", "temperature (C)": g.temperature_c,
+                       "utilisation (%)": g.utilisation_pct} for g in hw.gpus], hide_index=True)
+    else:
+        st.info(hw.gpu_note or "no NVIDIA GPU")
+    st.write(f"NVENC: {'usable' if hw.nvenc is None else f'not usable ({hw.nvenc}); renders use libx264'}")
+    c1, c2, c3 = st.columns(3)
+    c1.metric("CPU cores", hw.cpu_count, help=f"load (1 min): {hw.load_1m:.2f}" if hw.load_1m is not None else None)
+    c2.metric("RAM available", f"{hw.ram_available_gb:.1f} / {hw.ram_total_gb:.1f} GB" if hw.ram_total_gb else "?")
+    c3.metric("Disk free", f"{hw.disk_free_gb:.0f} / {hw.disk_total_gb:.0f} GB", help=hw.disk_path)
+
+with presets:
+    names = list_presets()
+    name = st.selectbox("Preset", names, index=names.index("balanced") if "balanced" in names else 0,
+                        key="set.preset")
+    with ui.shown_errors():
+        preset = load_preset(name)
+        st.caption(preset.description)
+        values = to_dict(preset)
+        sets = ui.schema_form([f for f in schema(Preset) if f["name"] == "chunk_seconds"], values,
+                              f"set.p.{name}")
+        c1, c2 = st.columns(2)
+        with c1:
+            st.markdown("**Encoder**")
+            sets |= ui.schema_form(schema(EncoderConfig), values["encoder"], f"set.e.{name}", "encoder.")
+        with c2:
+            st.markdown("**Temporal**")
+            sets |= ui.schema_form(schema(TemporalConfig), values["temporal"], f"set.t.{name}", "temporal.")
+        with st.expander("As YAML"):
+            st.code(yaml.safe_dump(values, sort_keys=False), language="yaml")
+        new_name = st.text_input("Save as (custom preset name)", value=f"{name}_custom", key="set.save_name")
+        if st.button("Save preset", key="set.save"):
+            path = save_preset(apply_sets(preset, sets), new_name)
+            st.success(f"saved {path}")
+
+settings = storage.load_settings()
+with folders:
+    st.markdown("**Media folders** (one per line; relative paths are under the studio home)")
+    text = st.text_area("Media folders", "\n".join(settings.media_folders), key="set.media",
+                        label_visibility="collapsed")
+    if st.button("Save folders", key="set.save_folders"):
+        with ui.shown_errors():
+            folders_ = tuple(line.strip() for line in text.splitlines() if line.strip())
+            storage.save_settings(dataclasses.replace(settings, media_folders=folders_))
+            st.success(f"saved {storage.settings_path()}")
+    st.write({"studio home": str(studio_home()), "media": [str(p) for p in storage.media_folders(settings)],
+              "LUTs": [str(BUNDLED_DIR.parent / "luts"), str(studio_home() / "luts")],
+              "models": [str(BUNDLED_DIR.parent / "models"), str(studio_home() / "models")],
+              "custom presets": str(user_dir())})
+
+with store:
+    st.dataframe([{"tier": u.tier, "files": u.files, "size (MB)": round(u.bytes / 2**20, 1),
+                   "retention (days)": u.retention_days or "forever", "folder": str(u.folder)}
+                  for u in storage.usage(settings)], hide_index=True, width="stretch")
+    st.caption(f"{storage.free_bytes() / 2**30:.1f} GB free; jobs are refused below {settings.min_free_gb:g} GB")
+    with st.form("set.storage"):
+        days = {t: st.number_input(f"Keep {t} (days, 0 = forever)", 0.0, 3650.0,
+                                   float(getattr(settings.retention, t)), key=f"set.ret.{t}")
+                for t in storage.TIERS}
+        min_free = st.number_input("Minimum free disk (GB)", 0.0, 10_000.0, float(settings.min_free_gb),
+                                   key="set.min_free")
+        if st.form_submit_button("Save storage settings"):
+            with ui.shown_errors():
+                storage.save_settings(dataclasses.replace(settings, retention=storage.Retention(**days),
+                                                          min_free_gb=min_free))
+                st.success("saved")
+    if st.button("Clean up now", key="set.cleanup"):
+        queue = ui.job_queue()
+        with ui.shown_errors():
+            report = storage.cleanup(storage.load_settings(), keep=in_use_paths(queue) if queue else ())
+            st.success(f"removed {len(report.removed)} items ({report.bytes / 2**20:.1f} MB); "
+                       f"{report.kept_in_use} kept for active jobs")

@@ -1,0 +1,112 @@
+"""Style Lab: render two variants of a clip's hardest frames, compare them, rate, approve training pairs,
+and see what the preference model predicts and why."""
+
+from __future__ import annotations
+
+import getpass
+
+import streamlit as st
+
+from app import components as ui
+from app.actions import frame_seconds, record_rating, render_variant
+from app.plots import shap_figure
+from app.wipe import wipe
+from core import feedback
+from core.preference import default_path
+from core.presets import list_presets
+from stylizers import READY_STYLES, STYLIZERS
+
+st.title("Style Lab")
+lab = st.session_state.setdefault("lab", {})
+
+clip = ui.media_picker("lab", "Clip")
+if clip is None:
+    st.stop()
+info = ui.probe_info(str(clip), ui.mtime(clip))
+k = st.slider("Frames to offer (worst first)", 2, 24, 8, key="lab.k")
+with ui.shown_errors():
+    picks = ui.worst_frames(str(clip), ui.mtime(clip), k)
+if not picks:
+    st.stop()
+pick = st.selectbox("Frame", picks, key="lab.frame",
+                    format_func=lambda p: f"frame {p.index}: {p.reason} ({p.score:.2f})")
+seconds = frame_seconds(info, pick.index)
+presets = list_presets()
+
+cols = st.columns(2)
+chosen = {}
+for side, col in zip(("A", "B"), cols, strict=True):
+    with col:
+        st.subheader(f"Variant {side}")
+        style = st.selectbox("Style", READY_STYLES + [s for s in STYLIZERS if s not in READY_STYLES],
+                             key=f"lab.{side}.style", index=READY_STYLES.index("cartoon") if "cartoon" in READY_STYLES
+                             else 0)
+        preset = st.selectbox("Preset", presets, key=f"lab.{side}.preset",
+                              index=presets.index("balanced") if "balanced" in presets else 0)
+        with st.expander("Parameters"), ui.shown_errors():
+            chosen[side] = (style, preset, ui.style_params_form(style, preset, f"lab.{side}.params"))
+
+if st.button("Render A and B", type="primary", key="lab.render"):
+    with ui.shown_errors(), st.spinner("Rendering both variants..."):
+        source = ui.source_frame(str(clip), ui.mtime(clip), seconds)
+        lab.update(clip=str(clip), index=pick.index, source=source, record=None,
+                   A=render_variant(clip, seconds, *chosen["A"], source=source),
+                   B=render_variant(clip, seconds, *chosen["B"], source=source))
+
+if lab.get("A") is None or lab.get("clip") != str(clip):
+    st.info("Render the two variants to compare them.")
+    st.stop()
+
+a, b = lab["A"], lab["B"]
+view = st.radio("View", ["Side by side", "Wipe"], horizontal=True, key="lab.view")
+if view == "Wipe" and a.rgb.shape == b.rgb.shape:
+    split = st.slider("Wipe: A | B", 0.0, 1.0, 0.5, 0.01, key="lab.split")
+    st.image(wipe(a.rgb, b.rgb, split), caption=f"A ({a.style}) | B ({b.style})", width="stretch")
+else:
+    c1, c2 = st.columns(2)
+    c1.image(a.rgb, caption=f"A: {a.style} {a.sets or ''}", width="stretch")
+    c2.image(b.rgb, caption=f"B: {b.style} {b.sets or ''}", width="stretch")
+
+with st.expander("Preference model"):
+    path = default_path()
+    if not path.is_file():
+        st.caption(f"no preference model yet (fitted from at least 40 A/B ratings: "
+                   f"`python -m scripts.cli autotune ... --objective preference`); {len(feedback.ab_dataset())} "
+                   "ratings so far")
+    else:
+        with ui.shown_errors():
+            model = ui.preference_model(str(path), ui.mtime(path))
+            row = {"a_metrics": a.metrics, "b_metrics": b.metrics, "a_params": a.params, "b_params": b.params}
+            st.metric("P(A preferred over B)", f"{model.predict_proba([row])[0]:.2f}")
+            st.plotly_chart(shap_figure(model.explain([row])[0]), key="lab.shap")
+
+st.subheader("Your judgement")
+with st.form("lab.rate"):
+    choice = st.radio("Better", ["A", "B", "tie"], horizontal=True, key="lab.choice")
+    rating = st.slider("Rating of the better one (1-5)", 1, 5, 3, key="lab.rating")
+    comment = st.text_area("Comment", key="lab.comment", max_chars=feedback.MAX_TEXT)
+    rater = st.text_input("Rater", value=getpass.getuser(), key="lab.rater")
+    if st.form_submit_button("Save rating", key="lab.save"):
+        with ui.shown_errors():
+            lab["record"] = record_rating(lab["clip"], lab["index"], a, b, lab["source"], choice=choice, rater=rater,
+                                          rating=rating, comment=comment)
+            st.success(f"saved feedback record {lab['record']}")
+
+if lab.get("record") is not None:
+    approve_side = st.radio("Approve as a training pair", ["A", "B"], horizontal=True, key="lab.approve_side")
+    if st.button("Approve", key="lab.approve"):
+        with ui.shown_errors():
+            folder = feedback.approve(lab["record"], approve_side)
+            st.success(f"approved {feedback.pair_stem(lab['record'], approve_side)} into {folder}")
+
+with st.expander("Auto-tuner: the next pair worth rating"):
+    budget = st.slider("Candidates to try", 2, 24, 6, key="lab.budget")
+    if st.button("Propose a pair", key="lab.tune"):
+        from app.actions import propose_pair
+
+        with ui.shown_errors(), st.spinner("Searching parameters on the worst frames..."):
+            lab["proposal"] = propose_pair(clip, chosen["A"][0], chosen["A"][1], budget)
+    if lab.get("proposal"):
+        p = lab["proposal"]
+        st.write(f"A: `{p['a']}`  vs  B: `{p['b']}`" + (f" (P(A) = {p['p_a']:.2f})" if p["p_a"] is not None else ""))
+        st.caption("Set these in the variants' parameters and render them.")

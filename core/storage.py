@@ -1,0 +1,279 @@
+"""Where the studio's files live, how long they stay, and whether there is room for another job.
+
+Three tiers under :func:`core.presets.studio_home`, each with its own retention (days; 0 keeps forever)::
+
+    uploads/<sha256 of the content, 20 hex><safe extension>   files given to the studio's upload box
+    work/<job hash>/...                                       chunks and checkpoints (core.pipeline)
+    renders/<input stem>_<style>_<stamp>.<ext>                finished renders queued from the studio
+
+An upload's own name is never used as a path: the content hash names it (the same file uploaded twice
+is stored once), and the extension kept is one of :data:`VIDEO_EXTS`, lower-cased, or none is accepted.
+
+Settings (the media folders the studio lists, the retention per tier, the free space a job needs) are a
+frozen dataclass saved as ``studio_home()/settings.yaml`` and loaded strictly (an unknown key or a bad
+value is a :class:`ConfigError` naming the key and the file).
+
+The disk guard, :func:`check_free_space`, refuses a job (:class:`DiskFullError`) when the studio's disk
+has less free space than the settings ask for plus what the job is expected to write.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from . import atomic
+from .config import from_mapping, to_dict, validate
+from .errors import ConfigError, MediaNotFoundError, OutputError, StudioError
+from .presets import studio_home
+
+TIERS = ("uploads", "work", "renders")
+VIDEO_EXTS = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mts", ".ts", ".mpg", ".mpeg")
+SETTINGS_FILE = "settings.yaml"
+GIB = 1 << 30
+
+
+class DiskFullError(StudioError, OSError):
+    """Too little free disk space to start a job; the message says how much is free and how much is needed."""
+
+
+@dataclass(frozen=True)
+class Retention:
+    """Days a file of each tier is kept after its last change (0 = forever)."""
+
+    uploads: float = field(default=30.0, metadata={"min": 0.0, "max": 3650.0, "help": "days; 0 keeps forever"})
+    work: float = field(default=7.0, metadata={"min": 0.0, "max": 3650.0, "help": "days; 0 keeps forever"})
+    renders: float = field(default=0.0, metadata={"min": 0.0, "max": 3650.0, "help": "days; 0 keeps forever"})
+
+
+@dataclass(frozen=True)
+class StudioSettings:
+    """What the studio's Settings page edits. ``media_folders``: folders whose videos the studio lists
+    (relative paths are under ``studio_home()``); ``min_free_gb``: free space to keep on the studio's disk."""
+
+    media_folders: tuple[str, ...] = ("samples", "media")
+    retention: Retention = field(default_factory=Retention)
+    min_free_gb: float = field(default=2.0, metadata={"min": 0.0, "max": 10_000.0,
+                                                      "help": "a job is refused below this much free space"})
+
+
+def settings_path() -> Path:
+    return studio_home() / SETTINGS_FILE
+
+
+def load_settings(path: str | Path | None = None) -> StudioSettings:
+    """The saved settings, or the defaults when none were saved. ConfigError naming the file if malformed."""
+    path = Path(path) if path is not None else settings_path()
+    if not path.is_file():
+        return StudioSettings()
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except (yaml.YAMLError, OSError) as exc:
+        raise ConfigError(f"{path}: cannot read the studio settings ({exc})") from None
+    settings = from_mapping(StudioSettings, data, str(path))
+    validate(settings, str(path))
+    return settings
+
+
+def save_settings(settings: StudioSettings, path: str | Path | None = None) -> Path:
+    """Check and write ``settings`` atomically (default :func:`settings_path`); returns the path."""
+    path = Path(path) if path is not None else settings_path()
+    validate(settings, str(path))
+    for folder in settings.media_folders:
+        if not isinstance(folder, str) or not folder.strip():
+            raise ConfigError(f"{path}: media_folders: expected folder paths, got {folder!r}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic.write_bytes(path, yaml.safe_dump(to_dict(settings), sort_keys=False).encode())
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot write the studio settings ({exc.strerror or exc})") from None
+    return path
+
+
+def tier_folder(tier: str) -> Path:
+    """The folder of one of :data:`TIERS`."""
+    if tier not in TIERS:
+        raise ConfigError(f"unknown storage tier {tier!r} (choose from: {', '.join(TIERS)})")
+    return studio_home() / tier
+
+
+def media_folders(settings: StudioSettings | None = None) -> list[Path]:
+    """The configured media folders as absolute paths (relative ones are under ``studio_home()``)."""
+    settings = settings or load_settings()
+    return [p if p.is_absolute() else studio_home() / p for p in (Path(f).expanduser() for f in settings.media_folders)]
+
+
+def list_media(settings: StudioSettings | None = None, *, with_uploads: bool = True) -> list[Path]:
+    """Video files (by extension) in the media folders and, with ``with_uploads``, the uploads; sorted,
+    without duplicates. Hidden files (a partial write) are left out; missing folders are skipped."""
+    folders = media_folders(settings) + ([tier_folder("uploads")] if with_uploads else [])
+    seen: dict[Path, None] = {}
+    for folder in folders:
+        if not folder.is_dir():
+            continue
+        for p in sorted(folder.iterdir()):
+            if p.is_file() and p.suffix.lower() in VIDEO_EXTS and not p.name.startswith("."):
+                seen.setdefault(p.resolve(), None)
+    return list(seen)
+
+
+def safe_extension(name: str) -> str:
+    """The lower-cased video extension of an uploaded file's name; ConfigError for anything else."""
+    ext = Path(str(name)).suffix.lower()
+    if ext not in VIDEO_EXTS:
+        raise ConfigError(f"upload {name!r}: not a video file name (accepted: {', '.join(VIDEO_EXTS)})")
+    return ext
+
+
+def store_upload(data: bytes, name: str) -> Path:
+    """Store uploaded bytes as ``uploads/<content hash><extension>`` (atomically, once per content) and
+    return the path. ``name`` only supplies the extension (:func:`safe_extension`), never a path."""
+    if not data:
+        raise ConfigError(f"upload {name!r}: the file is empty")
+    ext = safe_extension(name)
+    folder = tier_folder("uploads")
+    path = folder / f"{hashlib.sha256(data).hexdigest()[:20]}{ext}"
+    if not path.is_file():
+        check_free_space(folder, len(data))
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            atomic.write_bytes(path, data)
+        except OSError as exc:
+            raise OutputError(f"{path}: cannot store the upload ({exc.strerror or exc})") from None
+    return path
+
+
+def render_path(input: str | Path, style: str, ext: str = ".mp4") -> Path:
+    """A new output path under ``renders/`` for a render of ``input`` in ``style`` (not yet existing)."""
+    stem = "".join(c if c.isalnum() or c in "-_" else "_" for c in Path(input).stem)[:60] or "clip"
+    folder = tier_folder("renders")
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    path = folder / f"{stem}_{style}_{stamp}{ext}"
+    n = 1
+    while path.exists():
+        n += 1
+        path = folder / f"{stem}_{style}_{stamp}-{n}{ext}"
+    return path
+
+
+# ---------------------------------------------------------------------------------------------- disk guard
+
+
+def input_size(path: str | Path) -> int:
+    """Bytes of an input file (what a job's output is estimated from); MediaNotFoundError naming it."""
+    try:
+        return Path(path).stat().st_size
+    except FileNotFoundError:
+        raise MediaNotFoundError(f"{path}: file not found") from None
+
+
+def _existing(path: Path) -> Path:
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def free_bytes(path: str | Path | None = None) -> int:
+    """Free bytes for an unprivileged user on the disk holding ``path`` (default: the studio home)."""
+    return shutil.disk_usage(_existing(Path(path) if path is not None else studio_home())).free
+
+
+def check_free_space(path: str | Path | None = None, need_bytes: int = 0,
+                     settings: StudioSettings | None = None) -> int:
+    """The disk guard: free bytes at ``path`` if at least ``need_bytes`` plus the settings' ``min_free_gb``
+    would remain free; else :class:`DiskFullError` naming the disk, what is free and what is needed."""
+    settings = settings or load_settings()
+    where = _existing(Path(path) if path is not None else studio_home())
+    free = free_bytes(where)
+    need = int(need_bytes) + int(settings.min_free_gb * GIB)
+    if free < need:
+        raise DiskFullError(f"{where}: only {free / GIB:.1f} GiB free, a job needs {need / GIB:.1f} GiB "
+                            f"(min_free_gb {settings.min_free_gb:g} in {settings_path()}); free space or clean up")
+    return free
+
+
+# ---------------------------------------------------------------------------------------------- usage and clean-up
+
+
+@dataclass(frozen=True)
+class TierUsage:
+    tier: str
+    folder: Path
+    files: int
+    bytes: int
+    retention_days: float
+
+
+def _files(folder: Path) -> Iterable[Path]:
+    if folder.is_dir():
+        yield from (p for p in folder.rglob("*") if p.is_file())
+
+
+def usage(settings: StudioSettings | None = None) -> list[TierUsage]:
+    """Files and bytes in each tier, with the tier's retention."""
+    settings = settings or load_settings()
+    out = []
+    for tier in TIERS:
+        folder = tier_folder(tier)
+        files = list(_files(folder))
+        out.append(TierUsage(tier, folder, len(files), sum(p.stat().st_size for p in files),
+                             getattr(settings.retention, tier)))
+    return out
+
+
+@dataclass(frozen=True)
+class CleanupReport:
+    removed: tuple[Path, ...]
+    bytes: int
+    kept_in_use: int
+
+
+def _in_use(unit: Path, keep: set[Path]) -> bool:
+    """True when ``unit`` is a kept path, inside one, or holds one."""
+    return any(unit == k or k in unit.parents or unit in k.parents for k in keep)
+
+
+def cleanup(settings: StudioSettings | None = None, *, keep: Iterable[str | Path] = (), now: float | None = None,
+            dry_run: bool = False) -> CleanupReport:
+    """Remove files older than their tier's retention (by modification time; 0 days keeps forever).
+
+    A work folder goes as a whole once none of its files is recent. ``keep``: paths (files or folders) of
+    jobs still queued, running or paused: never removed. ``dry_run`` lists without removing.
+    """
+    settings = settings or load_settings()
+    now = time.time() if now is None else now
+    keep_set = {Path(k).resolve() for k in keep}
+    removed: list[Path] = []
+    total = in_use = 0
+    for tier in TIERS:
+        days = getattr(settings.retention, tier)
+        folder = tier_folder(tier)
+        if days <= 0 or not folder.is_dir():
+            continue
+        cutoff = now - days * 86400
+        for unit in folder.iterdir():
+            if unit.name.startswith("."):  # a write in progress (atomic temp names are hidden)
+                continue
+            files = [unit] if unit.is_file() else list(_files(unit))
+            if _in_use(unit.resolve(), keep_set):
+                in_use += 1
+                continue
+            newest = max((p.stat().st_mtime for p in files), default=unit.stat().st_mtime)
+            if newest >= cutoff:
+                continue
+            size = sum(p.stat().st_size for p in files)
+            if not dry_run:
+                try:
+                    shutil.rmtree(unit) if unit.is_dir() else unit.unlink()
+                except OSError as exc:
+                    raise OutputError(f"{unit}: cannot remove ({exc.strerror or exc})") from None
+            removed.append(unit)
+            total += size
+    return CleanupReport(tuple(removed), total, in_use)
+

@@ -1,0 +1,91 @@
+"""core.storage: settings round trip, uploads by content hash, media listing, the disk guard, clean-up."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from core import storage
+from core.errors import ConfigError
+
+
+def test_settings_round_trip(studio_home: Path) -> None:
+    assert storage.load_settings() == storage.StudioSettings()
+    s = storage.StudioSettings(media_folders=("samples", "/data/clips"), retention=storage.Retention(uploads=3.0),
+                               min_free_gb=5.0)
+    path = storage.save_settings(s)
+    assert path == studio_home / "settings.yaml"
+    assert storage.load_settings() == s
+
+
+def test_settings_exception(studio_home: Path) -> None:
+    studio_home.mkdir(parents=True)
+    (studio_home / "settings.yaml").write_text("min_free_gb: -1\n")
+    with pytest.raises(ConfigError, match="min_free_gb"):
+        storage.load_settings()
+    (studio_home / "settings.yaml").write_text("colour: red\n")
+    with pytest.raises(ConfigError, match="unknown key 'colour'"):
+        storage.load_settings()
+
+
+def test_store_upload_never_uses_the_name(studio_home: Path) -> None:
+    path = storage.store_upload(b"not really a video", "../../etc/evil name.MP4")
+    assert path.parent == studio_home / "uploads"
+    assert path.suffix == ".mp4" and ".." not in path.name and "evil" not in path.name
+    assert path.read_bytes() == b"not really a video"
+    assert storage.store_upload(b"not really a video", "other.mp4") == path  # same content, stored once
+    with pytest.raises(ConfigError, match="not a video file name"):
+        storage.store_upload(b"x", "payload.sh")
+    with pytest.raises(ConfigError, match="empty"):
+        storage.store_upload(b"", "a.mp4")
+
+
+def test_list_media(studio_home: Path) -> None:
+    (studio_home / "samples").mkdir(parents=True)
+    for name in ("b.mp4", "a.MOV", ".partial.mp4", "notes.txt"):
+        (studio_home / "samples" / name).write_bytes(b"x")
+    up = storage.store_upload(b"y", "c.mkv")
+    assert [p.name for p in storage.list_media()] == ["a.MOV", "b.mp4", up.name]
+    assert up not in storage.list_media(with_uploads=False)
+
+
+def test_disk_guard(studio_home: Path) -> None:
+    free = storage.free_bytes()
+    assert storage.check_free_space(need_bytes=0, settings=storage.StudioSettings(min_free_gb=0.0)) == free
+    with pytest.raises(storage.DiskFullError, match="GiB free"):
+        storage.check_free_space(need_bytes=free + storage.GIB, settings=storage.StudioSettings(min_free_gb=0.0))
+    with pytest.raises(OSError):  # also the builtin
+        storage.check_free_space(settings=storage.StudioSettings(min_free_gb=10_000.0))
+
+
+def test_render_path_is_new(studio_home: Path) -> None:
+    a = storage.render_path("/x/my clip!.mp4", "cartoon")
+    assert a.parent == studio_home / "renders" and a.name.startswith("my_clip__cartoon_")
+    a.parent.mkdir(parents=True)
+    a.write_bytes(b"")
+    assert storage.render_path("/x/my clip!.mp4", "cartoon") != a
+
+
+def test_cleanup_by_tier_keeps_active(studio_home: Path) -> None:
+    old = time.time() - 10 * 86400
+    files = {}
+    for tier, name in (("uploads", "u.mp4"), ("work", "abc/chunk0.mp4"), ("renders", "r.mp4"),
+                       ("uploads", "kept.mp4"), ("uploads", "new.mp4")):
+        p = studio_home / tier / name
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(b"12345")
+        if name != "new.mp4":
+            os.utime(p, (old, old))
+        files[name] = p
+    settings = storage.StudioSettings(retention=storage.Retention(uploads=1.0, work=1.0, renders=0.0))
+    dry = storage.cleanup(settings, keep=[files["kept.mp4"]], dry_run=True)
+    assert files["u.mp4"].exists() and len(dry.removed) == 2
+    report = storage.cleanup(settings, keep=[files["kept.mp4"]])
+    assert sorted(p.name for p in report.removed) == ["abc", "u.mp4"]
+    assert report.bytes == 10 and report.kept_in_use == 1
+    assert files["kept.mp4"].exists() and files["new.mp4"].exists() and files["r.mp4"].exists()  # renders: forever
+    usage = {u.tier: u for u in storage.usage(settings)}
+    assert usage["uploads"].files == 2 and usage["work"].files == 0 and usage["renders"].retention_days == 0.0
