@@ -13,6 +13,7 @@ from fractions import Fraction
 import av
 import cv2
 import numpy as np
+from av.video.reformatter import VideoReformatter
 
 from .errors import UnsupportedVideoError
 
@@ -75,30 +76,68 @@ def guess_color_tags(colorspace: int, color_range: int, height: int, primaries: 
     return ColorTags(matrix=matrix, full_range=color_range == 2, primaries=primaries, trc=trc)
 
 
-def av_to_rgb(frame: av.VideoFrame, tags: ColorTags) -> np.ndarray:
+def av_to_rgb(frame: av.VideoFrame, tags: ColorTags, reformatter: VideoReformatter | None = None) -> np.ndarray:
     """Decode-side conversion: any pixel format (8/10-bit, 4:2:0/4:4:4) to (H, W, 3) uint8 RGB.
 
     The stream's matrix and range are passed explicitly: swscale otherwise assumes BT.601 limited.
+    ``reformatter``: one kept by the caller for a whole stream, so swscale's context (filters, threads) is
+    set up once instead of per frame (the same pixels, ~0.2 ms a 720p frame less).
     """
-    rgb = frame.to_ndarray(
+    rgb = (reformatter or VideoReformatter()).reformat(
+        frame,
         format="rgb24",
         src_colorspace=tags.sws_name,
         src_color_range=2 if tags.full_range else 1,
         dst_color_range=2,
         interpolation="BICUBIC",
-    )
+    ).to_ndarray()
     return np.ascontiguousarray(rgb)
 
 
-def rgb_to_av(rgb: np.ndarray, tags: ColorTags, pix_fmt: str) -> av.VideoFrame:
-    """Encode-side conversion with the same matrix and range the input was decoded with."""
+def av_to_rgbx(frame: av.VideoFrame, tags: ColorTags, reformatter: VideoReformatter | None = None) -> np.ndarray:
+    """:func:`av_to_rgb` with 4-byte pixels: (H, W, 4) uint8 R, G, B and a 4th byte to ignore.
+
+    The same R, G, B values as :func:`av_to_rgb`. Not the frame contract: only for per-pixel table
+    lookups, which read one aligned 32-bit word a pixel (see ``core.color.lookup_rgbx``).
+    """
+    rgbx = (reformatter or VideoReformatter()).reformat(
+        frame,
+        format="rgba",
+        src_colorspace=tags.sws_name,
+        src_color_range=2 if tags.full_range else 1,
+        dst_color_range=2,
+        interpolation="BICUBIC",
+    ).to_ndarray()
+    return np.ascontiguousarray(rgbx)
+
+
+def rgb_to_av(rgb: np.ndarray, tags: ColorTags, pix_fmt: str,
+              reformatter: VideoReformatter | None = None) -> av.VideoFrame:
+    """Encode-side conversion with the same matrix and range the input was decoded with.
+
+    ``reformatter``: as in :func:`av_to_rgb` (a per-stream swscale context; ~0.7 ms a 720p frame less).
+    """
     if pix_fmt == "rgb24":
         return av.VideoFrame.from_ndarray(rgb, format="rgb24")
+    return _packed_to_av(rgb, "rgb24", tags, pix_fmt, reformatter)
+
+
+def rgbx_to_av(rgbx: np.ndarray, tags: ColorTags, pix_fmt: str,
+               reformatter: VideoReformatter | None = None) -> av.VideoFrame:
+    """:func:`rgb_to_av` for (H, W, 4) uint8 pixels whose 4th byte is ignored: the same output as
+    :func:`rgb_to_av` of their R, G, B, and cheaper to convert (~0.5 ms a 720p frame)."""
+    return _packed_to_av(rgbx, "rgba", tags, pix_fmt, reformatter)
+
+
+def _packed_to_av(pixels: np.ndarray, fmt: str, tags: ColorTags, pix_fmt: str,
+                  reformatter: VideoReformatter | None) -> av.VideoFrame:
     # zero-copy wrap (from_ndarray's copy costs ~3 ms at 720p); the reformat below makes the new frame
-    frame = av.VideoFrame.from_numpy_buffer(np.ascontiguousarray(rgb), format="rgb24")
+    frame = av.VideoFrame.from_numpy_buffer(np.ascontiguousarray(pixels), format=fmt)
+    reformatter = reformatter or VideoReformatter()
     if av.VideoFormat(pix_fmt).is_rgb:  # lossless RGB paths (FFV1 bgr0, libx264rgb): no matrix involved
-        return frame.reformat(format=pix_fmt)
-    out = frame.reformat(
+        return reformatter.reformat(frame, format=pix_fmt)
+    return reformatter.reformat(
+        frame,
         format=pix_fmt,
         src_colorspace=tags.sws_name,
         dst_colorspace=tags.sws_name,
@@ -106,7 +145,6 @@ def rgb_to_av(rgb: np.ndarray, tags: ColorTags, pix_fmt: str) -> av.VideoFrame:
         dst_color_range=2 if tags.full_range else 1,
         interpolation="BICUBIC",
     )
-    return out
 
 
 def check_rgb(rgb: np.ndarray, what: str = "frame") -> None:

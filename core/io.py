@@ -19,9 +19,20 @@ from typing import Any
 
 import av
 import numpy as np
+from av.video.reformatter import VideoReformatter
 
 from .errors import MediaNotFoundError, RenderError, UnsupportedVideoError
-from .frames import ColorTags, Frame, av_to_rgb, guess_color_tags, pad_even, rgb_to_av, rotate_upright
+from .frames import (
+    ColorTags,
+    Frame,
+    av_to_rgb,
+    av_to_rgbx,
+    guess_color_tags,
+    pad_even,
+    rgb_to_av,
+    rgbx_to_av,
+    rotate_upright,
+)
 from .presets import EncoderConfig
 
 log = logging.getLogger(__name__)
@@ -263,6 +274,7 @@ class Reader:
         self._container = _open(Path(info.path))
         self._stream = self._container.streams.video[0]
         self._stream.thread_type = "AUTO"
+        self._reformatter = VideoReformatter()  # one swscale context for the stream, not one per frame
 
     def __enter__(self) -> Reader:
         return self
@@ -327,7 +339,16 @@ class Reader:
             raise RenderError(f"{self.info.path}: decoding failed ({_why(exc)})") from None
 
     def _to_rgb(self, frame: av.VideoFrame) -> np.ndarray:
-        return rotate_upright(av_to_rgb(frame, self.info.color), self.info.rotation)
+        return rotate_upright(av_to_rgb(frame, self.info.color, self._reformatter), self.info.rotation)
+
+    def rgbx_ok(self) -> bool:
+        """Whether :meth:`to_rgbx` gives exactly the R, G, B of :meth:`frames`: for 8-bit sources (checked
+        for 4:2:0, 4:2:2, 4:4:4, limited and full range). Deeper ones are dithered differently (+-5)."""
+        return self.info.bit_depth == 8
+
+    def to_rgbx(self, frame: av.VideoFrame) -> np.ndarray:
+        """A decoded frame as upright (H, W, 4) uint8 pixels, R, G, B and a byte to ignore (table lookups)."""
+        return rotate_upright(av_to_rgbx(frame, self.info.color, self._reformatter), self.info.rotation)
 
     def frame_at(self, seconds: float) -> Frame:
         """The frame shown at ``seconds`` (the last one starting at or before it)."""
@@ -437,6 +458,7 @@ class Writer:
             self._stream = s
             self.time_base = time_base  # the muxer may change the stream's after the header is written
             self.frames_written = 0
+            self._reformatter = VideoReformatter()  # one swscale context for the stream, not one per frame
         except BaseException:
             self._container.close()
             raise
@@ -451,7 +473,13 @@ class Writer:
         """Encode one (H, W, 3) uint8 RGB frame at ``pts`` (source time base)."""
         if self._pad:
             rgb = pad_even(rgb)
-        self.write_frame(rgb_to_av(rgb, self.color, self.pix_fmt), pts)
+        self.write_frame(rgb_to_av(rgb, self.color, self.pix_fmt, self._reformatter), pts)
+
+    def write_rgbx(self, rgbx: np.ndarray, pts: int) -> None:
+        """:meth:`write` for (H, W, 4) uint8 pixels whose 4th byte is ignored: the same bytes as ``write``."""
+        if self._pad:
+            rgbx = pad_even(rgbx)
+        self.write_frame(rgbx_to_av(rgbx, self.color, self.pix_fmt, self._reformatter), pts)
 
     def write_frame(self, frame: av.VideoFrame, pts: int) -> None:
         """Encode a frame already in the encoder's pixel format (the identity pass-through).

@@ -28,7 +28,7 @@ import numpy as np
 
 from stylizers import Stylizer, get_style
 
-from . import atomic
+from . import atomic, color
 from .checkpoint import Checkpoint
 from .errors import ConfigError, OutputError, RenderError, StudioError
 from .io import OUTPUT_FORMATS, Reader, VideoInfo, Writer, check_input_file, probe, resolve_codec
@@ -210,8 +210,11 @@ def render_chunk(task: ChunkTask) -> dict[str, Any]:
         with Reader(info) as reader, Writer(tmp, width=info.width, height=info.height, fps=info.fps,
                                             time_base=info.time_base, color=info.color,
                                             encoder=spec.preset.encoder) as writer:
+            table = _pixel_table(stylizer, spec.preset.temporal)
             if stylizer.passthrough and reader.passthrough_ok(writer.pix_fmt):
                 cut_frames = _copy_frames(reader, writer, chunk, offset)
+            elif table is not None and reader.rgbx_ok():
+                cut_frames = _table_frames(reader, writer, chunk, offset, table)
             else:
                 cut_frames = _style_frames(reader, writer, chunk, offset, stylizer, spec.preset.temporal)
             written = writer.frames_written
@@ -232,6 +235,31 @@ def _copy_frames(reader: Reader, writer: Writer, chunk: Chunk, offset: int) -> l
     return []
 
 
+def _pixel_table(stylizer: Stylizer, temporal: TemporalConfig) -> np.ndarray | None:
+    """The style's packed per-pixel table when the whole style is that lookup and nothing stabilises it.
+
+    A style offers one as ``pixel_table`` (a ``core.color.pack_table`` array, or None), e.g. a LUT-only
+    cinematic look; a style without the attribute never takes the table path.
+    """
+    table = getattr(stylizer, "pixel_table", None)
+    if table is None or Stabiliser(temporal, enabled=type(stylizer).stabilise).active:
+        return None
+    return table
+
+
+def _table_frames(reader: Reader, writer: Writer, chunk: Chunk, offset: int, table: np.ndarray) -> list[int]:
+    """Per-pixel table fast path: the decoder's 4-byte RGBX pixels through the table to the encoder.
+
+    The same pixels, and so the same bytes, as the frame-contract path (stylize -> RGB -> encoder), without
+    its copies between 3- and 4-byte pixels (~1 ms a 720p frame). No state, so no pre-roll and no cuts.
+    """
+    for _, raw in reader.decoded(chunk.start, chunk.stop):
+        writer.write_rgbx(color.lookup_rgbx(table, reader.to_rgbx(raw)), raw.pts - offset)
+        if writer.frames_written % 8 == 0:
+            report_progress(chunk.id, writer.frames_written)
+    return []
+
+
 def _style_frames(reader: Reader, writer: Writer, chunk: Chunk, offset: int, stylizer: Stylizer,
                   temporal: TemporalConfig) -> list[int]:
     """The frame contract path: RGB frames through the style and the temporal stage; returns cut indices."""
@@ -239,12 +267,14 @@ def _style_frames(reader: Reader, writer: Writer, chunk: Chunk, offset: int, sty
     stab = Stabiliser(temporal, enabled=type(stylizer).stabilise)
     cut_frames: list[int] = []
     stateful = stab.active  # cuts only matter where there is temporal state to reset
-    for frame in reader.frames(chunk.start - chunk.preroll, chunk.stop):
+    # pre-roll only warms temporal state; stylizers are pure in (frame, index), so without state it is skipped
+    first = chunk.start - chunk.preroll if stateful else chunk.start
+    for frame in reader.frames(first, chunk.stop):
         if stateful and cuts.is_cut(frame.rgb):
             stab.reset()
             if frame.index >= chunk.start:
                 cut_frames.append(frame.index)
-        out = stab(stylizer.stylize(frame.rgb, frame.index))
+        out = stab(stylizer.stylize(frame.rgb, frame.index), frame.rgb)
         if frame.index >= chunk.start:
             writer.write(out, frame.pts - offset)
             if writer.frames_written % 8 == 0:

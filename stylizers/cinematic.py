@@ -73,6 +73,18 @@ def _grade_fn(p: CinematicParams, decode: Any, encode: Any) -> Any:
     return fn
 
 
+def _packed_grade(p: CinematicParams, load: bool) -> np.ndarray | None:
+    """The grade folded into one 256^3 table, packed for lookup (cached on disk by LUT content and these
+    parameters); None when the grade is neutral. ``load=False`` only makes sure the cache holds it."""
+    t = color.TRANSFERS[p.transfer]
+    fn = _grade_fn(p, t.to_linear, t.from_linear)
+    lut_file = resolve_lut(p.lut) if p.lut and p.lut_mix > 0 else None
+    if fn is None and lut_file is None:
+        return None
+    key = json.dumps({k: getattr(p, k) for k in ("exposure", "curve", "saturation", "transfer")}, sort_keys=True)
+    return color.packed_table(lut_file, f"cinematic:{key}", pre=fn, mix=p.lut_mix if lut_file else 1.0, load=load)
+
+
 class Cinematic(Stylizer):
     name = "cinematic"
     description = "Cinematic look: LUT, S-curve, saturation, bloom in linear light, seeded film grain, vignette."
@@ -83,11 +95,19 @@ class Cinematic(Stylizer):
         super().__init__(params, shared)
         p = self.params
         self._decode = color.decode_table(p.transfer)  # uint8 code -> linear float32
-        self._table = self._bake()
+        self._table = _packed_grade(p, load=True)
         self._vignette: tuple[tuple[int, int], np.ndarray] | None = None
         self._grain_tex: tuple[tuple[int, int], np.ndarray] | None = None
         luma = np.arange(256, dtype=np.float32) / np.float32(255)
         self._grain_weight = (4.0 * luma * (1.0 - luma) * np.float32(p.grain * 0.08 * 255)).astype(np.float32)
+
+    @property
+    def pixel_table(self) -> np.ndarray | None:
+        """The packed grade table (``core.color.pack_table``) when the look is that per-pixel lookup alone
+        (no bloom, vignette or grain), else None. The pipeline then applies it to the decoder's 4-byte
+        pixels directly (``core.color.lookup_rgbx``): the same output as :meth:`stylize`, fewer copies."""
+        p = self.params
+        return self._table if p.bloom == 0 and p.vignette == 0 and p.grain == 0 else None
 
     @classmethod
     def files(cls, params: CinematicParams) -> list[str]:
@@ -96,20 +116,8 @@ class Cinematic(Stylizer):
     @classmethod
     def analyze(cls, params: CinematicParams, samples: list[np.ndarray]) -> dict[str, Any]:
         """Bake the grade table once per job (into the disk cache), so chunk workers only load it."""
-        cls(params)  # bakes into the disk cache on first use; later chunks just load it
+        _packed_grade(params, load=False)  # bakes into the disk cache on first use, else costs nothing
         return {}
-
-    def _bake(self) -> np.ndarray | None:
-        """The grade folded into one 256^3 table, packed for lookup (cached on disk by LUT content and
-        these parameters)."""
-        p = self.params
-        t = color.TRANSFERS[p.transfer]
-        fn = _grade_fn(p, t.to_linear, t.from_linear)
-        lut_file = resolve_lut(p.lut) if p.lut and p.lut_mix > 0 else None
-        if fn is None and lut_file is None:
-            return None
-        key = json.dumps({k: getattr(p, k) for k in ("exposure", "curve", "saturation", "transfer")}, sort_keys=True)
-        return color.packed_table(lut_file, f"cinematic:{key}", pre=fn, mix=p.lut_mix if lut_file else 1.0)
 
     def _vignette_mask(self, h: int, w: int) -> np.ndarray:
         """(H, W, 3) float32 gain, 1 in the centre falling towards the corners; made once per frame size."""

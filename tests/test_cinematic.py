@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -103,6 +104,21 @@ def test_cinematic_chunked_equals_single(tmp_path: Path, clips: dict[str, Path])
     render(build_job(clips["long"], many, "cinematic", "balanced", sets, chunk_seconds=1), workers=2)
     a, b = np.stack(decode_all(one)).astype(np.int16), np.stack(decode_all(many)).astype(np.int16)
     assert np.abs(a - b).max() <= 2 and np.abs(a - b).mean() <= 0.1
+
+
+@pytest.mark.parametrize("clip", ["cfr", "rotated", "odd", "p10"])
+def test_lut_only_table_path_equals_frame_path(tmp_path: Path, clips: dict[str, Path], clip: str,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """A LUT-only look takes the 4-byte table path; it writes the same bytes as stylize() on RGB frames."""
+    sets = {**OFF, "lut": "teal_orange"}
+    assert make(**sets).pixel_table is not None and make(**{**sets, "grain": "0.1"}).pixel_table is None
+    fast, slow = tmp_path / "fast.mp4", tmp_path / "slow.mp4"
+    render(build_job(clips[clip], fast, "cinematic", "balanced", sets, chunk_seconds=0.5), workers=2)
+    monkeypatch.setattr(Cinematic, "pixel_table", None)  # in this process: chunks run on a thread pool below
+    with ThreadPoolExecutor(2) as pool:
+        render(build_job(clips[clip], slow, "cinematic", "balanced", sets, chunk_seconds=0.5), workers=2,
+               executor=pool)
+    assert fast.read_bytes() == slow.read_bytes()
 
 
 def test_job_hash_follows_the_lut_file(tmp_path: Path, clips: dict[str, Path]) -> None:

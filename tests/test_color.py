@@ -371,7 +371,7 @@ def test_apply_u8_matches_naive_lookup(invert_cube: Path) -> None:
 
 
 def test_packed_lookup_equals_apply_u8(invert_cube: Path, identity_cube: Path) -> None:
-    from core.color import lookup_u8, pack_table, packed_table
+    from core.color import lookup_rgbx, lookup_u8, pack_table, packed_table
 
     table = bake_u8(read_lut(invert_cube))
     rgb = np.random.default_rng(5).integers(0, 256, (31, 47, 3), dtype=np.uint8)
@@ -381,6 +381,20 @@ def test_packed_lookup_equals_apply_u8(invert_cube: Path, identity_cube: Path) -
     np.testing.assert_array_equal(rgb, before)
     view = rgb[::2, 1::3]
     np.testing.assert_array_equal(lookup_u8(packed, view), apply_u8(table, view))
+    for odd in (rgb[:1, :1], rgb[:1, :2], np.full((2, 3, 3), 255, np.uint8)):  # the last pixel is read apart
+        np.testing.assert_array_equal(lookup_u8(packed, odd), apply_u8(table, odd))
+    frozen = rgb.copy()
+    frozen.setflags(write=False)
+    np.testing.assert_array_equal(lookup_u8(packed, frozen), apply_u8(table, frozen))
+    assert packed_table(invert_cube, load=False) is None  # bakes into the cache without loading the table
+    x = np.random.default_rng(6).integers(0, 256, (31, 47), dtype=np.uint8)  # the 4th byte is ignored
+    rgbx = np.dstack([rgb, x])
+    out = lookup_rgbx(packed, rgbx)
+    assert out.shape == rgbx.shape and out.dtype == np.uint8 and not out[..., 3].any()
+    np.testing.assert_array_equal(out[..., :3], apply_u8(table, rgb))
+    np.testing.assert_array_equal(rgbx[..., :3], before)
+    with pytest.raises(ConfigError, match=r"expected \(H, W, 4\) uint8 pixels, got \(31, 47, 3\)"):
+        lookup_rgbx(packed, rgb)
     cached = packed_table(invert_cube)
     np.testing.assert_array_equal(cached, packed)
     again = packed_table(invert_cube)  # from the disk cache now

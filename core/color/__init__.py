@@ -3,7 +3,8 @@
 * :mod:`.lut` the parsed form (:class:`Lut`), :mod:`.cube` the ``.cube`` reader (Iridas and Resolve) and writer;
   :data:`LUT_READERS` maps an extension to its reader and :func:`read_lut` dispatches on it.
 * :mod:`.ocio` builds an OpenColorIO processor from our parsed data: :func:`apply_float` (float32 RGB).
-* :mod:`.bake` :func:`bake_u8` (a cached (256, 256, 256, 3) uint8 table) and :func:`apply_u8` (uint8 frames).
+* :mod:`.bake` :func:`bake_u8` (a cached (256, 256, 256, 3) uint8 table) and :func:`apply_u8` (uint8 frames);
+  :func:`packed_table` its 32-bit form for :func:`lookup_u8` (RGB frames) and :func:`lookup_rgbx` (4-byte pixels).
 * :mod:`.transfer` sRGB, Rec.709, gamma 2.2/2.4: float functions and 8-bit lookup tables.
 """
 
@@ -13,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import LutError
-from .bake import apply_u8, bake_path, bake_u8, lookup_u8, pack_table, packed_table
+from .bake import apply_u8, bake_path, bake_u8, lookup_rgbx, lookup_u8, pack_table, packed_table
 from .cube import read_cube, write_cube
 from .lut import Lut, Lut1D, Lut3D
 from .ocio import apply_float, processor
@@ -36,6 +37,6 @@ def read_lut(path: str | Path) -> Lut:
 
 __all__ = [
     "LUT_READERS", "TRANSFERS", "Lut", "Lut1D", "Lut3D", "LutSummary", "Transfer", "apply_float", "apply_u8",
-    "bake_path", "bake_u8", "decode_table", "decode_u8", "encode_table", "encode_u8", "lookup_u8", "pack_table",
-    "packed_table", "processor", "read_cube", "read_lut", "summarize", "write_cube",
+    "bake_path", "bake_u8", "decode_table", "decode_u8", "encode_table", "encode_u8", "lookup_rgbx", "lookup_u8",
+    "pack_table", "packed_table", "processor", "read_cube", "read_lut", "summarize", "write_cube",
 ]

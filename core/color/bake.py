@@ -112,20 +112,23 @@ def pack_table(table: np.ndarray) -> np.ndarray:
 
 
 def packed_table(lut_file: Path | None, key_extra: str = "", *, pre: RowFn | None = None,
-                 mix: float = 1.0) -> np.ndarray:
+                 mix: float = 1.0, load: bool = True) -> np.ndarray | None:
     """The :func:`pack_table` form of ``bake_u8(read_lut(lut_file), ...)``, cached on disk as such.
 
-    A render worker calls this once per chunk: when cached it costs one read of the file's bytes (for the
-    key) and one 64 MiB load, with no LUT parsing and no repacking (~0.3 s saved per chunk).
+    A render worker calls this once per chunk: when cached it costs one read of the LUT file's bytes (for
+    the key) and a read-only memory map of the cache file, with no LUT parsing, no repacking and no copy:
+    the workers of a render share one copy in the page cache, and a gather from it runs as fast as from
+    a private copy (measured 1.9 vs 2.0 ms per 720p frame), which took 0.06-0.13 s to read per chunk.
+    ``load=False`` only makes sure the cache holds the table (baking it if not) and returns None: the
+    once-per-job analysis does that.
     """
     sha = file_sha256(lut_file) if lut_file is not None else "no-lut"
     ident = f"{sha}\0{key_extra}\0mix{mix!r}\0packed{BAKE_VERSION}\0ocio{ocio.__version__}"
     path = studio_home() / "cache" / "luts" / f"{hashlib.sha256(ident.encode()).hexdigest()}.packed.npy"
     try:
-        packed = np.load(path, allow_pickle=False)
+        packed = np.load(path, mmap_mode="r", allow_pickle=False)
         if packed.shape == (1 << 24,) and packed.dtype == np.uint32:
-            packed.setflags(write=False)
-            return packed
+            return packed.view(np.ndarray) if load else None  # a plain read-only array over the mapping
     except (OSError, ValueError):
         pass
     from . import read_lut  # the package's dispatcher (imported here: the package imports this module)
@@ -133,7 +136,7 @@ def packed_table(lut_file: Path | None, key_extra: str = "", *, pre: RowFn | Non
     lut = read_lut(lut_file) if lut_file is not None else None
     packed = pack_table(bake_u8(lut, key_extra, pre=pre, mix=mix))
     _save(path, packed)
-    return packed
+    return packed if load else None
 
 
 def _save(path: Path, array: np.ndarray) -> None:
@@ -147,15 +150,50 @@ def _save(path: Path, array: np.ndarray) -> None:
 
 
 def lookup_u8(packed: np.ndarray, rgb: np.ndarray) -> np.ndarray:
-    """Apply a :func:`pack_table` table to (H, W, 3) uint8 RGB -> a new (H, W, 3) uint8 array."""
+    """Apply a :func:`pack_table` table to (H, W, 3) uint8 RGB -> a new (H, W, 3) uint8 array.
+
+    ~1.6 ms of gather per 720p frame: the indices are read straight out of the pixels (no copy of the frame)
+    into the gather's own integer type, and the gather skips bounds checks (24-bit indices cannot miss).
+    """
     check_rgb(rgb, "lookup_u8 input")
     h, w = rgb.shape[:2]
-    n = h * w
-    buf = np.empty(3 * n + 1, dtype=np.uint8)  # one spare byte so the last 4-byte read stays inside
-    buf[:-1] = rgb.reshape(-1)
-    index = np.ndarray((n,), dtype="<u4", buffer=buf, strides=(3,)) & np.uint32(0xFFFFFF)
-    rgbx = np.take(packed, index).view(np.uint8).reshape(h, w, 4)
+    index = _index24_le(np.ascontiguousarray(rgb))
+    rgbx = np.take(packed, index, mode="wrap").view(np.uint8).reshape(h, w, 4)
     return cv2.cvtColor(rgbx, cv2.COLOR_RGBA2RGB)
+
+
+def lookup_rgbx(packed: np.ndarray, rgbx: np.ndarray) -> np.ndarray:
+    """Apply a :func:`pack_table` table to (H, W, 4) uint8 pixels (R, G, B, a byte that is ignored).
+
+    Returns a new (H, W, 4) uint8 array of looked-up R, G, B and a zero 4th byte: one mask pass and one
+    gather, with none of :func:`lookup_u8`'s conversions to and from 3-byte pixels. The input is never
+    modified.
+    """
+    if not isinstance(rgbx, np.ndarray) or rgbx.ndim != 3 or rgbx.shape[2] != 4 or rgbx.dtype != np.uint8:
+        got = f"{getattr(rgbx, 'shape', type(rgbx))} {getattr(rgbx, 'dtype', '')}".strip()
+        raise ConfigError(f"lookup_rgbx: expected (H, W, 4) uint8 pixels, got {got}")
+    words = np.ascontiguousarray(rgbx).reshape(-1).view("<u4")
+    index = np.empty(words.size, dtype=np.intp)
+    np.bitwise_and(words, np.uint32(0xFFFFFF), out=index, casting="unsafe")
+    return np.take(packed, index, mode="wrap").view(np.uint8).reshape(rgbx.shape)
+
+
+def _index24_le(rgb: np.ndarray) -> np.ndarray:
+    """(H*W,) intp ``r | g << 8 | b << 16`` of C-contiguous (H, W, 3) uint8 pixels, in one pass, no copy.
+
+    A little-endian uint32 view with a 3-byte stride reads (r, g, b, next pixel's r) for every pixel but
+    the last (whose 4-byte read would run one byte past the array); masking the top byte leaves the index.
+    """
+    flat = rgb.reshape(-1)
+    n = flat.size // 3
+    index = np.empty(n, dtype=np.intp)
+    if n == 0:
+        return index
+    words = np.ndarray((n - 1,), dtype="<u4", buffer=flat, strides=(3,))
+    np.bitwise_and(words, np.uint32(0xFFFFFF), out=index[:-1], casting="unsafe")
+    r, g, b = (int(v) for v in flat[-3:])
+    index[-1] = r | g << 8 | b << 16
+    return index
 
 
 def _index24(rgb: np.ndarray) -> np.ndarray:
