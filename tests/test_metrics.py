@@ -192,3 +192,45 @@ def test_compare_videos_and_cli(tmp_path: Path, capsys: pytest.CaptureFixture[st
     short = make_clip(tmp_path / "b.mp4", ClipSpec(frames=5))
     assert main(["metrics", str(src), str(short), "-q"]) == 2
     assert main(["metrics", str(src), str(src), "--every", "0", "-q"]) == 2
+
+
+# ---- metrics recorded by renders ------------------------------------------------------------------
+
+
+def test_render_keeps_metrics_summary_and_history(clips: dict[str, Path], tmp_path: Path) -> None:
+    """A render's record folder holds per-frame metrics for every 4th frame of every chunk (the same
+    numbers whether the clip was rendered in one chunk or several) and the ETA history gains a line."""
+    from core.analysis import read_history
+    from core.job import build_job
+    from core.pipeline import RENDER_METRICS, render
+
+    results = {}
+    for name, seconds, workers in (("one", 100.0, 1), ("chunked", 0.5, 2)):
+        job = build_job(clips["cut"], tmp_path / f"{name}.mp4", "pencil", "balanced", {"temporal.strength": "0.4"},
+                        chunk_seconds=seconds)
+        results[name] = render(job, workers=workers)
+    one, chunked = results["one"], results["chunked"]
+    assert chunked.chunks > 1 and one.chunks == 1
+    rows = {name: [json.loads(line) for line in Path(r.metrics).read_text().splitlines()]
+            for name, r in results.items()}
+    assert [r["index"] for r in rows["chunked"]] == list(range(0, 60, RENDER_METRICS.every))
+    for a, b in zip(rows["one"], rows["chunked"], strict=True):
+        assert {k for k, v in a.items() if v is None} == {k for k, v in b.items() if v is None}, (a, b)
+        assert {k: v for k, v in a.items() if v is not None} == pytest.approx(
+            {k: v for k, v in b.items() if v is not None}, rel=1e-4, abs=1e-6)
+    summary = json.loads(Path(chunked.summary_path).read_text())
+    assert summary["measured"] and summary["frames"] == 15
+    assert [s["start"] for s in summary["shots"]] == [0, 31]  # the clip's scene cut splits the shots
+    job = json.loads((Path(chunked.record) / "job.json").read_text())
+    assert job["output"] == chunked.output and job["frames"] == 60
+    assert [h.style for h in read_history()] == ["pencil", "pencil"]
+
+
+def test_fast_path_render_says_it_was_not_measured(clips: dict[str, Path], tmp_path: Path) -> None:
+    from core.job import build_job
+    from core.pipeline import render
+
+    r = render(build_job(clips["cfr"], tmp_path / "id.mp4", "none", "speed", {}), workers=1)
+    summary = json.loads(Path(r.summary_path).read_text())
+    assert not summary["measured"] and "fast path" in summary["reason"]
+    assert Path(r.metrics).read_text() == ""
