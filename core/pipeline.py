@@ -14,13 +14,14 @@ Numbered steps (see :func:`render`):
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import itertools
 import json
 import logging
 import math
 import shutil
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -336,6 +337,21 @@ def _remove_superseded(root: Path, output: str, keep: Path) -> None:
 ProgressFn = Callable[[int, int], None]
 
 
+@contextlib.contextmanager
+def _work_lock(job_hash: str) -> Iterator[None]:
+    """One render per work folder at a time, across processes: the same job sent to two outputs shares
+    a work folder (its hash leaves the output out), and one must not delete it while the other stitches.
+    The lock file sits beside the folder, so removing the folder never removes a lock someone waits on."""
+    root = work_root()
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / f".{job_hash}.lock", "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def render(spec: JobSpec, *, workers: int | None = None, executor: Executor | None = None,
            on_progress: ProgressFn | None = None, on_start: Callable[[int, int], None] | None = None,
            keep_work: bool = False) -> RenderResult:
@@ -345,8 +361,14 @@ def render(spec: JobSpec, *, workers: int | None = None, executor: Executor | No
     process pool of ``workers``. ``on_start(total_frames, frames_already_done)`` and
     ``on_progress(frames_done, total_frames)`` drive progress displays.
     """
-    t0 = time.perf_counter()
     check_paths(spec)  # step 1
+    with _work_lock(spec.job_hash()):
+        return _render(spec, workers, executor, on_progress, on_start, keep_work)
+
+
+def _render(spec: JobSpec, workers: int | None, executor: Executor | None, on_progress: ProgressFn | None,
+            on_start: Callable[[int, int], None] | None, keep_work: bool) -> RenderResult:
+    t0 = time.perf_counter()
     pool = None if executor is not None else LocalPool(workers or default_workers())
     ex = executor if executor is not None else pool.executor
     failed = True

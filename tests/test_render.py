@@ -218,3 +218,16 @@ def test_progress_reports_reach_the_total(clips: dict[str, Path], tmp_path: Path
            on_progress=lambda d, t: seen.append((d, t)))
     assert seen[-1] == (100, 100)
     assert [d for d, _ in seen] == sorted(d for d, _ in seen)
+
+
+def test_same_job_to_two_outputs_at_once(clips: dict[str, Path], tmp_path: Path) -> None:
+    """Two renders of one job (same work folder) to two outputs, concurrently: both finish, both whole."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    jobs = [build_job(clips["cfr"], tmp_path / f"out{i}.mp4", "pencil", "speed", {}) for i in range(2)]
+    assert jobs[0].job_hash() == jobs[1].job_hash()
+    with ThreadPoolExecutor(2) as ex:
+        results = list(ex.map(lambda j: render(j, workers=1), jobs))
+    a, b = (decode_all(Path(r.output)) for r in results)
+    assert len(a) == len(b) == 48
+    assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
