@@ -145,6 +145,9 @@ def test_trainer_launch(studio_home: Path, queue) -> None:
         write_image(folder / sub / "p1.png", np.full((32, 32, 3), 100, np.uint8))
     at = page("trainer").run()
     no_errors(at)
+    base = at.selectbox(key="train.base")
+    assert "compact" in base.options
+    base.set_value("compact")
     at.number_input(key="train.epochs").set_value(3)
     at.button(key="train.launch").click().run()
     no_errors(at)
