@@ -27,8 +27,8 @@ def resolve_model(name: str) -> Path:
     """A model path from a registered ``name`` or ``name@version`` (checksum-verified, see
     :mod:`core.models`), else from a path or a file name in ``models/`` or ``$VP_HOME/models``."""
     if not name:
-        raise ConfigError("neural: no model given; bundled models arrive with the trainer "
-                          "(set model to a .onnx file or a name in the models folders)")
+        raise ConfigError("neural: no model given (set model to a registered name such as sketch or teal, "
+                          "a .onnx file, or a file name in the models folders)")
     from core import models
 
     if models.is_registered(name):
@@ -38,7 +38,8 @@ def resolve_model(name: str) -> Path:
 
 @dataclass(frozen=True)
 class FastStyleParams:
-    model: str = field(default="", metadata={"help": "a .onnx file, or a model name from the models folders"})
+    model: str = field(default="sketch", metadata={"help": "a registered model NAME[@VERSION] (bundled: sketch, teal; "
+                                                            "see `models list`), or a .onnx file"})
     range: int = field(default=0, metadata={"choices": (0, 1, 255),
                                             "help": "pixel range the model takes: 255, 1, or 0 = from the "
                                                     "model's sidecar <model>.json, else 255"})
@@ -49,7 +50,6 @@ class FastStyleParams:
 
 
 class FastStyle(Stylizer):
-    requires = "an ONNX model: --set model=PATH_OR_NAME (bundled models arrive with the trainer)"
     name = "neural"
     description = "Neural fast style transfer with an ONNX model (any size or fixed size), tiled without seams."
     Params = FastStyleParams
