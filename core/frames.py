@@ -83,15 +83,7 @@ def av_to_rgb(frame: av.VideoFrame, tags: ColorTags, reformatter: VideoReformatt
     ``reformatter``: one kept by the caller for a whole stream, so swscale's context (filters, threads) is
     set up once instead of per frame (the same pixels, ~0.2 ms a 720p frame less).
     """
-    rgb = (reformatter or VideoReformatter()).reformat(
-        frame,
-        format="rgb24",
-        src_colorspace=tags.sws_name,
-        src_color_range=2 if tags.full_range else 1,
-        dst_color_range=2,
-        interpolation="BICUBIC",
-    ).to_ndarray()
-    return np.ascontiguousarray(rgb)
+    return _decode_to(frame, tags, "rgb24", reformatter)
 
 
 def av_to_rgbx(frame: av.VideoFrame, tags: ColorTags, reformatter: VideoReformatter | None = None) -> np.ndarray:
@@ -100,15 +92,20 @@ def av_to_rgbx(frame: av.VideoFrame, tags: ColorTags, reformatter: VideoReformat
     The same R, G, B values as :func:`av_to_rgb`. Not the frame contract: only for per-pixel table
     lookups, which read one aligned 32-bit word a pixel (see ``core.color.lookup_rgbx``).
     """
-    rgbx = (reformatter or VideoReformatter()).reformat(
+    return _decode_to(frame, tags, "rgba", reformatter)
+
+
+def _decode_to(frame: av.VideoFrame, tags: ColorTags, fmt: str, reformatter: VideoReformatter | None) -> np.ndarray:
+    """The one swscale call of the decode side: the stream's matrix and range in, full-range RGB out."""
+    out = (reformatter or VideoReformatter()).reformat(
         frame,
-        format="rgba",
+        format=fmt,
         src_colorspace=tags.sws_name,
         src_color_range=2 if tags.full_range else 1,
         dst_color_range=2,
         interpolation="BICUBIC",
     ).to_ndarray()
-    return np.ascontiguousarray(rgbx)
+    return np.ascontiguousarray(out)
 
 
 def rgb_to_av(rgb: np.ndarray, tags: ColorTags, pix_fmt: str,

@@ -32,7 +32,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from skimage.metrics import structural_similarity
 
 from .errors import ConfigError, UnsupportedVideoError
 from .flow import PRESETS, FlowEstimator, FlowPair, backward_warp, flow_to_previous
@@ -104,6 +103,8 @@ def ssim(a: np.ndarray, b: np.ndarray) -> float:
         raise ValueError(f"ssim: images differ in size, {ga.shape} vs {gb.shape}")
     if min(ga.shape) < 7:
         raise ValueError(f"ssim: images must be at least 7x7, got {ga.shape}")
+    from skimage.metrics import structural_similarity  # ~0.3 s of imports (scipy): only when measuring
+
     return float(structural_similarity(ga, gb, data_range=255.0))
 
 
