@@ -135,6 +135,9 @@ def run_render(job: Job, rep: Reporter) -> tuple[str | None, dict[str, Any]]:
 
     s = job.spec
     spec = build_job(s["input"], s["output"], s["style"], s["preset"], sets_text(s["sets"]), s["chunk_seconds"])
+    from .storage import check_free_space, input_size
+
+    check_free_space(Path(spec.output).parent, input_size(spec.input))  # the disk guard, also for CLI-queued jobs
     workers = s["workers"] or default_workers()
     rep.report("analyse", 0.0, message=f"analysing {Path(spec.input).name}")
     guess = _Estimate(spec.input, spec.style, workers)

@@ -312,3 +312,17 @@ def test_cli_queue_and_worker(clip: Path, tmp_path: Path, capsys: pytest.Capture
     assert cli.main(["queue", "retry", "2"]) == 0 and JobQueue().get(2).state == "queued"
     assert cli.main(["worker", "--slots", "-1"]) == 2
     assert "cpu_slots must be an integer >= 0, got -1" in capsys.readouterr().err
+
+
+def test_disk_guard_refuses_to_start_a_render(clip: Path, tmp_path: Path) -> None:
+    """A job queued from the CLI meets the same disk guard as one queued from the Dashboard."""
+    from dataclasses import replace
+
+    from core.storage import load_settings, save_settings
+
+    save_settings(replace(load_settings(), min_free_gb=9_999.0))
+    queue = JobQueue()
+    job_id = queue.add("render", {"input": str(clip), "output": str(tmp_path / "o.mp4"), **RENDER})
+    assert run_worker(once=True, poll_s=0.05) == 1
+    job = queue.get(job_id)
+    assert job.state == "failed" and "GiB free" in job.error and not (tmp_path / "o.mp4").exists()
