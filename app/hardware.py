@@ -1,14 +1,14 @@
-"""What the studio runs on: GPUs (NVML), NVENC, CPU, memory and the studio's disk. Read-only, best effort:
-a machine without an NVIDIA GPU or driver reports ``gpus == []`` and why, never an error."""
+"""The hardware summary in the shape the pages show (MB and GB), over :mod:`core.hardware`, which does
+the probing: GPUs via NVML, NVENC by trial, CPU, RAM and the studio's disk. A machine without an NVIDIA
+GPU or driver reports ``gpus == []`` and why, never an error."""
 
 from __future__ import annotations
 
 import os
 import shutil
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from core.presets import studio_home
+from core import hardware as core_hw
 
 
 @dataclass(frozen=True)
@@ -33,62 +33,31 @@ class Hardware:
     disk_path: str = ""
     disk_total_gb: float = 0.0
     disk_free_gb: float = 0.0
+    warnings: tuple[str, ...] = ()  # e.g. a GPU above 80 C
+
+
+def _gpu(g: core_hw.GpuInfo) -> Gpu:
+    return Gpu(g.index, g.name, g.memory_total / 2**20, g.memory_used / 2**20, g.temperature_c, g.utilisation_pct)
 
 
 def gpus() -> tuple[list[Gpu], str]:
-    """NVIDIA GPUs seen by NVML (``nvidia-ml-py``, import name ``pynvml``) and a note when none are."""
-    try:
-        import pynvml
-    except ImportError:
-        return [], "no NVIDIA GPU (nvidia-ml-py is not installed: CPU build)"
-    try:
-        pynvml.nvmlInit()
-    except Exception as exc:  # NVMLError_LibraryNotFound, DriverNotLoaded, ...: no usable GPU here
-        return [], f"no NVIDIA GPU ({exc})"
-    try:
-        out = []
-        for i in range(pynvml.nvmlDeviceGetCount()):
-            h = pynvml.nvmlDeviceGetHandleByIndex(i)
-            name = pynvml.nvmlDeviceGetName(h)
-            mem = pynvml.nvmlDeviceGetMemoryInfo(h)
-            try:
-                temp = float(pynvml.nvmlDeviceGetTemperature(h, pynvml.NVML_TEMPERATURE_GPU))
-            except Exception:
-                temp = None
-            try:
-                util = float(pynvml.nvmlDeviceGetUtilizationRates(h).gpu)
-            except Exception:
-                util = None
-            out.append(Gpu(i, name.decode() if isinstance(name, bytes) else str(name), mem.total / 2**20,
-                           mem.used / 2**20, temp, util))
-        return out, "" if out else "no NVIDIA GPU (NVML sees none)"
-    finally:
-        pynvml.nvmlShutdown()
-
-
-def _meminfo() -> tuple[float | None, float | None]:
-    try:
-        rows = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines() if ":" in line)
-        kb = {k: float(v.split()[0]) for k, v in rows.items() if k in ("MemTotal", "MemAvailable")}
-        return kb["MemTotal"] / 2**20, kb["MemAvailable"] / 2**20
-    except (OSError, KeyError, ValueError, IndexError):
-        return None, None
+    """NVIDIA GPUs seen by NVML and a note when none are."""
+    found, note = core_hw.probe_gpus()
+    return [_gpu(g) for g in found], note
 
 
 def summary(check_nvenc: bool = True) -> Hardware:
-    """The whole picture. ``check_nvenc`` opens h264_nvenc once (cached by core.io) to see if it works."""
-    from core.io import encoder_opens
-
-    gpu_list, note = gpus()
-    nvenc = encoder_opens("h264_nvenc") if check_nvenc else "not checked"
-    total, avail = _meminfo()
-    home = studio_home()
-    disk_at = home if home.exists() else Path.home()
-    du = shutil.disk_usage(disk_at)
+    """The whole picture. ``check_nvenc`` trial-opens the encoders once per process (core.hardware)."""
+    rep = core_hw.report(check_encoders=check_nvenc)
+    h264 = rep.encoder("h264_nvenc", 8)
+    total, avail = rep.ram_total, rep.ram_available
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-    return Hardware(gpus=gpu_list, gpu_note=note, nvenc=nvenc, cpu_count=os.cpu_count() or 1, load_1m=load,
-                    ram_total_gb=total, ram_available_gb=avail, disk_path=str(disk_at),
-                    disk_total_gb=du.total / 2**30, disk_free_gb=du.free / 2**30)
+    return Hardware(gpus=[_gpu(g) for g in rep.gpus], gpu_note=rep.gpu_note,
+                    nvenc=(None if h264.ok else h264.reason) if h264 else "not checked",
+                    cpu_count=rep.cpu_count, load_1m=load,
+                    ram_total_gb=total / 2**30 if total else None, ram_available_gb=avail / 2**30 if avail else None,
+                    disk_path=rep.disk_path, disk_total_gb=shutil.disk_usage(rep.disk_path).total / 2**30,
+                    disk_free_gb=(rep.disk_free or 0) / 2**30, warnings=rep.warnings)
 
 
 def one_line(hw: Hardware) -> str:

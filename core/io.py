@@ -33,6 +33,7 @@ from .frames import (
     rgbx_to_av,
     rotate_upright,
 )
+from .hardware import encoder_opens
 from .presets import EncoderConfig
 
 log = logging.getLogger(__name__)
@@ -356,26 +357,6 @@ class Reader:
         idx = int(np.searchsorted(np.asarray(self.info.pts), t, side="right")) - 1
         idx = min(max(idx, 0), self.info.frame_count - 1)
         return next(self.frames(idx, idx + 1))
-
-
-@functools.cache
-def encoder_opens(codec: str, pix_fmt: str = "yuv420p") -> str | None:
-    """None when ``codec`` really opens here (a 256x256 test frame), else the reason it does not.
-
-    ``h264_nvenc`` is listed by FFmpeg builds without a GPU and only fails when opened.
-    """
-    try:
-        ctx = av.CodecContext.create(codec, "w")
-        ctx.width, ctx.height, ctx.pix_fmt = 256, 256, pix_fmt
-        ctx.time_base = Fraction(1, 25)
-        ctx.open()
-        frame = av.VideoFrame(256, 256, pix_fmt)
-        frame.pts = 0
-        ctx.encode(frame)
-        ctx.close() if hasattr(ctx, "close") else None
-        return None
-    except (av.error.FFmpegError, ValueError, OSError) as exc:
-        return str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
 
 
 def resolve_codec(cfg: EncoderConfig) -> str:

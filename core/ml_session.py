@@ -188,21 +188,11 @@ def _open(path: Path, provider: str, value_range: float) -> ModelSession:
 
 
 def _nvml_free_bytes() -> int | None:
-    """Free memory of GPU 0 from NVML; None when nvidia-ml-py is missing or there is no GPU."""
-    try:
-        import pynvml
-    except ImportError:
-        return None
-    try:
-        pynvml.nvmlInit()
-        try:
-            if pynvml.nvmlDeviceGetCount() < 1:
-                return None
-            return int(pynvml.nvmlDeviceGetMemoryInfo(pynvml.nvmlDeviceGetHandleByIndex(0)).free)
-        finally:
-            pynvml.nvmlShutdown()
-    except Exception:  # NVMLError_LibraryNotFound, DriverNotLoaded, ...: no usable GPU
-        return None
+    """Free memory of GPU 0 from NVML (core.hardware); None, quietly, when nvidia-ml-py or a GPU is missing."""
+    from .hardware import probe_gpus
+
+    gpus, _ = probe_gpus()
+    return gpus[0].memory_free if gpus else None
 
 
 def _ram_available_bytes() -> int:
