@@ -462,7 +462,7 @@ def _result(fut: Future, spec: JobSpec, what: str) -> Any:
 def _run_chunks(ex: Executor, pool: LocalPool | None, spec: JobSpec, analysis: Analysis, todo: Iterable[Chunk],
                 work_dir: Path, ckpt: Checkpoint, already: int, on_progress: ProgressFn | None) -> None:
     futures: dict[Future, Chunk] = {
-        ex.submit(render_chunk, ChunkTask(spec, analysis, c, str(work_dir))): c for c in todo
+        ex.submit(render_chunk, ChunkTask(spec, analysis, c, str(work_dir.absolute()))): c for c in todo
     }
     live: dict[int, int] = {}
     total = analysis.info.frame_count

@@ -46,6 +46,12 @@ def init_worker(progress_queue: Any, cv_threads: int) -> None:
     global _progress_queue, _parent_pid
     _progress_queue, _parent_pid = progress_queue, os.getppid()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides what an interrupt means
+    tune_process(cv_threads)
+
+
+def tune_process(cv_threads: int) -> None:
+    """What any process that renders chunks wants (a pool worker, a Dask worker): glibc keeping freed frame
+    buffers, and OpenCV using ``cv_threads`` threads so the processes on one machine do not oversubscribe it."""
     _keep_freed_memory()
     import cv2
 
