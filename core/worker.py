@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import telemetry
 from .errors import ConfigError, MediaNotFoundError, StudioError
 from .jobs import DEFAULT_LEASE_S, Job, JobQueue, LeaseLostError, sets_text
 
@@ -81,6 +82,7 @@ class Reporter:
         """Send a heartbeat (unless one went less than REPORT_INTERVAL_S ago for the same stage), then
         :meth:`check`. ``percent`` in [0, 100]."""
         self.check()
+        telemetry.job_progress(self.job.id, stage, fps)
         now = time.monotonic()
         if data is None and stage == self._stage and percent < 100 and now - self._last < REPORT_INTERVAL_S:
             return
@@ -145,12 +147,14 @@ def run_render(job: Job, rep: Reporter) -> tuple[str | None, dict[str, Any]]:
 
     def on_start(total: int, done: int) -> None:
         clock.append(RateClock(time.monotonic(), done))
+        telemetry.frames_done(job.id, done, start=True)
         guess.start(total - done)
         what = f"resuming: {done} of {total} frames already rendered" if done else f"rendering {total} frames"
         rep.report("render", 100 * done / max(1, total), eta_s=guess.seconds, message=what)
 
     def on_progress(done: int, total: int) -> None:
         c = clock[0]
+        telemetry.frames_done(job.id, done)
         rep.report("render", 100 * done / max(1, total), fps=c.rate(done), eta_s=c.eta(done, total, guess.seconds),
                    message=f"{done}/{total} frames")
 
@@ -277,7 +281,7 @@ def run_job(queue: JobQueue, job: Job, worker: str, shutdown: threading.Event,
     """Run one claimed job to its end state and return that state (or "lost"). Never raises for the job's
     own errors: they go to :meth:`JobQueue.fail`."""
     rep = Reporter(queue, job, worker, shutdown)
-    with _keep_alive(rep, lease_s / 3):
+    with _keep_alive(rep, lease_s / 3), telemetry.timing(job.id):
         try:
             output, result = RUNNERS[job.kind](job, rep)
         except JobStopped as stop:
@@ -346,11 +350,13 @@ def default_worker_id() -> str:
 
 def run_worker(db_path: str | Path | None = None, *, worker_id: str | None = None, cpu_slots: int | None = None,
                gpu_slots: int = 1, poll_s: float = 1.0, lease_s: float = DEFAULT_LEASE_S,
-               stop: threading.Event | None = None, once: bool = False) -> int:
+               stop: threading.Event | None = None, once: bool = False, metrics_port: int | None = None) -> int:
     """Claim and run jobs until ``stop`` is set (or SIGTERM/SIGINT, in the main thread); returns how many
     jobs were started. ``once``: return as soon as nothing is claimable and nothing runs here (drain the
     queue, e.g. for scripts and tests). ``cpu_slots``: default the core count. On stop, running jobs are
-    stopped at their next progress report and released to the queue to resume later."""
+    stopped at their next progress report and released to the queue to resume later. ``metrics_port``: serve
+    Prometheus metrics at ``http://127.0.0.1:PORT/metrics`` while running (:mod:`core.telemetry`; 0 = any
+    free port; None = no endpoint)."""
     cpu_slots = cpu_slots if cpu_slots is not None else (os.cpu_count() or 1)
     for name, value, least in (("cpu_slots", cpu_slots, 0), ("gpu_slots", gpu_slots, 0)):
         if isinstance(value, bool) or not isinstance(value, int) or value < least:
@@ -371,7 +377,7 @@ def run_worker(db_path: str | Path | None = None, *, worker_id: str | None = Non
         finally:
             wake.set()
 
-    with _signals(stop, wake):
+    with _signals(stop, wake), telemetry.serving(metrics_port, queue.path):
         log.info("worker %s: %d CPU and %d GPU slots on %s", worker, cpu_slots, gpu_slots, queue.path)
         try:
             while not stop.is_set():

@@ -26,13 +26,16 @@ def _add_job_args(p: argparse.ArgumentParser) -> None:
 def cmd_render(args: argparse.Namespace) -> int:
     from core.workers import warm_up
 
-    warm_up()  # the worker forkserver imports while we do
+    if args.executor in (None, "local"):
+        warm_up()  # the worker forkserver imports while we do
     from tqdm import tqdm
 
+    from core.executors import make_executor
     from core.job import build_job, parse_sets
     from core.pipeline import render
 
-    spec = build_job(args.input, args.output, args.style, args.preset, parse_sets(args.sets), args.chunk_seconds)
+    source = args.input if args.executor in (None, "local") else Path(args.input).absolute()  # workers' cwd differs
+    spec = build_job(source, args.output, args.style, args.preset, parse_sets(args.sets), args.chunk_seconds)
     bar: tqdm | None = None
 
     def on_start(total: int, done: int) -> None:
@@ -47,8 +50,9 @@ def cmd_render(args: argparse.Namespace) -> int:
             bar.update(done - bar.n)
 
     try:
-        result = render(spec, workers=args.workers, on_start=on_start, on_progress=on_progress,
-                        keep_work=args.keep_work)
+        with make_executor(args.executor) as (executor, cluster_workers):
+            result = render(spec, workers=cluster_workers or args.workers, executor=executor, on_start=on_start,
+                            on_progress=on_progress, keep_work=args.keep_work)
     finally:
         if bar is not None:
             bar.close()
@@ -72,6 +76,14 @@ def cmd_probe(args: argparse.Namespace) -> int:
     from core.io import probe
 
     print(json.dumps(probe(args.input).to_json(), indent=2))
+    return 0
+
+
+def cmd_hardware(args: argparse.Namespace) -> int:
+    from core.hardware import report
+
+    rep = report()
+    print(rep.to_json() if args.json else "\n".join(rep.lines()))
     return 0
 
 
@@ -354,8 +366,30 @@ def cmd_worker(args: argparse.Namespace) -> int:
           f"{' until the queue is empty' if args.once else ' (Ctrl-C to stop; running jobs resume later)'}",
           file=sys.stderr)
     n = run_worker(args.db, worker_id=worker, cpu_slots=args.slots, gpu_slots=args.gpu_slots, poll_s=args.poll,
-                   lease_s=args.lease, once=args.once)
+                   lease_s=args.lease, once=args.once, metrics_port=args.metrics_port or None)
     print(f"worker {worker}: started {n} job{'s' if n != 1 else ''}", file=sys.stderr)
+    return 0
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    import threading
+
+    from core.watch import WatchFolder, load_watch_settings, run_watchers, watch_path
+
+    if args.folder is not None:
+        folders = (WatchFolder(folder=str(Path(args.folder).absolute()), style=args.style, preset=args.preset,
+                               out=str(Path(args.out).absolute()) if args.out else "renders", sets=tuple(args.sets),
+                               settle_s=args.settle),)
+    else:
+        settings = load_watch_settings()
+        if not settings.enabled:
+            raise ConfigError(f"{watch_path()}: watch folders are not enabled there (give a DIR, or set enabled: true)")
+        folders = settings.folders
+    print(f"watching {', '.join(f.folder for f in folders)} (Ctrl-C to stop)", file=sys.stderr)
+    try:
+        run_watchers(folders, threading.Event(), db_path=args.db)
+    except KeyboardInterrupt:
+        print("stopped watching", file=sys.stderr)
     return 0
 
 
@@ -426,6 +460,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--chunk-seconds", type=float, default=None, help="target chunk length (default: preset)")
     p.add_argument("--workers", type=int, default=None, help="worker processes (default: one per core)")
     p.add_argument("--keep-work", action="store_true", help="keep chunk files after publishing")
+    p.add_argument("--executor", default=None, metavar="URL",
+                   help="where chunks run: local (default: a process pool here) or dask://HOST:PORT (an existing "
+                        "Dask cluster; input and $VP_HOME must be on a path every worker sees)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_render)
 
@@ -439,6 +476,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("probe", help="print what the studio knows about a video, as JSON")
     p.add_argument("input")
     p.set_defaults(func=cmd_probe)
+
+    p = sub.add_parser("hardware", help="GPUs, encoders that open, a codec per preset, CPU, RAM, disk")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=cmd_hardware)
 
     p = sub.add_parser("analyze", help="shots, nine scores per shot and a difficulty class, as JSON")
     p.add_argument("input")
@@ -553,7 +594,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lease", type=float, default=30.0, help="seconds without a heartbeat before a job is re-queued")
     p.add_argument("--poll", type=float, default=1.0, help="seconds between looks at an empty queue")
     p.add_argument("--db", default=None, help="studio database (default: $VP_HOME/studio.db)")
+    p.add_argument("--metrics-port", type=int, default=0, metavar="N",
+                   help="serve Prometheus metrics at http://127.0.0.1:N/metrics (default 0: off)")
     p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("watch", help="queue a render for each video that lands in a folder (once per content)")
+    p.add_argument("folder", nargs="?", default=None, metavar="DIR",
+                   help="folder to watch (default: the folders in $VP_HOME/watch.yaml)")
+    _add_job_args(p)
+    p.add_argument("--out", default=None, metavar="OUTDIR",
+                   help="where renders go (default: $VP_HOME/renders; not the watched folder)")
+    p.add_argument("--settle", type=float, default=5.0, metavar="S",
+                   help="seconds a file must stop growing before it is queued")
+    p.add_argument("--db", default=None, help="studio database (default: $VP_HOME/studio.db)")
+    p.set_defaults(func=cmd_watch)
 
     p = sub.add_parser("queue", help="add, list, pause, resume, cancel or retry queued jobs")
     p.add_argument("--db", default=None, help="studio database (default: $VP_HOME/studio.db)")
