@@ -185,8 +185,16 @@ def go(page: sync_api.Page, title: str) -> None:
 def choose(page: sync_api.Page, label: str, option: str, nth: int = 0) -> None:
     """Pick ``option`` in the ``nth`` selectbox called ``label``."""
     box = page.get_by_role("combobox", name=label, exact=True).nth(nth)
-    box.click()
-    page.get_by_role("option", name=option, exact=True).click()
+    for attempt in range(3):  # a script re-run can close the list just opened: open it again
+        settled(page)
+        box.click()
+        try:
+            page.get_by_role("option", name=option, exact=True).click(timeout=15_000)
+            break
+        except sync_api.TimeoutError:
+            if attempt == 2:
+                raise
+            page.keyboard.press("Escape")
     expect(box).to_have_value(option)
 
 
