@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
+from pathlib import Path
 from typing import Any, TypeVar
 
 from .errors import ConfigError
@@ -179,3 +180,32 @@ def schema(cls: type) -> list[dict[str, Any]]:
             **{k: v for k, v in f.metadata.items() if k in ("min", "max", "choices", "help")},
         })
     return out
+
+
+def read_yaml(cls: type[T], path: Path, what: str) -> T:
+    """A config dataclass from a YAML file, strictly (:func:`from_mapping`); its defaults when the file does
+    not exist. ``what`` names the file's role in errors ("the studio settings")."""
+    import yaml
+
+    if not path.is_file():
+        return cls()
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except (yaml.YAMLError, OSError) as exc:
+        raise ConfigError(f"{path}: cannot read {what} ({exc})") from None
+    return from_mapping(cls, data, str(path))
+
+
+def write_yaml(obj: Any, path: Path, what: str) -> Path:
+    """Write a config dataclass as YAML, atomically; OutputError naming the file when it cannot be written."""
+    import yaml
+
+    from . import atomic
+    from .errors import OutputError
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic.write_bytes(path, yaml.safe_dump(to_dict(obj), sort_keys=False).encode())
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot write {what} ({exc.strerror or exc})") from None
+    return path

@@ -26,10 +26,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from . import atomic
-from .config import from_mapping, to_dict, validate
+from .config import read_yaml, validate, write_yaml
 from .errors import ConfigError, MediaNotFoundError, OutputError, StudioError
 from .presets import studio_home
 
@@ -70,13 +68,7 @@ def settings_path() -> Path:
 def load_settings(path: str | Path | None = None) -> StudioSettings:
     """The saved settings, or the defaults when none were saved. ConfigError naming the file if malformed."""
     path = Path(path) if path is not None else settings_path()
-    if not path.is_file():
-        return StudioSettings()
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except (yaml.YAMLError, OSError) as exc:
-        raise ConfigError(f"{path}: cannot read the studio settings ({exc})") from None
-    settings = from_mapping(StudioSettings, data, str(path))
+    settings = read_yaml(StudioSettings, path, "the studio settings")
     validate(settings, str(path))
     return settings
 
@@ -88,12 +80,7 @@ def save_settings(settings: StudioSettings, path: str | Path | None = None) -> P
     for folder in settings.media_folders:
         if not isinstance(folder, str) or not folder.strip():
             raise ConfigError(f"{path}: media_folders: expected folder paths, got {folder!r}")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic.write_bytes(path, yaml.safe_dump(to_dict(settings), sort_keys=False).encode())
-    except OSError as exc:
-        raise OutputError(f"{path}: cannot write the studio settings ({exc.strerror or exc})") from None
-    return path
+    return write_yaml(settings, path, "the studio settings")
 
 
 def tier_folder(tier: str) -> Path:

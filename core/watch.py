@@ -47,10 +47,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from . import atomic, db
-from .config import from_mapping, to_dict, validate
+from . import db
+from .config import read_yaml, validate, write_yaml
 from .errors import ConfigError, OutputError, StudioError
 from .fingerprint import file_sha256
 from .jobs import JobQueue
@@ -145,13 +143,7 @@ def load_watch_settings(path: str | Path | None = None) -> WatchSettings:
     """The saved watch settings, or the defaults (disabled, no folders). ConfigError naming the file and
     key for an unknown key, a wrong type or a bad ``sets`` item."""
     path = Path(path) if path is not None else watch_path()
-    if not path.is_file():
-        return WatchSettings()
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except (yaml.YAMLError, OSError) as exc:
-        raise ConfigError(f"{path}: cannot read the watch settings ({exc})") from None
-    settings = from_mapping(WatchSettings, data, str(path))
+    settings = read_yaml(WatchSettings, path, "the watch settings")
     _check(settings, str(path))
     return settings
 
@@ -160,12 +152,7 @@ def save_watch_settings(settings: WatchSettings, path: str | Path | None = None)
     """Check and write ``settings`` atomically (default :func:`watch_path`); returns the path."""
     path = Path(path) if path is not None else watch_path()
     _check(settings, str(path))
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic.write_bytes(path, yaml.safe_dump(to_dict(settings), sort_keys=False).encode())
-    except OSError as exc:
-        raise OutputError(f"{path}: cannot write the watch settings ({exc.strerror or exc})") from None
-    return path
+    return write_yaml(settings, path, "the watch settings")
 
 
 def _check(settings: WatchSettings, source: str) -> None:
