@@ -88,9 +88,20 @@ def cmd_hardware(args: argparse.Namespace) -> int:
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
     from core.analysis import analyze
 
-    result = analyze(args.input, every=args.every, long_side=args.long_side)
+    bar = tqdm(unit="frame", desc="analyse", dynamic_ncols=True, disable=args.quiet or None, file=sys.stderr)
+
+    def on_progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+
+    try:
+        result = analyze(args.input, every=args.every, long_side=args.long_side, on_progress=on_progress)
+    finally:
+        bar.close()
     print(json.dumps(result.to_json(per_frame=args.per_frame), indent=2))
     return 0
 
@@ -486,6 +497,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--every", type=int, default=2, help="measure flow and scores on every Nth frame")
     p.add_argument("--long-side", type=int, default=256, help="long side of the analysis copy, pixels")
     p.add_argument("--per-frame", action="store_true", help="include the per-frame arrays")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_analyze)
 
     p = sub.add_parser("styles", help="list styles and their parameters")
