@@ -43,6 +43,14 @@ def worker_command() -> list[str]:
     return [sys.executable, "-m", "scripts.cli", "worker"]
 
 
+def watch_command() -> list[str] | None:
+    """``cli watch`` over the folders of ``$VP_HOME/watch.yaml`` when the Settings page enabled them."""
+    from core.watch import load_watch_settings
+
+    cfg = load_watch_settings()
+    return [sys.executable, "-m", "scripts.cli", "watch"] if cfg.enabled and cfg.folders else None
+
+
 def _stop(proc: subprocess.Popen | None, timeout: float = 20.0) -> None:
     """Ask a child to stop (SIGINT: the worker releases its job to resume later), then insist."""
     if proc is None or proc.poll() is not None:
@@ -74,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # stop the children too (the finally below)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
     worker = None if args.no_worker else subprocess.Popen(worker_command(), cwd=ROOT, env=env)
+    watching = watch_command()
+    watcher = subprocess.Popen(watching, cwd=ROOT, env=env) if watching and not args.no_worker else None
     app = subprocess.Popen(streamlit_command(args.port, address), cwd=ROOT, env=env)
     print(f"studio: http://{'127.0.0.1' if address == '0.0.0.0' else address}:{args.port}  (Ctrl-C to stop)",
           file=sys.stderr)
@@ -84,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     finally:
         _stop(app)
+        _stop(watcher)
         _stop(worker)
 
 

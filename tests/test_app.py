@@ -209,3 +209,22 @@ def test_queue_page_finished_render(sample: Path, queue) -> None:
     no_errors(at)
     assert at.get("video") and at.get("download_button")
     assert at.get("plotly_chart") or any("no metrics recorded" in c.value for c in at.caption)
+
+
+def test_settings_watch_folders_enable_and_launcher(studio_home: Path, tmp_path: Path) -> None:
+    """The Folders tab turns the watchers on; the studio launcher then starts `cli watch` beside the worker."""
+    from core import watch
+    from scripts.studio import watch_command
+
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    watch.save_watch_settings(watch.WatchSettings(folders=(watch.WatchFolder(folder=str(drop), style="pencil"),)))
+    assert watch_command() is None  # configured but not enabled
+    at = page("settings").run()
+    no_errors(at)
+    at.toggle(key="set.watch_on").set_value(True)
+    at.button(key="set.save_watch").click().run()
+    no_errors(at)
+    cfg = watch.load_watch_settings()
+    assert cfg.enabled and [(w.folder, w.style) for w in cfg.folders] == [(str(drop), "pencil")]
+    assert watch_command()[-1] == "watch"

@@ -9,7 +9,7 @@ import yaml
 
 from app import components as ui
 from app.actions import in_use_paths
-from core import storage
+from core import storage, watch
 from core.config import schema, to_dict
 from core.presets import (
     BUNDLED_DIR,
@@ -79,6 +79,31 @@ with folders:
               "LUTs": [str(BUNDLED_DIR.parent / "luts"), str(studio_home() / "luts")],
               "models": [str(BUNDLED_DIR.parent / "models"), str(studio_home() / "models")],
               "custom presets": str(user_dir())})
+
+with folders:
+    st.markdown("**Watch folders**: a new clip dropped in a watched folder is queued once it stops growing, "
+                "never twice (content hash). The studio starts the watchers when enabled (restart to apply).")
+    with ui.shown_errors():
+        watch_cfg = watch.load_watch_settings()
+        rows = [{"folder": w.folder, "style": w.style, "preset": w.preset, "out": w.out, "sets": " ".join(w.sets),
+                 "settle_s": w.settle_s} for w in watch_cfg.folders]
+        edited = st.data_editor(rows or [{"folder": "", "style": "pencil", "preset": "balanced", "out": "renders",
+                                          "sets": "", "settle_s": 5.0}],
+                                num_rows="dynamic", key="set.watch_rows", width="stretch")
+        enabled = st.toggle("Start the watchers with the studio", value=watch_cfg.enabled, key="set.watch_on")
+        if st.button("Save watch folders", key="set.save_watch"):
+            wanted = tuple(watch.WatchFolder(folder=str(r["folder"]).strip(), style=str(r["style"]).strip(),
+                                             preset=str(r["preset"]).strip(), out=str(r["out"]).strip() or "renders",
+                                             sets=tuple(str(r["sets"] or "").split()),
+                                             settle_s=float(r["settle_s"] or 5.0))
+                           for r in edited if str(r.get("folder") or "").strip())
+            path = watch.save_watch_settings(watch.WatchSettings(enabled=enabled, folders=wanted))
+            st.success(f"saved {path}")
+        seen = watch.seen_files()
+        if seen:
+            st.caption("Files the watchers have handled")
+            st.dataframe([{"path": f.path, "seen": f.seen, "job": f.job_id, "error": f.error} for f in seen[:200]],
+                         hide_index=True, width="stretch")
 
 with store:
     st.dataframe([{"tier": u.tier, "files": u.files, "size (MB)": round(u.bytes / 2**20, 1),
