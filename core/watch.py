@@ -38,6 +38,7 @@ import contextlib
 import fnmatch
 import logging
 import os
+import signal
 import sqlite3
 import threading
 import time
@@ -304,6 +305,8 @@ class Watcher:
         now = time.monotonic()
         out = []
         for path in self._candidates():
+            if self._stop.is_set():  # stopping: the file in hand was finished; the rest wait for the next run
+                break
             try:
                 st = path.stat()
             except OSError:  # removed or renamed since listing
@@ -397,11 +400,29 @@ def run_watchers(folders: tuple[WatchFolder, ...], stop: threading.Event, *, db_
     watchers = [Watcher(wf, db_path=db_path, poll_s=poll_s) for wf in folders]
     if not watchers:
         raise ConfigError(f"watch: no folders to watch (add some to {watch_path()})")
-    started: list[Watcher] = []
     try:
         for w in watchers:
-            started.append(w.start())
+            w.start()
         stop.wait()
     finally:
-        for w in started:
+        for w in watchers:  # all of them: an interrupt may land inside a start(); stop() on an unstarted one is a no-op
             w.stop()
+        log.info("watch: stopped")
+
+
+@contextlib.contextmanager
+def interrupt_on_signals(signums: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)) -> Iterator[None]:
+    """SIGTERM (a service manager's stop) acts like Ctrl-C: the first signal raises KeyboardInterrupt, later
+    ones are ignored so the shutdown is not cut short. Main thread only. It raises rather than setting an
+    Event because ``Event.set`` in a handler can deadlock on the lock ``Event.wait`` holds."""
+    def interrupt(signum: int, frame: object) -> None:
+        for s in signums:
+            signal.signal(s, signal.SIG_IGN)
+        raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+
+    previous = {s: signal.signal(s, interrupt) for s in signums}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)

@@ -385,7 +385,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 def cmd_watch(args: argparse.Namespace) -> int:
     import threading
 
-    from core.watch import WatchFolder, load_watch_settings, run_watchers, watch_path
+    from core.watch import WatchFolder, interrupt_on_signals, load_watch_settings, run_watchers, watch_path
 
     if args.folder is not None:
         folders = (WatchFolder(folder=str(Path(args.folder).absolute()), style=args.style, preset=args.preset,
@@ -396,11 +396,13 @@ def cmd_watch(args: argparse.Namespace) -> int:
         if not settings.enabled:
             raise ConfigError(f"{watch_path()}: watch folders are not enabled there (give a DIR, or set enabled: true)")
         folders = settings.folders
-    print(f"watching {', '.join(f.folder for f in folders)} (Ctrl-C to stop)", file=sys.stderr)
     try:
-        run_watchers(folders, threading.Event(), db_path=args.db)
+        with interrupt_on_signals():  # SIGTERM (a service manager) stops cleanly, like Ctrl-C
+            print(f"watching {', '.join(f.folder for f in folders)} (Ctrl-C to stop)", file=sys.stderr)
+            run_watchers(folders, threading.Event(), db_path=args.db)
     except KeyboardInterrupt:
-        print("stopped watching", file=sys.stderr)
+        if not args.verbose:  # with -v the console already shows run_watchers' "watch: stopped" log line
+            print("watch: stopped", file=sys.stderr)
     return 0
 
 

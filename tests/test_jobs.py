@@ -396,3 +396,21 @@ def test_list_200_jobs_is_one_indexed_query(queue: JobQueue, clip: Path, tmp_pat
     jobs = queue.list()
     assert len(jobs) == 200 and time.perf_counter() - t < 0.5
     assert len(queue.list(["queued"], limit=50)) == 50
+
+
+def test_counts_match_a_count_of_the_listed_jobs(queue: JobQueue, clip: Path, tmp_path: Path) -> None:
+    assert queue.counts() == dict.fromkeys(STATES, 0)  # every state present, even in an empty queue
+    a, b, c, d, e, _ = add_n(queue, clip, tmp_path, 6)
+    for _ in range(4):
+        queue.claim("w", cpu_slots=4)  # a, b, c, d running
+    (tmp_path / "o0.mp4").write_bytes(b"x")
+    queue.finish(a, "w", str(tmp_path / "o0.mp4"), {})
+    queue.fail(b, "w", "bad input", final=True)
+    queue.fail(c, "w", "flaky")  # attempts left: queued again
+    queue.pause(d)  # running: only a request, still running
+    queue.cancel(e)
+    listed = dict.fromkeys(STATES, 0)
+    for job in queue.list():
+        listed[job.state] += 1
+    assert queue.counts() == listed
+    assert listed == {"queued": 2, "running": 1, "paused": 0, "done": 1, "failed": 1, "cancelled": 1}

@@ -7,6 +7,9 @@ import hashlib
 import logging
 import os
 import shutil
+import signal
+import subprocess
+import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,6 +30,8 @@ from core.watch import (
     watch_path,
 )
 from scripts import cli
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
@@ -194,3 +199,25 @@ def test_cli_refuses_bad_watch(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert "watched folder itself" in capsys.readouterr().err
     assert cli.main(["watch"]) == cli.EXIT_USER  # no DIR and nothing in watch.yaml
     assert "watch.yaml" in capsys.readouterr().err
+
+
+def test_cli_watch_stops_cleanly_on_sigterm(folders: tuple[Path, Path], studio_home: Path) -> None:
+    """A service manager stops with SIGTERM: the watcher must stop as on Ctrl-C (exit 0), not die with 143."""
+    inbox, out = folders
+    log_file = studio_home / "logs" / "studio.log"
+    proc = subprocess.Popen([sys.executable, "-m", "scripts.cli", "watch", str(inbox), "--out", str(out)],
+                            cwd=ROOT, env=os.environ.copy(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        # Watcher.start logs "watching DIR: ..." once its observer and loop run: then it is really watching
+        _wait_for(lambda: proc.poll() is not None
+                  or (log_file.is_file() and f"watching {inbox}" in log_file.read_text()), timeout=60)
+        assert proc.poll() is None, f"the watcher exited early: {proc.communicate()}"
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err and "watch: stopped" in err
+    assert log_file.read_text().count("watch: stopped") == 1
