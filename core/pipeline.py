@@ -32,7 +32,7 @@ import numpy as np
 
 from stylizers import Stylizer, get_style
 
-from . import atomic, color
+from . import atomic, color, stages
 from .checkpoint import Checkpoint
 from .errors import ConfigError, OutputError, RenderError, StudioError
 from .io import OUTPUT_FORMATS, Reader, VideoInfo, Writer, check_input_file, probe, resolve_codec
@@ -82,6 +82,8 @@ class ChunkTask:
     analysis: Analysis
     chunk: Chunk
     work_dir: str
+    pipelined: bool = True  # decode, process and encode overlap in threads (same bytes either way)
+    clock: Callable[[], float] = time.perf_counter  # what the stage times are measured with
 
 
 @dataclass(frozen=True)
@@ -97,7 +99,8 @@ class RenderResult:
     padded: bool
     cuts: tuple[int, ...]
     job_hash: str
-    record: str = ""  # the job's record folder (job.json, metrics.jsonl, summary.json)
+    record: str = ""  # the job's record folder (job.json, metrics.jsonl, summary.json, perf.json)
+    stages: dict[str, Any] | None = None  # the rendered chunks' merged stage times (core.stages.merge)
 
     @property
     def metrics(self) -> str:
@@ -110,6 +113,10 @@ class RenderResult:
     @property
     def fps(self) -> float:
         return self.frames / self.wall_seconds if self.wall_seconds > 0 else 0.0
+
+    def bottleneck(self) -> stages.Bottleneck | None:
+        """Where this render's time went, per frame and stage, and what would speed it up."""
+        return stages.bottleneck(self.stages or {})
 
     def summary(self) -> str:
         pad = " (odd size padded to even)" if self.padded else ""
@@ -219,46 +226,64 @@ def chunk_file(chunk: Chunk, output: str) -> str:
 def render_chunk(task: ChunkTask) -> dict[str, Any]:
     """Decode (with pre-roll) -> stylize -> temporal -> encode one chunk to its own file, atomically.
 
-    Returns the checkpoint record: file name, frame count, pts offset, cut indices, seconds spent.
+    The stages overlap in threads (:mod:`core.stages`) unless ``task.pipelined`` is off; either way the
+    bytes are the same. Returns the checkpoint record: file name, frame count, pts offset, cut indices,
+    seconds spent, and the stages' busy and wait seconds.
     """
     t_start = time.perf_counter()
-    measured = []
+    measured: list[FrameMetrics] = []
     spec, info, chunk = task.spec, task.analysis.info, task.chunk
     stylizer = get_style(spec.style)(spec.params, task.analysis.shared)
     final = Path(task.work_dir) / chunk_file(chunk, spec.output)
     offset = info.pts[chunk.start]  # chunk files start at pts 0; the stitcher adds this back
+    times = stages.StageTimes(task.clock)
     with atomic.atomic_path(final) as tmp:
         with Reader(info) as reader, Writer(tmp, width=info.width, height=info.height, fps=info.fps,
                                             time_base=info.time_base, color=info.color,
                                             encoder=spec.preset.encoder) as writer:
             table = _pixel_table(stylizer, spec.preset.temporal)
             if stylizer.passthrough and reader.passthrough_ok(writer.pix_fmt):
-                cut_frames = _copy_frames(reader, writer, chunk, offset)
+                flow, cut_frames = _copy_frames(reader, writer, chunk, offset)
             elif table is not None and reader.rgbx_ok():
-                cut_frames = _table_frames(reader, writer, chunk, offset, table)
+                flow, cut_frames = _table_frames(reader, writer, chunk, offset, table)
             else:
-                measured: list[FrameMetrics] = []
-                cut_frames = _style_frames(reader, writer, chunk, offset, stylizer, spec.preset.temporal,
-                                           MetricsMeter(RENDER_METRICS), measured)
+                flow, cut_frames = _style_frames(reader, writer, chunk, offset, stylizer, spec.preset.temporal,
+                                                 MetricsMeter(RENDER_METRICS), measured, times)
+            stages.run(*flow, times, pipelined=task.pipelined)
             written = writer.frames_written
         if written != chunk.frames:
             raise RenderError(f"{spec.input}: chunk {chunk.id} wrote {written} of {chunk.frames} frames")
     report_progress(chunk.id, written)
+    times.frames = written
     record = {"file": final.name, "frames": written, "start": chunk.start, "stop": chunk.stop,
               "pts_offset": offset, "cuts": cut_frames, "seconds": round(time.perf_counter() - t_start, 3),
-              "codec": writer.codec}
+              "codec": writer.codec, "stages": times.to_json()}
     if measured:
         record["metrics"] = write_jsonl(measured, final.with_name(f"metrics_{chunk.id:04d}.jsonl")).name
     return record
 
 
-def _copy_frames(reader: Reader, writer: Writer, chunk: Chunk, offset: int) -> list[int]:
-    """Identity fast path: decoded frames go to the encoder untouched (no RGB round trip, no state)."""
-    for _, raw in reader.decoded(chunk.start, chunk.stop):
-        writer.write_frame(raw, raw.pts - offset)
+#: what a chunk path hands to :func:`core.stages.run`: (source, process, sink)
+Flow = tuple[Iterable[Any], Callable[[Any], Any], Callable[[Any], None]]
+
+
+def _writes(writer: Writer, write: Callable[[Any, int], None], chunk: Chunk) -> Callable[[Any], None]:
+    """The encode stage: write one (pixels, pts) item, reporting progress every 8 frames."""
+    def sink(item: tuple[Any, int]) -> None:
+        write(*item)
         if writer.frames_written % 8 == 0:
             report_progress(chunk.id, writer.frames_written)
-    return []
+    return sink
+
+
+def _copy_frames(reader: Reader, writer: Writer, chunk: Chunk, offset: int) -> tuple[Flow, list[int]]:
+    """Identity fast path: decoded frames go to the encoder untouched (no RGB round trip, no state)."""
+    source = ((raw, raw.pts - offset) for _, raw in reader.decoded(chunk.start, chunk.stop))
+    return (source, _same, _writes(writer, writer.write_frame, chunk)), []
+
+
+def _same(item: Any) -> Any:
+    return item
 
 
 def _pixel_table(stylizer: Stylizer, temporal: TemporalConfig) -> np.ndarray | None:
@@ -273,46 +298,69 @@ def _pixel_table(stylizer: Stylizer, temporal: TemporalConfig) -> np.ndarray | N
     return table
 
 
-def _table_frames(reader: Reader, writer: Writer, chunk: Chunk, offset: int, table: np.ndarray) -> list[int]:
+def _table_frames(reader: Reader, writer: Writer, chunk: Chunk, offset: int,
+                  table: np.ndarray) -> tuple[Flow, list[int]]:
     """Per-pixel table fast path: the decoder's 4-byte RGBX pixels through the table to the encoder.
 
     The same pixels, and so the same bytes, as the frame-contract path (stylize -> RGB -> encoder), without
     its copies between 3- and 4-byte pixels (~1 ms a 720p frame). No state, so no pre-roll and no cuts.
     """
-    for _, raw in reader.decoded(chunk.start, chunk.stop):
-        writer.write_rgbx(color.lookup_rgbx(table, reader.to_rgbx(raw)), raw.pts - offset)
-        if writer.frames_written % 8 == 0:
-            report_progress(chunk.id, writer.frames_written)
-    return []
+    source = ((reader.to_rgbx(raw), raw.pts - offset) for _, raw in reader.decoded(chunk.start, chunk.stop))
+
+    def process(item: tuple[np.ndarray, int]) -> tuple[np.ndarray, int]:
+        return color.lookup_rgbx(table, item[0]), item[1]
+    return (source, process, _writes(writer, writer.write_rgbx, chunk)), []
 
 
 def _style_frames(reader: Reader, writer: Writer, chunk: Chunk, offset: int, stylizer: Stylizer,
-                  temporal: TemporalConfig, meter: MetricsMeter, measured: list[FrameMetrics]) -> list[int]:
-    """The frame contract path: RGB frames through the style and the temporal stage; returns cut indices.
+                  temporal: TemporalConfig, meter: MetricsMeter, measured: list[FrameMetrics],
+                  times: stages.StageTimes) -> tuple[Flow, list[int]]:
+    """The frame contract path: RGB frames through the style and the temporal stage.
 
-    ``meter`` sees every output frame (pre-roll included, so the chunk's first frames have temporal
-    metrics) and is reset at cuts like the stabiliser; the chunk's own measured frames go to ``measured``."""
+    Returns the flow and the list the cut indices land in as it runs. ``meter`` sees every output frame
+    (pre-roll included, so the chunk's first frames have temporal metrics) and is reset at cuts like the
+    stabiliser; the chunk's own measured frames go to ``measured``. The process stage's time is split
+    into stylize, temporal (cut detection + stabiliser) and measure in ``times``."""
     cuts = CutDetector(temporal.cut_threshold)
     stab = Stabiliser(temporal, enabled=type(stylizer).stabilise)
     cut_frames: list[int] = []
     stateful = stab.active  # cuts only matter where there is temporal state to reset
     # pre-roll only warms temporal state; stylizers are pure in (frame, index), so without state it is skipped
     first = chunk.start - chunk.preroll if stateful else chunk.start
-    for frame in reader.frames(first, chunk.stop):
-        if stateful and cuts.is_cut(frame.rgb):
-            stab.reset()
-            meter.reset()
-            if frame.index >= chunk.start:
-                cut_frames.append(frame.index)
-        out = stab(stylizer.stylize(frame.rgb, frame.index), frame.rgb)
-        m = meter.update(frame.index, frame.rgb, out)
-        if m is not None and frame.index >= chunk.start:
+
+    def process(frame: Any) -> tuple[np.ndarray, int] | None:
+        with times.timed("temporal"):
+            if stateful and cuts.is_cut(frame.rgb):
+                stab.reset()
+                meter.reset()
+                if frame.index >= chunk.start:
+                    cut_frames.append(frame.index)
+        with times.timed("stylize"):
+            styled = stylizer.stylize(frame.rgb, frame.index)
+        with times.timed("temporal"):
+            out = stab(styled, frame.rgb)
+        with times.timed("measure"):
+            m = meter.update(frame.index, frame.rgb, out)
+        if frame.index < chunk.start:
+            return None
+        if m is not None:
             measured.append(m)
-        if frame.index >= chunk.start:
-            writer.write(out, frame.pts - offset)
-            if writer.frames_written % 8 == 0:
-                report_progress(chunk.id, writer.frames_written)
-    return cut_frames
+        return out, frame.pts - offset
+    return (reader.frames(first, chunk.stop), process, _writes(writer, writer.write, chunk)), cut_frames
+
+
+def stage_costs(spec: JobSpec, frames: int | None = None) -> dict[str, Any]:
+    """CPU seconds each stage of ``spec`` costs, measured here in one sequential pass over its first
+    ``frames`` frames (all by default) with the process's CPU clock: decoder and encoder threads count,
+    waiting does not. The machine's limit for the job is then ``cores / (total CPU seconds per frame)``.
+    Writes nothing but a scratch file, removed afterwards."""
+    import tempfile
+
+    analysis = analyze_job(spec)
+    n = analysis.info.frame_count if frames is None else min(frames, analysis.info.frame_count)
+    with tempfile.TemporaryDirectory(prefix="vp-costs-") as tmp:
+        task = ChunkTask(spec, analysis, Chunk(0, 0, n, 0), tmp, pipelined=False, clock=time.process_time)
+        return render_chunk(task)["stages"]
 
 
 # ---------------------------------------------------------------------------------------------- driver
@@ -354,20 +402,21 @@ def _work_lock(job_hash: str) -> Iterator[None]:
 
 def render(spec: JobSpec, *, workers: int | None = None, executor: Executor | None = None,
            on_progress: ProgressFn | None = None, on_start: Callable[[int, int], None] | None = None,
-           keep_work: bool = False) -> RenderResult:
+           keep_work: bool = False, pipelined: bool = True) -> RenderResult:
     """Render ``spec`` to ``spec.output``; resumes from the job's checkpoint when one exists.
 
     ``executor``: any ``concurrent.futures.Executor`` (e.g. a Dask client's); by default a local
     process pool of ``workers``. ``on_start(total_frames, frames_already_done)`` and
-    ``on_progress(frames_done, total_frames)`` drive progress displays.
+    ``on_progress(frames_done, total_frames)`` drive progress displays. ``pipelined``: each chunk's
+    decode, process and encode stages overlap in threads (off: one loop per chunk; the same bytes).
     """
     check_paths(spec)  # step 1
     with _work_lock(spec.job_hash()):
-        return _render(spec, workers, executor, on_progress, on_start, keep_work)
+        return _render(spec, workers, executor, on_progress, on_start, keep_work, pipelined)
 
 
 def _render(spec: JobSpec, workers: int | None, executor: Executor | None, on_progress: ProgressFn | None,
-            on_start: Callable[[int, int], None] | None, keep_work: bool) -> RenderResult:
+            on_start: Callable[[int, int], None] | None, keep_work: bool, pipelined: bool) -> RenderResult:
     t0 = time.perf_counter()
     pool = None if executor is not None else LocalPool(workers or default_workers())
     ex = executor if executor is not None else pool.executor
@@ -390,14 +439,16 @@ def _render(spec: JobSpec, workers: int | None, executor: Executor | None, on_pr
             ckpt.plan = [[c.id, c.start, c.stop, c.preroll] for c in chunks]
             ckpt.save()
         plan_ids = {c.id for c in chunks}
-        reused = tuple(sorted(ckpt.verified() & plan_ids))
+        # a chunk file of another container (the same job sent to .mkv, then to .mp4) is not reused
+        same_kind = {c.id for c in chunks if ckpt.done.get(c.id, {}).get("file") == chunk_file(c, spec.output)}
+        reused = tuple(sorted(ckpt.verified() & plan_ids & same_kind))
         ckpt.done = {k: v for k, v in ckpt.done.items() if k in reused}
         todo = [c for c in chunks if c.id not in reused]
         already = sum(c.frames for c in chunks if c.id in reused)
         if on_start:
             on_start(info.frame_count, already)
         log.info("%d chunks planned, %d to render", len(chunks), len(todo))
-        _run_chunks(ex, pool, spec, analysis, todo, work_dir, ckpt, already, on_progress)  # step 4
+        _run_chunks(ex, pool, spec, analysis, todo, work_dir, ckpt, already, on_progress, pipelined)  # step 4
         log.info("chunks done at %.2f s", time.perf_counter() - t0)
         files = [(work_dir / ckpt.done[c.id]["file"], ckpt.done[c.id]["pts_offset"]) for c in chunks]
         out = Path(spec.output)
@@ -414,7 +465,8 @@ def _render(spec: JobSpec, workers: int | None, executor: Executor | None, on_pr
         chunks=len(chunks), reused_chunks=reused, codec=ckpt.done[chunks[0].id].get("codec", "?"),
         size=(info.width + info.width % 2, info.height + info.height % 2),
         padded=bool(info.width % 2 or info.height % 2), cuts=cuts, job_hash=job_hash,
-        record=str(record_root() / job_hash))
+        record=str(record_root() / job_hash),
+        stages=stages.merge(ckpt.done[c.id]["stages"] for c in todo if "stages" in ckpt.done[c.id]))
     _keep_record(spec, result, [work_dir / ckpt.done[c.id]["metrics"] for c in chunks if "metrics" in ckpt.done[c.id]],
                  workers or default_workers(), fresh=not reused)
     if not keep_work:
@@ -442,6 +494,11 @@ def _keep_record(spec: JobSpec, result: RenderResult, metric_files: list[Path], 
         folder.mkdir(parents=True, exist_ok=True)
         write_jsonl(records, folder / "metrics.jsonl")
         atomic.write_json(folder / "summary.json", summary)
+        perf = result.bottleneck()
+        if perf is not None:
+            atomic.write_json(folder / "perf.json", {**perf.to_json(), "fps": round(result.fps, 3),
+                                                     "wall_seconds": round(result.wall_seconds, 3),
+                                                     "workers": workers, "stages": result.stages})
         atomic.write_json(folder / "job.json", {"job_hash": result.job_hash, "input": spec.input, "style": spec.style,
                                                 "params": repr(spec.params), "output": result.output,
                                                 "frames": result.frames, "seconds": round(result.wall_seconds, 3),
@@ -460,9 +517,10 @@ def _result(fut: Future, spec: JobSpec, what: str) -> Any:
 
 
 def _run_chunks(ex: Executor, pool: LocalPool | None, spec: JobSpec, analysis: Analysis, todo: Iterable[Chunk],
-                work_dir: Path, ckpt: Checkpoint, already: int, on_progress: ProgressFn | None) -> None:
+                work_dir: Path, ckpt: Checkpoint, already: int, on_progress: ProgressFn | None,
+                pipelined: bool) -> None:
     futures: dict[Future, Chunk] = {
-        ex.submit(render_chunk, ChunkTask(spec, analysis, c, str(work_dir.absolute()))): c for c in todo
+        ex.submit(render_chunk, ChunkTask(spec, analysis, c, str(work_dir.absolute()), pipelined)): c for c in todo
     }
     live: dict[int, int] = {}
     total = analysis.info.frame_count

@@ -85,6 +85,10 @@ def _video_packets(chunks: list[tuple[Path, int]], info: VideoInfo,
                         p.duration = int(Fraction(src_duration) * time_base / vs.time_base)
                 if p.dts is not None:
                     p.dts += int(shift)
+                elif last_dts is not None:
+                    # matroska keeps no decode stamps: a later chunk's leading (reordered) packets come back
+                    # without one, and the muxer refuses a stamp-less packet after stamped ones
+                    p.dts = min(last_dts + 1, p.pts if p.pts is not None else last_dts + 1)
                 if last_dts is not None and p.dts is not None and p.dts <= last_dts:
                     # a VFR join can leave equal decode stamps; nudge by one tick, never past pts
                     p.dts = min(last_dts + 1, p.pts if p.pts is not None else last_dts + 1)

@@ -167,7 +167,8 @@ def run_render(job: Job, rep: Reporter) -> tuple[str | None, dict[str, Any]]:
         "wall_seconds": round(result.wall_seconds, 3), "fps": round(result.fps, 3), "chunks": result.chunks,
         "reused_chunks": list(result.reused_chunks), "codec": result.codec, "size": list(result.size),
         "padded": result.padded, "cuts": list(result.cuts), "job_hash": result.job_hash,
-        "record": getattr(result, "record", None), "summary": result.summary()}
+        "record": getattr(result, "record", None), "summary": result.summary(),
+        "perf": perf.to_json() if (perf := result.bottleneck()) else None}
 
 
 class _Estimate:

@@ -52,11 +52,14 @@ def cmd_render(args: argparse.Namespace) -> int:
     try:
         with make_executor(args.executor) as (executor, cluster_workers):
             result = render(spec, workers=cluster_workers or args.workers, executor=executor, on_start=on_start,
-                            on_progress=on_progress, keep_work=args.keep_work)
+                            on_progress=on_progress, keep_work=args.keep_work, pipelined=not args.sequential)
     finally:
         if bar is not None:
             bar.close()
     print(result.summary())
+    perf = result.bottleneck()
+    if perf is not None and not args.quiet:
+        print(perf.line())
     return 0
 
 
@@ -473,6 +476,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--chunk-seconds", type=float, default=None, help="target chunk length (default: preset)")
     p.add_argument("--workers", type=int, default=None, help="worker processes (default: one per core)")
     p.add_argument("--keep-work", action="store_true", help="keep chunk files after publishing")
+    p.add_argument("--sequential", action="store_true",
+                   help="one loop per chunk instead of overlapping decode, stylize and encode in threads "
+                        "(same output; for comparison)")
     p.add_argument("--executor", default=None, metavar="URL",
                    help="where chunks run: local (default: a process pool here) or dask://HOST:PORT (an existing "
                         "Dask cluster; input and $VP_HOME must be on a path every worker sees)")

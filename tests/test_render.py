@@ -50,6 +50,26 @@ def test_frame_exact(clips: dict[str, Path], tmp_path: Path, style: str, clip: s
     assert_same_timing(clips[clip], out)
 
 
+@pytest.mark.parametrize("style", ["none", "pencil"])
+def test_chunked_h264_into_matroska(clips: dict[str, Path], tmp_path: Path, style: str) -> None:
+    """Matroska keeps no decode stamps, so a later chunk's reordered first packets come back without one;
+    the stitcher must still join them (it once refused: "Invalid argument")."""
+    out = tmp_path / f"{style}.mkv"
+    res = render(build_job(clips["cfr"], out, style, "speed", chunk_seconds=0.6), workers=2)
+    assert res.chunks >= 2
+    assert_same_timing(clips["cfr"], out)
+
+
+def test_chunks_of_another_container_are_not_reused(clips: dict[str, Path], tmp_path: Path) -> None:
+    """The same job sent to .mkv and then .mp4 shares a work folder; the .mkv chunks must not be stitched
+    into the .mp4."""
+    spec = build_job(clips["cfr"], tmp_path / "a.mkv", "pencil", "speed", chunk_seconds=0.6)
+    render(spec, workers=2, keep_work=True)
+    res = render(build_job(clips["cfr"], tmp_path / "a.mp4", "pencil", "speed", chunk_seconds=0.6), workers=2)
+    assert res.reused_chunks == ()
+    assert_same_timing(clips["cfr"], tmp_path / "a.mp4")
+
+
 @pytest.mark.parametrize("passthrough", ["true", "false"])
 def test_identity_psnr(clips: dict[str, Path], tmp_path: Path, passthrough: str) -> None:
     """Both identity paths: decoded frames copied to the encoder, and the full RGB round trip."""

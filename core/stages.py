@@ -1,0 +1,247 @@
+"""A chunk's frames through decode -> process -> encode, overlapped in threads, with time per stage.
+
+Inside one chunk the three stages run in their own threads joined by small bounded queues: the decoder
+reads ahead while a frame is stylized, and the encoder compresses the previous one. The heavy work in
+every stage (FFmpeg's decoder and encoder, swscale, OpenCV, ONNX Runtime, large NumPy operations) runs
+without the GIL, so the threads really overlap. The queues bound memory (``depth`` frames each) and give
+back-pressure: a fast decoder waits for space instead of decoding the whole chunk ahead. Frames keep
+their order, and each stage sees them exactly as in the sequential loop, so the output is the same bytes.
+
+Each stage records how long it was busy and how long it waited (for input, or for room downstream);
+:func:`bottleneck` turns a render's sums into a sentence a user can act on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+#: the threads of a chunk; the process stage's time is also split into its parts (stylize, temporal, ...)
+THREADS = ("decode", "process", "encode")
+
+#: frames held in each queue: enough to ride out a slow frame, few enough to keep memory flat
+DEPTH = 4
+
+_END = object()
+_POLL_S = 0.1
+
+
+class StageTimes:
+    """Busy and wait seconds per stage, plus the frames the chunk wrote. Plain floats: JSON-ready."""
+
+    def __init__(self, clock: Callable[[], float] = time.perf_counter) -> None:
+        self.clock = clock
+        self.busy: dict[str, float] = {}
+        self.wait: dict[str, float] = {}
+        self.frames = 0
+
+    def add(self, stage: str, busy: float) -> None:
+        self.busy[stage] = self.busy.get(stage, 0.0) + busy
+
+    @contextlib.contextmanager
+    def timed(self, stage: str) -> Iterator[None]:
+        t = self.clock()
+        try:
+            yield
+        finally:
+            self.add(stage, busy=self.clock() - t)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"frames": self.frames, "busy": {k: round(v, 4) for k, v in self.busy.items()},
+                "wait": {k: round(v, 4) for k, v in self.wait.items()}}
+
+
+def merge(records: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """Sum the :meth:`StageTimes.to_json` of a render's chunks."""
+    out: dict[str, Any] = {"frames": 0, "busy": {}, "wait": {}}
+    for rec in records:
+        out["frames"] += rec.get("frames", 0)
+        for kind in ("busy", "wait"):
+            for k, v in rec.get(kind, {}).items():
+                out[kind][k] = round(out[kind].get(k, 0.0) + v, 4)
+    return out
+
+
+class _Stopped(Exception):
+    """Another stage failed; this one leaves quietly so the failure that matters is the one raised."""
+
+
+def run(source: Iterable[Any], process: Callable[[Any], Any], sink: Callable[[Any], None], times: StageTimes,
+        *, pipelined: bool = True, depth: int = DEPTH) -> None:
+    """Pull items from ``source`` (decode), map them with ``process`` (None: nothing to write, e.g. a
+    pre-roll frame) and hand the results to ``sink`` (encode), in order.
+
+    ``pipelined``: the three stages in three threads (this one runs ``process``); otherwise one loop,
+    which is what the stage costs of a benchmark are measured with. An exception in any stage stops the
+    others and is raised here.
+    """
+    if pipelined:
+        _threaded(iter(source), process, sink, times, depth)
+        return
+    clock = times.clock
+    it = iter(source)
+    while True:
+        t0 = clock()
+        item = next(it, _END)
+        t1 = clock()
+        times.add("decode", busy=t1 - t0)
+        if item is _END:
+            return
+        out = process(item)
+        t2 = clock()
+        times.add("process", busy=t2 - t1)
+        if out is not None:
+            sink(out)
+            times.add("encode", busy=clock() - t2)
+
+
+def _threaded(it: Iterator[Any], process: Callable[[Any], Any], sink: Callable[[Any], None], times: StageTimes,
+              depth: int) -> None:
+    clock = times.clock
+    decoded: queue.Queue = queue.Queue(depth)
+    processed: queue.Queue = queue.Queue(depth)
+    stop = threading.Event()
+    errors: list[BaseException] = []
+    # each key written by one thread only; summed into ``times`` at the end. "in": starved, "out": blocked
+    waits = {k: 0.0 for k in ("decode:out", "process:in", "process:out", "encode:in")}
+    busy = {s: 0.0 for s in ("decode", "encode")}
+
+    def put(q: queue.Queue, item: Any, stage: str) -> None:
+        t = clock()
+        while True:
+            try:
+                q.put(item, timeout=_POLL_S)
+                break
+            except queue.Full:
+                if stop.is_set():
+                    raise _Stopped from None
+        waits[f"{stage}:out"] += clock() - t
+
+    def get(q: queue.Queue, stage: str) -> Any:
+        t = clock()
+        while True:
+            try:
+                item = q.get(timeout=_POLL_S)
+                break
+            except queue.Empty:
+                if stop.is_set():
+                    raise _Stopped from None
+        waits[f"{stage}:in"] += clock() - t
+        return item
+
+    def guarded(loop: Callable[[], None]) -> Callable[[], None]:
+        def body() -> None:
+            try:
+                loop()
+            except _Stopped:
+                pass
+            except BaseException as exc:  # handed to the caller's thread, raised there
+                errors.append(exc)
+                stop.set()
+        return body
+
+    def decode_loop() -> None:
+        while True:
+            t = clock()
+            item = next(it, _END)
+            busy["decode"] += clock() - t
+            put(decoded, item, "decode")
+            if item is _END:
+                return
+
+    def encode_loop() -> None:
+        while (item := get(processed, "encode")) is not _END:
+            t = clock()
+            sink(item)
+            busy["encode"] += clock() - t
+
+    threads = [threading.Thread(target=guarded(decode_loop), name="vp-decode", daemon=True),
+               threading.Thread(target=guarded(encode_loop), name="vp-encode", daemon=True)]
+    for th in threads:
+        th.start()
+    try:
+        while (item := get(decoded, "process")) is not _END:
+            t = clock()
+            out = process(item)
+            times.add("process", busy=clock() - t)
+            if out is not None:
+                put(processed, out, "process")
+        put(processed, _END, "process")
+        threads[1].join()  # the encoder drains its queue; a failure there is in ``errors``
+    except _Stopped:
+        pass
+    except BaseException:
+        stop.set()
+        raise
+    finally:
+        for th in threads:
+            th.join()
+        for s, v in busy.items():
+            times.add(s, busy=v)
+        for k, v in waits.items():
+            times.wait[k] = times.wait.get(k, 0.0) + v
+    if errors:
+        raise errors[0]
+
+
+@dataclass(frozen=True)
+class Bottleneck:
+    """Milliseconds per frame of each thread and of the process stage's parts, and the advice."""
+
+    frames: int
+    thread_ms: dict[str, float]
+    part_ms: dict[str, float] = field(default_factory=dict)
+    wait_ms: dict[str, float] = field(default_factory=dict)
+    slowest: str = ""
+    advice: str = ""
+
+    def line(self) -> str:
+        parts = ", ".join(f"{k} {v:.1f}" for k, v in self.part_ms.items())
+        threads = ", ".join(f"{k} {v:.1f}" for k, v in self.thread_ms.items())
+        inner = f" ({parts})" if parts else ""
+        return f"stages, ms per frame: {threads}{inner}. {self.advice}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"frames": self.frames, "thread_ms": self.thread_ms, "part_ms": self.part_ms, "wait_ms": self.wait_ms,
+                "bottleneck": self.slowest, "advice": self.advice}
+
+
+#: what to do about each bottleneck: a thread, or the biggest part of the process thread
+_ADVICE = {
+    "decode": "consider a lighter input (an intermediate proxy) or hardware decoding",
+    "encode": "consider a faster encoder preset (or NVENC) or more workers",
+    "stylize": "consider lighter style settings or more workers",
+    "temporal": "consider the speed preset (EMA instead of flow-compensated stabilising) or more workers",
+    "measure": "metrics are sampled every few frames; more workers spread them",
+    "process": "consider lighter style settings, the speed preset, or more workers",
+}
+
+
+def bottleneck(stages: dict[str, Any]) -> Bottleneck | None:
+    """Name the slowest thread of a render from its merged stage times (for the process thread, its
+    biggest part too) and how much slower it is than the next; None when nothing was timed (e.g. every
+    chunk was reused from a checkpoint)."""
+    n = stages.get("frames", 0)
+    busy = stages.get("busy", {})
+    if n <= 0 or not any(busy.get(s) for s in THREADS):
+        return None
+    ms = {s: round(1000 * busy.get(s, 0.0) / n, 2) for s in THREADS}
+    parts = {k: round(1000 * v / n, 2) for k, v in sorted(busy.items(), key=lambda kv: -kv[1]) if k not in THREADS}
+    waits = {k: round(1000 * v / n, 2) for k, v in stages.get("wait", {}).items()}
+    order = sorted(THREADS, key=lambda s: ms[s], reverse=True)
+    slow, second = order[0], order[1]
+    ratio = ms[slow] / ms[second] if ms[second] > 0 else float("inf")
+    than = f": {ratio:.1f}x slower than {second}" if ratio < 100 else ""
+    if slow == "process" and parts:
+        part = next(iter(parts))
+        name = f"process (stylize + temporal + measure; mostly {part}, {parts[part]:.1f} ms a frame)"
+        tip = _ADVICE[part]
+    else:
+        name, tip = slow, _ADVICE[slow]
+    advice = f"The bottleneck is {name}{than}; {tip}."
+    return Bottleneck(frames=n, thread_ms=ms, part_ms=parts, wait_ms=waits, slowest=slow, advice=advice)

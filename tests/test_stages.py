@@ -1,0 +1,116 @@
+"""Pipelined stages inside a chunk: same output as the sequential loop, failures surface, memory is bounded."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from core import stages
+from core.job import build_job
+from core.pipeline import render, stage_costs
+
+
+def _run(pipelined: bool, n: int = 50, **kw) -> tuple[list[int], stages.StageTimes]:
+    out: list[int] = []
+    times = stages.StageTimes()
+    stages.run(range(n), lambda x: None if x % 7 == 3 else x * 2, out.append, times, pipelined=pipelined, **kw)
+    return out, times
+
+
+@pytest.mark.parametrize("pipelined", [True, False])
+def test_order_kept_and_skipped_items_dropped(pipelined: bool) -> None:
+    out, times = _run(pipelined)
+    assert out == [x * 2 for x in range(50) if x % 7 != 3]
+    assert set(times.busy) >= {"decode", "process", "encode"}
+
+
+@pytest.mark.parametrize("where", ["decode", "process", "encode"])
+def test_a_failing_stage_raises_here_and_stops_the_others(where: str) -> None:
+    before = threading.active_count()
+
+    def source():
+        for i in range(1000):
+            if where == "decode" and i == 20:
+                raise ValueError("bad packet")
+            yield i
+
+    def process(x: int) -> int:
+        if where == "process" and x == 20:
+            raise ValueError("bad frame")
+        return x
+
+    def sink(x: int) -> None:
+        if where == "encode" and x == 20:
+            raise ValueError("encoder refused")
+
+    t0 = time.perf_counter()
+    with pytest.raises(ValueError):
+        stages.run(source(), process, sink, stages.StageTimes(), pipelined=True)
+    assert time.perf_counter() - t0 < 5
+    assert threading.active_count() == before  # no stage thread left behind
+
+
+def test_back_pressure_bounds_what_is_decoded_ahead() -> None:
+    """A slow encoder holds the decoder back: never more than the two queues and the items in hand ahead."""
+    produced, consumed, ahead = [0], [0], []
+
+    def source():
+        for i in range(60):
+            produced[0] += 1
+            ahead.append(produced[0] - consumed[0])
+            yield i
+
+    def sink(_: int) -> None:
+        time.sleep(0.002)
+        consumed[0] += 1
+
+    stages.run(source(), lambda x: x, sink, stages.StageTimes(), pipelined=True, depth=3)
+    assert consumed[0] == 60
+    assert max(ahead) <= 2 * 3 + 3
+    times = stages.StageTimes()
+    stages.run(range(40), lambda x: x, lambda _: time.sleep(0.003), times, pipelined=True, depth=2)
+    assert times.wait["decode:out"] > times.wait["encode:in"]  # the decoder waited for room, not the encoder
+
+
+def test_bottleneck_names_the_slowest_stage() -> None:
+    rec = {"frames": 100, "busy": {"decode": 0.3, "process": 2.0, "encode": 2.8, "stylize": 1.5, "temporal": 0.5},
+           "wait": {}}
+    b = stages.bottleneck(stages.merge([rec, rec]))
+    assert b is not None and b.slowest == "encode" and b.frames == 200
+    assert b.thread_ms == {"decode": 3.0, "process": 20.0, "encode": 28.0}
+    assert "encode: 1.4x slower than process" in b.advice and "faster encoder preset" in b.advice
+    rec["busy"]["encode"] = 0.5
+    b = stages.bottleneck(rec)
+    assert b.slowest == "process" and "mostly stylize" in b.advice and "4.0x slower than encode" in b.advice
+    assert stages.bottleneck({"frames": 0, "busy": {}}) is None
+
+
+@pytest.mark.parametrize("style", ["none", "pencil", "cartoon", "cinematic"])
+def test_pipelined_render_equals_sequential(clips: dict[str, Path], tmp_path: Path, style: str) -> None:
+    sets = {"lut": str(Path("luts/teal_orange.cube").resolve()), "curve": "0", "bloom": "0", "grain": "0",
+            "vignette": "0"} if style == "cinematic" else {}  # cinematic: the LUT-only table path
+    digests, results = [], []
+    for pipelined in (True, False):
+        spec = build_job(clips["cut"], tmp_path / f"{pipelined}.mp4", style, sets=sets, chunk_seconds=0.5)
+        results.append(render(spec, workers=2, pipelined=pipelined))
+        digests.append(hashlib.sha256(Path(spec.output).read_bytes()).hexdigest())
+    assert digests[0] == digests[1]
+    piped = results[0]
+    assert piped.stages["frames"] == piped.frames
+    assert piped.stages["wait"]  # the threaded path records its waits
+    b = piped.bottleneck()
+    assert b is not None and b.slowest in stages.THREADS
+    perf = json.loads((Path(piped.record) / "perf.json").read_text())
+    assert perf["bottleneck"] == b.slowest and perf["frames"] == piped.frames
+
+
+def test_stage_costs_cover_the_parts_of_a_style(clips: dict[str, Path], tmp_path: Path) -> None:
+    costs = stage_costs(build_job(clips["cfr"], tmp_path / "x.mp4", "cartoon"), frames=12)
+    assert costs["frames"] == 12
+    assert {"decode", "process", "encode", "stylize", "temporal", "measure"} <= set(costs["busy"])
+    assert costs["busy"]["stylize"] > 0 and not (tmp_path / "x.mp4").exists()
