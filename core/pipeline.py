@@ -19,6 +19,7 @@ import itertools
 import json
 import logging
 import math
+import os
 import shutil
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -192,19 +193,27 @@ def plan_chunks(info: VideoInfo, chunk_seconds: float, preroll: int, min_chunks:
     """Split the clip near every ``chunk_seconds``, at a keyframe when one lies within a quarter chunk.
 
     ``min_chunks`` (the worker count): the chunk count is rounded up to a multiple of it and the chunks
-    made equal, so no worker idles while the last one finishes; never below one second a chunk.
+    made equal in work, so no worker idles while the last one finishes; never below one second a chunk.
+    Work, not length: every chunk but the first also renders ``preroll`` frames it does not keep (43 in
+    the balanced preset's flow mode; 14 % of a 300-frame clip split in two), so the first chunk is longer
+    by ``preroll x (n-1)/n`` frames and the others shorter by ``preroll / n``.
     Away from keyframes a chunk still starts anywhere (its reader decodes from the keyframe before), so
     clips with sparse keyframes still spread over the workers.
     """
+    first_extra = 0.0
     if min_chunks > 1:
         n = math.ceil(math.ceil(info.duration / chunk_seconds) / min_chunks) * min_chunks
         chunk_seconds = max(1.0, info.duration / n)
+        n = max(1, round(info.duration / chunk_seconds))
+        frame_s = info.duration / max(1, info.frame_count)
+        shift = min(preroll * frame_s / n, chunk_seconds / 2)  # never more than half a chunk
+        first_extra, chunk_seconds = shift * n, chunk_seconds - shift
     tb, t0 = info.time_base, info.pts[0]
     times = [float((p - t0) * tb) for p in info.pts]
     key_idx = info.keyframe_indices
     bounds = [0]
     while True:
-        target = times[bounds[-1]] + chunk_seconds
+        target = times[bounds[-1]] + chunk_seconds + (first_extra if len(bounds) == 1 else 0.0)
         if target >= times[-1] + float(info.durations[-1] * tb) - chunk_seconds / 4:
             break
         near = [i for i in key_idx if i > bounds[-1] and abs(times[i] - target) <= chunk_seconds / 4]
@@ -366,6 +375,15 @@ def stage_costs(spec: JobSpec, frames: int | None = None) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------- driver
 
 
+def pipeline_auto(chunks_at_once: int) -> bool:
+    """Whether to overlap each chunk's stages in threads: only when the chunks running at once leave cores
+    idle (one worker, or fewer chunks than cores). When every core already renders a chunk, the stage
+    threads add only switching: measured on 2 cores with 2 workers, pipelined and sequential chunks ran
+    within 3 % of each other, the pipelined ones a little behind (``python -m scripts.benchmark --only stages``).
+    """
+    return chunks_at_once < (os.cpu_count() or 1)
+
+
 def work_root() -> Path:
     return studio_home() / "work"
 
@@ -402,13 +420,14 @@ def _work_lock(job_hash: str) -> Iterator[None]:
 
 def render(spec: JobSpec, *, workers: int | None = None, executor: Executor | None = None,
            on_progress: ProgressFn | None = None, on_start: Callable[[int, int], None] | None = None,
-           keep_work: bool = False, pipelined: bool = True) -> RenderResult:
+           keep_work: bool = False, pipelined: bool | None = None) -> RenderResult:
     """Render ``spec`` to ``spec.output``; resumes from the job's checkpoint when one exists.
 
     ``executor``: any ``concurrent.futures.Executor`` (e.g. a Dask client's); by default a local
     process pool of ``workers``. ``on_start(total_frames, frames_already_done)`` and
     ``on_progress(frames_done, total_frames)`` drive progress displays. ``pipelined``: each chunk's
-    decode, process and encode stages overlap in threads (off: one loop per chunk; the same bytes).
+    decode, process and encode stages overlap in threads (False: one loop per chunk; the same bytes);
+    None (auto) pipelines when the chunks running at once leave cores idle (see :func:`pipeline_auto`).
     """
     check_paths(spec)  # step 1
     with _work_lock(spec.job_hash()):
@@ -416,7 +435,7 @@ def render(spec: JobSpec, *, workers: int | None = None, executor: Executor | No
 
 
 def _render(spec: JobSpec, workers: int | None, executor: Executor | None, on_progress: ProgressFn | None,
-            on_start: Callable[[int, int], None] | None, keep_work: bool, pipelined: bool) -> RenderResult:
+            on_start: Callable[[int, int], None] | None, keep_work: bool, pipelined: bool | None) -> RenderResult:
     t0 = time.perf_counter()
     pool = None if executor is not None else LocalPool(workers or default_workers())
     ex = executor if executor is not None else pool.executor
@@ -435,7 +454,9 @@ def _render(spec: JobSpec, workers: int | None, executor: Executor | None, on_pr
             chunks = [Chunk(*c) for c in ckpt.plan]
         else:
             n_workers = workers or (default_workers() if executor is None else 1)
-            chunks = plan_chunks(info, spec.preset.chunk_seconds, spec.preset.temporal.preroll_frames(), n_workers)
+            stateful = Stabiliser(spec.preset.temporal, enabled=get_style(spec.style).stabilise).active
+            preroll = spec.preset.temporal.preroll_frames() if stateful else 0  # no state: no pre-roll to pay
+            chunks = plan_chunks(info, spec.preset.chunk_seconds, preroll, n_workers)
             ckpt.plan = [[c.id, c.start, c.stop, c.preroll] for c in chunks]
             ckpt.save()
         plan_ids = {c.id for c in chunks}
@@ -447,7 +468,10 @@ def _render(spec: JobSpec, workers: int | None, executor: Executor | None, on_pr
         already = sum(c.frames for c in chunks if c.id in reused)
         if on_start:
             on_start(info.frame_count, already)
-        log.info("%d chunks planned, %d to render", len(chunks), len(todo))
+        if pipelined is None:
+            pipelined = pipeline_auto(min(len(todo), workers or (default_workers() if executor is None else 1)))
+        log.info("%d chunks planned, %d to render, stages %s", len(chunks), len(todo),
+                 "pipelined" if pipelined else "sequential")
         _run_chunks(ex, pool, spec, analysis, todo, work_dir, ckpt, already, on_progress, pipelined)  # step 4
         log.info("chunks done at %.2f s", time.perf_counter() - t0)
         files = [(work_dir / ckpt.done[c.id]["file"], ckpt.done[c.id]["pts_offset"]) for c in chunks]

@@ -52,7 +52,8 @@ def cmd_render(args: argparse.Namespace) -> int:
     try:
         with make_executor(args.executor) as (executor, cluster_workers):
             result = render(spec, workers=cluster_workers or args.workers, executor=executor, on_start=on_start,
-                            on_progress=on_progress, keep_work=args.keep_work, pipelined=not args.sequential)
+                            on_progress=on_progress, keep_work=args.keep_work,
+                            pipelined={"auto": None, "on": True, "off": False}[args.pipeline])
     finally:
         if bar is not None:
             bar.close()
@@ -476,9 +477,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--chunk-seconds", type=float, default=None, help="target chunk length (default: preset)")
     p.add_argument("--workers", type=int, default=None, help="worker processes (default: one per core)")
     p.add_argument("--keep-work", action="store_true", help="keep chunk files after publishing")
-    p.add_argument("--sequential", action="store_true",
-                   help="one loop per chunk instead of overlapping decode, stylize and encode in threads "
-                        "(same output; for comparison)")
+    p.add_argument("--pipeline", choices=("auto", "on", "off"), default="auto",
+                   help="overlap each chunk's decode, stylize and encode in threads: on, off (one loop per chunk), "
+                        "or auto (on when the chunks running at once leave cores idle); the output is the same")
     p.add_argument("--executor", default=None, metavar="URL",
                    help="where chunks run: local (default: a process pool here) or dask://HOST:PORT (an existing "
                         "Dask cluster; input and $VP_HOME must be on a path every worker sees)")

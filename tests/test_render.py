@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -101,6 +102,26 @@ def test_chunks_cover_every_frame_once(clips: dict[str, Path]) -> None:
             covered = [i for c in chunks for i in range(c.start, c.stop)]
             assert covered == list(range(info.frame_count))
             assert all(c.preroll == min(5, c.start) for c in chunks)
+
+
+def test_plan_balances_the_pre_roll_work(tmp_path: Path) -> None:
+    """Chunks after the first also render ``preroll`` frames they do not keep: the first is made longer so
+    every worker gets the same work, and a style without state plans equal chunks."""
+    from core.samples import make_clip
+
+    info = probe(make_clip(tmp_path / "k.mp4", ClipSpec(frames=120, fps=Fraction(24), gop=1, width=64, height=48)))
+    a, b = plan_chunks(info, 100, preroll=20, min_chunks=2)
+    assert (a.frames, b.frames, b.preroll) == (70, 50, 20)
+    assert [c.frames for c in plan_chunks(info, 100, preroll=0, min_chunks=2)] == [60, 60]
+    assert sum(c.frames for c in plan_chunks(info, 1, preroll=200, min_chunks=2)) == 120  # pre-roll > chunk
+
+
+def test_pipeline_auto_only_where_cores_are_idle() -> None:
+    from core.pipeline import pipeline_auto
+
+    cores = os.cpu_count() or 1
+    assert not pipeline_auto(cores)
+    assert pipeline_auto(cores - 1) == (cores > 1)
 
 
 def test_chunks_prefer_keyframes(clips: dict[str, Path]) -> None:
