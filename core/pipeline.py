@@ -41,7 +41,7 @@ from .job import JobSpec
 from .metrics import FrameMetrics, MetricsConfig, MetricsMeter, summarize, write_jsonl
 from .presets import TemporalConfig, studio_home
 from .stitch import container_holds, stitch
-from .temporal import CutDetector, Stabiliser
+from .temporal import Stabiliser, cut_distance
 from .workers import LocalPool, default_workers, report_progress
 
 log = logging.getLogger(__name__)
@@ -85,6 +85,7 @@ class ChunkTask:
     work_dir: str
     pipelined: bool = True  # decode, process and encode overlap in threads (same bytes either way)
     clock: Callable[[], float] = time.perf_counter  # what the stage times are measured with
+    threads: int = 1  # frames prepared at once (the style, the motion measure) when pipelined
 
 
 @dataclass(frozen=True)
@@ -258,7 +259,8 @@ def render_chunk(task: ChunkTask) -> dict[str, Any]:
             else:
                 flow, cut_frames = _style_frames(reader, writer, chunk, offset, stylizer, spec.preset.temporal,
                                                  MetricsMeter(RENDER_METRICS), measured, times)
-            stages.run(*flow, times, pipelined=task.pipelined)
+            stages.run(flow.source, flow.process, flow.sink, times, prepare=flow.prepare, threads=task.threads,
+                       pipelined=task.pipelined)
             written = writer.frames_written
         if written != chunk.frames:
             raise RenderError(f"{spec.input}: chunk {chunk.id} wrote {written} of {chunk.frames} frames")
@@ -272,8 +274,14 @@ def render_chunk(task: ChunkTask) -> dict[str, Any]:
     return record
 
 
-#: what a chunk path hands to :func:`core.stages.run`: (source, process, sink)
-Flow = tuple[Iterable[Any], Callable[[Any], Any], Callable[[Any], None]]
+@dataclass(frozen=True)
+class Flow:
+    """What a chunk path hands to :func:`core.stages.run`."""
+
+    source: Iterable[Any]
+    process: Callable[[Any], Any]
+    sink: Callable[[Any], None]
+    prepare: Callable[[Any], Any] | None = None
 
 
 def _writes(writer: Writer, write: Callable[[Any, int], None], chunk: Chunk) -> Callable[[Any], None]:
@@ -288,7 +296,7 @@ def _writes(writer: Writer, write: Callable[[Any, int], None], chunk: Chunk) -> 
 def _copy_frames(reader: Reader, writer: Writer, chunk: Chunk, offset: int) -> tuple[Flow, list[int]]:
     """Identity fast path: decoded frames go to the encoder untouched (no RGB round trip, no state)."""
     source = ((raw, raw.pts - offset) for _, raw in reader.decoded(chunk.start, chunk.stop))
-    return (source, _same, _writes(writer, writer.write_frame, chunk)), []
+    return Flow(source, _same, _writes(writer, writer.write_frame, chunk)), []
 
 
 def _same(item: Any) -> Any:
@@ -318,7 +326,7 @@ def _table_frames(reader: Reader, writer: Writer, chunk: Chunk, offset: int,
 
     def process(item: tuple[np.ndarray, int]) -> tuple[np.ndarray, int]:
         return color.lookup_rgbx(table, item[0]), item[1]
-    return (source, process, _writes(writer, writer.write_rgbx, chunk)), []
+    return Flow(source, process, _writes(writer, writer.write_rgbx, chunk)), []
 
 
 def _style_frames(reader: Reader, writer: Writer, chunk: Chunk, offset: int, stylizer: Stylizer,
@@ -326,36 +334,58 @@ def _style_frames(reader: Reader, writer: Writer, chunk: Chunk, offset: int, sty
                   times: stages.StageTimes) -> tuple[Flow, list[int]]:
     """The frame contract path: RGB frames through the style and the temporal stage.
 
-    Returns the flow and the list the cut indices land in as it runs. ``meter`` sees every output frame
+    Returns the flow and the list the cut indices land in as it runs. What depends on the input frames
+    alone (the style, the cut measure and the motion between frames t-1 and t) is the prepare stage, which
+    may run several frames at once; the stabiliser's blend, which needs the previous output, is the
+    process stage, in order; the metrics are taken beside the encoder. ``meter`` sees every output frame
     (pre-roll included, so the chunk's first frames have temporal metrics) and is reset at cuts like the
-    stabiliser; the chunk's own measured frames go to ``measured``. The process stage's time is split
-    into stylize, temporal (cut detection + stabiliser) and measure in ``times``."""
-    cuts = CutDetector(temporal.cut_threshold)
+    stabiliser; the chunk's own measured frames go to ``measured``. Stage parts are timed in ``times``:
+    stylize and motion (prepare), temporal (process), measure (encode)."""
     stab = Stabiliser(temporal, enabled=type(stylizer).stabilise)
     cut_frames: list[int] = []
     stateful = stab.active  # cuts only matter where there is temporal state to reset
     # pre-roll only warms temporal state; stylizers are pure in (frame, index), so without state it is skipped
     first = chunk.start - chunk.preroll if stateful else chunk.start
 
-    def process(frame: Any) -> tuple[np.ndarray, int] | None:
-        with times.timed("temporal"):
-            if stateful and cuts.is_cut(frame.rgb):
-                stab.reset()
-                meter.reset()
-                if frame.index >= chunk.start:
-                    cut_frames.append(frame.index)
+    def pairs() -> Iterator[tuple[Any, np.ndarray | None]]:
+        prev = None
+        for frame in reader.frames(first, chunk.stop):
+            yield frame, prev
+            prev = frame.rgb
+
+    def prepare(item: tuple[Any, np.ndarray | None]) -> tuple[Any, bool, Any]:
+        frame, prev = item
+        with times.timed("motion"):
+            cut = stateful and cut_distance(prev, frame.rgb) > temporal.cut_threshold
+            motion = None if cut else stab.motion_between(prev, frame.rgb)
         with times.timed("stylize"):
             styled = stylizer.stylize(frame.rgb, frame.index)
+        return styled, cut, motion
+
+    def process(pair: tuple[tuple[Any, np.ndarray | None], tuple[Any, bool, Any]]) -> tuple[Any, ...]:
+        (frame, _), (styled, cut, motion) = pair
         with times.timed("temporal"):
-            out = stab(styled, frame.rgb)
+            if cut:
+                stab.reset()
+                if frame.index >= chunk.start:
+                    cut_frames.append(frame.index)
+            out = stab.apply(styled, motion)
+        return frame, out, cut
+
+    def sink(item: tuple[Any, np.ndarray, bool]) -> None:
+        frame, out, cut = item
         with times.timed("measure"):
+            if cut:
+                meter.reset()
             m = meter.update(frame.index, frame.rgb, out)
         if frame.index < chunk.start:
-            return None
+            return
         if m is not None:
             measured.append(m)
-        return out, frame.pts - offset
-    return (reader.frames(first, chunk.stop), process, _writes(writer, writer.write, chunk)), cut_frames
+        writer.write(out, frame.pts - offset)
+        if writer.frames_written % 8 == 0:
+            report_progress(chunk.id, writer.frames_written)
+    return Flow(pairs(), process, sink, prepare), cut_frames
 
 
 def stage_costs(spec: JobSpec, frames: int | None = None) -> dict[str, Any]:
@@ -373,6 +403,34 @@ def stage_costs(spec: JobSpec, frames: int | None = None) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------------- driver
+
+
+#: cores one styled chunk keeps busy: its prepare pool on two threads, with the in-order blend, the decoder
+#: and the encoder beside them (pencil at 720p on 2 cores: 1 chunk this way ran 31 fps, 2 chunks of one
+#: thread each 29 fps; ``python -m scripts.benchmark --only stages``)
+STAGE_CORES = 2
+
+
+def chunks_at_once(spec: JobSpec, analysis: Analysis, workers: int | None, executor: Executor | None) -> int:
+    """How many chunks to render at the same time: ``workers`` when given; on a Dask cluster one per worker
+    (the caller passes the cluster's count); locally one per core for the per-pixel fast paths (decode and
+    encode bound, nothing to spread inside a chunk), else one per :data:`STAGE_CORES` cores, each chunk
+    then preparing its frames on that many threads."""
+    if workers:
+        return workers
+    if executor is not None:
+        return 1
+    cores = os.cpu_count() or 1
+    return cores if _fast_path(spec, analysis) else max(1, cores // STAGE_CORES)
+
+
+def _fast_path(spec: JobSpec, analysis: Analysis) -> bool:
+    """Whether the job's chunks take the identity copy or the per-pixel table path (as in render_chunk)."""
+    cls = get_style(spec.style)
+    if cls.passthrough is False and not hasattr(cls, "pixel_table"):
+        return False  # decided without building the style (a neural one would load its model here)
+    stylizer = cls(spec.params, analysis.shared)
+    return bool(stylizer.passthrough) or _pixel_table(stylizer, spec.preset.temporal) is not None
 
 
 def pipeline_auto(chunks_at_once: int) -> bool:
@@ -452,11 +510,11 @@ def _render(spec: JobSpec, workers: int | None, executor: Executor | None, on_pr
         ckpt = Checkpoint.open(work_dir, job_hash, str(Path(spec.output).resolve()))
         if ckpt.plan:  # step 3: a resumed job keeps its plan, whatever the worker count is now
             chunks = [Chunk(*c) for c in ckpt.plan]
-        else:
-            n_workers = workers or (default_workers() if executor is None else 1)
+        wanted = chunks_at_once(spec, analysis, workers, executor)
+        if not ckpt.plan:
             stateful = Stabiliser(spec.preset.temporal, enabled=get_style(spec.style).stabilise).active
             preroll = spec.preset.temporal.preroll_frames() if stateful else 0  # no state: no pre-roll to pay
-            chunks = plan_chunks(info, spec.preset.chunk_seconds, preroll, n_workers)
+            chunks = plan_chunks(info, spec.preset.chunk_seconds, preroll, wanted)
             ckpt.plan = [[c.id, c.start, c.stop, c.preroll] for c in chunks]
             ckpt.save()
         plan_ids = {c.id for c in chunks}
@@ -468,11 +526,14 @@ def _render(spec: JobSpec, workers: int | None, executor: Executor | None, on_pr
         already = sum(c.frames for c in chunks if c.id in reused)
         if on_start:
             on_start(info.frame_count, already)
+        at_once = max(1, min(len(todo), wanted))
         if pipelined is None:
-            pipelined = pipeline_auto(min(len(todo), workers or (default_workers() if executor is None else 1)))
+            pipelined = pipeline_auto(at_once)
+        threads = max(1, (os.cpu_count() or 1) // at_once) if pipelined else 1
         log.info("%d chunks planned, %d to render, stages %s", len(chunks), len(todo),
-                 "pipelined" if pipelined else "sequential")
-        _run_chunks(ex, pool, spec, analysis, todo, work_dir, ckpt, already, on_progress, pipelined)  # step 4
+                 f"pipelined, {threads} preparing" if pipelined else "sequential")
+        _run_chunks(ex, pool, spec, analysis, todo, work_dir, ckpt, already, on_progress, pipelined,
+                    threads, at_once)  # step 4
         log.info("chunks done at %.2f s", time.perf_counter() - t0)
         files = [(work_dir / ckpt.done[c.id]["file"], ckpt.done[c.id]["pts_offset"]) for c in chunks]
         out = Path(spec.output)
@@ -542,10 +603,19 @@ def _result(fut: Future, spec: JobSpec, what: str) -> Any:
 
 def _run_chunks(ex: Executor, pool: LocalPool | None, spec: JobSpec, analysis: Analysis, todo: Iterable[Chunk],
                 work_dir: Path, ckpt: Checkpoint, already: int, on_progress: ProgressFn | None,
-                pipelined: bool) -> None:
-    futures: dict[Future, Chunk] = {
-        ex.submit(render_chunk, ChunkTask(spec, analysis, c, str(work_dir.absolute()), pipelined)): c for c in todo
-    }
+                pipelined: bool, threads: int, at_once: int) -> None:
+    """Render ``todo`` with at most ``at_once`` chunks running, in plan order, checkpointing each."""
+    futures: dict[Future, Chunk] = {}
+    queued = iter(todo)
+
+    def submit_next() -> None:
+        chunk = next(queued, None)
+        if chunk is not None:
+            task = ChunkTask(spec, analysis, chunk, str(work_dir.absolute()), pipelined, threads=threads)
+            futures[ex.submit(render_chunk, task)] = chunk
+
+    for _ in range(at_once):
+        submit_next()
     live: dict[int, int] = {}
     total = analysis.info.frame_count
     pending = set(futures)
@@ -564,6 +634,9 @@ def _run_chunks(ex: Executor, pool: LocalPool | None, spec: JobSpec, analysis: A
                 raise RenderError(f"{spec.input}: chunk {chunk.id} failed: {type(exc).__name__}: {exc}") from exc
             ckpt.mark_done(chunk.id, record)
             live[chunk.id] = record["frames"]
+            n = len(futures)
+            submit_next()
+            pending |= set(list(futures)[n:])
         if pool is not None:
             for cid, n in pool.drain():
                 if cid not in ckpt.done:

@@ -1,11 +1,15 @@
-"""A chunk's frames through decode -> process -> encode, overlapped in threads, with time per stage.
+"""A chunk's frames through decode -> prepare -> process -> encode, overlapped in threads, timed per stage.
 
-Inside one chunk the three stages run in their own threads joined by small bounded queues: the decoder
-reads ahead while a frame is stylized, and the encoder compresses the previous one. The heavy work in
-every stage (FFmpeg's decoder and encoder, swscale, OpenCV, ONNX Runtime, large NumPy operations) runs
-without the GIL, so the threads really overlap. The queues bound memory (``depth`` frames each) and give
-back-pressure: a fast decoder waits for space instead of decoding the whole chunk ahead. Frames keep
-their order, and each stage sees them exactly as in the sequential loop, so the output is the same bytes.
+Inside one chunk the stages run in their own threads joined by small bounded queues: the decoder reads
+ahead while a frame is stylized, and the encoder compresses the previous one. ``prepare`` is the part of
+the work that depends on the input frames alone (the style itself, the motion and cut measures of the
+temporal stage): it runs on ``threads`` threads, several frames at once, while ``process`` (what needs
+the previous output: the stabiliser's blend) takes the frames in order. The heavy work in every stage
+(FFmpeg's decoder and encoder, swscale, OpenCV, ONNX Runtime, large NumPy operations) runs without the
+GIL, so the threads really overlap. The queues bound memory (``depth`` frames each, ``2 x threads``
+being prepared) and give back-pressure: a fast decoder waits for room instead of decoding the whole chunk
+ahead. Frames keep their order, and each stage sees them exactly as in the sequential loop, so the
+output is the same bytes.
 
 Each stage records how long it was busy and how long it waited (for input, or for room downstream);
 :func:`bottleneck` turns a render's sums into a sentence a user can act on.
@@ -17,12 +21,14 @@ import contextlib
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-#: the threads of a chunk; the process stage's time is also split into its parts (stylize, temporal, ...)
-THREADS = ("decode", "process", "encode")
+#: the threads of a chunk (prepare: a pool of ``threads``); their time is also split into parts (stylize, ...)
+THREADS = ("decode", "prepare", "process", "encode")
 
 #: frames held in each queue: enough to ride out a slow frame, few enough to keep memory flat
 DEPTH = 4
@@ -39,9 +45,12 @@ class StageTimes:
         self.busy: dict[str, float] = {}
         self.wait: dict[str, float] = {}
         self.frames = 0
+        self.threads = 1  # the prepare pool's size
+        self._lock = threading.Lock()  # parts are timed from the prepare pool's threads too
 
     def add(self, stage: str, busy: float) -> None:
-        self.busy[stage] = self.busy.get(stage, 0.0) + busy
+        with self._lock:
+            self.busy[stage] = self.busy.get(stage, 0.0) + busy
 
     @contextlib.contextmanager
     def timed(self, stage: str) -> Iterator[None]:
@@ -52,15 +61,16 @@ class StageTimes:
             self.add(stage, busy=self.clock() - t)
 
     def to_json(self) -> dict[str, Any]:
-        return {"frames": self.frames, "busy": {k: round(v, 4) for k, v in self.busy.items()},
+        return {"frames": self.frames, "threads": self.threads, "busy": {k: round(v, 4) for k, v in self.busy.items()},
                 "wait": {k: round(v, 4) for k, v in self.wait.items()}}
 
 
 def merge(records: Iterable[dict[str, Any]]) -> dict[str, Any]:
     """Sum the :meth:`StageTimes.to_json` of a render's chunks."""
-    out: dict[str, Any] = {"frames": 0, "busy": {}, "wait": {}}
+    out: dict[str, Any] = {"frames": 0, "threads": 1, "busy": {}, "wait": {}}
     for rec in records:
         out["frames"] += rec.get("frames", 0)
+        out["threads"] = max(out["threads"], rec.get("threads", 1))
         for kind in ("busy", "wait"):
             for k, v in rec.get(kind, {}).items():
                 out[kind][k] = round(out[kind].get(k, 0.0) + v, 4)
@@ -72,26 +82,24 @@ class _Stopped(Exception):
 
 
 def run(source: Iterable[Any], process: Callable[[Any], Any], sink: Callable[[Any], None], times: StageTimes,
-        *, pipelined: bool = True, depth: int = DEPTH) -> None:
-    """Pull items from ``source`` (decode), map them with ``process`` (None: nothing to write, e.g. a
-    pre-roll frame) and hand the results to ``sink`` (encode), in order.
+        *, prepare: Callable[[Any], Any] | None = None, threads: int = 1, pipelined: bool = True,
+        depth: int = DEPTH) -> None:
+    """Pull items from ``source`` (decode), map them with ``process`` (None: nothing to hand on) and hand
+    the results to ``sink`` (encode), in order. With ``prepare``, ``process`` gets ``(item, prepare(item))``;
+    ``prepare`` must depend on its item alone (it may run on another thread, ahead of order).
 
-    ``pipelined``: the three stages in three threads (this one runs ``process``); otherwise one loop,
-    which is what the stage costs of a benchmark are measured with. An exception in any stage stops the
-    others and is raised here.
+    ``pipelined``: the stages in their own threads (this one runs ``process``) and ``prepare`` on a pool of
+    ``threads``; otherwise one loop, which is what the stage costs of a benchmark are measured with. An
+    exception in any stage stops the others and is raised here.
     """
     if pipelined:
-        _threaded(iter(source), process, sink, times, depth)
+        times.threads = max(1, threads) if prepare is not None else 1
+        _threaded(iter(source), process, sink, times, depth, prepare)
         return
     clock = times.clock
-    it = iter(source)
-    while True:
-        t0 = clock()
-        item = next(it, _END)
+    items = _prepared(iter(source), prepare, 0, times) if prepare is not None else _timed_source(iter(source), times)
+    for item in items:
         t1 = clock()
-        times.add("decode", busy=t1 - t0)
-        if item is _END:
-            return
         out = process(item)
         t2 = clock()
         times.add("process", busy=t2 - t1)
@@ -100,8 +108,60 @@ def run(source: Iterable[Any], process: Callable[[Any], Any], sink: Callable[[An
             times.add("encode", busy=clock() - t2)
 
 
+def _timed_source(it: Iterator[Any], times: StageTimes) -> Iterator[Any]:
+    clock = times.clock
+    while True:
+        t = clock()
+        item = next(it, _END)
+        times.add("decode", busy=clock() - t)
+        if item is _END:
+            return
+        yield item
+
+
+def _prepared(items: Iterator[Any], prepare: Callable[[Any], Any], threads: int,
+              times: StageTimes) -> Iterator[tuple[Any, Any]]:
+    """``(item, prepare(item))`` in order: inline when ``threads`` < 2 (decode timed here too, for the
+    sequential loop), else on a pool with ``2 x threads`` items in flight."""
+    clock = times.clock
+
+    def timed(item: Any) -> Any:
+        t = clock()
+        try:
+            return prepare(item)
+        finally:
+            times.add("prepare", busy=clock() - t)
+
+    if threads < 2:
+        src = _timed_source(items, times) if threads == 0 else items
+        for item in src:
+            yield item, timed(item)
+        return
+    waited = 0.0
+    pool = ThreadPoolExecutor(threads, thread_name_prefix="vp-prepare")
+    try:
+        window: deque = deque()
+        for item in items:
+            window.append((item, pool.submit(timed, item)))
+            if len(window) >= 2 * threads:
+                head, fut = window.popleft()
+                t = clock()
+                res = fut.result()
+                waited += clock() - t
+                yield head, res
+        while window:
+            head, fut = window.popleft()
+            t = clock()
+            res = fut.result()
+            waited += clock() - t
+            yield head, res
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        times.wait["process:prepare"] = times.wait.get("process:prepare", 0.0) + waited
+
+
 def _threaded(it: Iterator[Any], process: Callable[[Any], Any], sink: Callable[[Any], None], times: StageTimes,
-              depth: int) -> None:
+              depth: int, prepare: Callable[[Any], Any] | None) -> None:
     clock = times.clock
     decoded: queue.Queue = queue.Queue(depth)
     processed: queue.Queue = queue.Queue(depth)
@@ -160,12 +220,17 @@ def _threaded(it: Iterator[Any], process: Callable[[Any], Any], sink: Callable[[
             sink(item)
             busy["encode"] += clock() - t
 
+    def inputs() -> Iterator[Any]:
+        while (item := get(decoded, "process")) is not _END:
+            yield item
+
     threads = [threading.Thread(target=guarded(decode_loop), name="vp-decode", daemon=True),
                threading.Thread(target=guarded(encode_loop), name="vp-encode", daemon=True)]
     for th in threads:
         th.start()
     try:
-        while (item := get(decoded, "process")) is not _END:
+        items = _prepared(inputs(), prepare, times.threads, times) if prepare is not None else inputs()
+        for item in items:
             t = clock()
             out = process(item)
             times.add("process", busy=clock() - t)
@@ -211,37 +276,44 @@ class Bottleneck:
                 "bottleneck": self.slowest, "advice": self.advice}
 
 
-#: what to do about each bottleneck: a thread, or the biggest part of the process thread
+#: what to do about each bottleneck: a thread, or its biggest part
 _ADVICE = {
     "decode": "consider a lighter input (an intermediate proxy) or hardware decoding",
     "encode": "consider a faster encoder preset (or NVENC) or more workers",
-    "stylize": "consider lighter style settings or more workers",
-    "temporal": "consider the speed preset (EMA instead of flow-compensated stabilising) or more workers",
+    "stylize": "consider lighter style settings or more cores",
+    "motion": "consider the speed preset (EMA instead of flow-compensated stabilising) or more cores",
+    "temporal": "consider the speed preset (EMA instead of flow-compensated stabilising)",
     "measure": "metrics are sampled every few frames; more workers spread them",
-    "process": "consider lighter style settings, the speed preset, or more workers",
+    "prepare": "consider lighter style settings or more cores",
+    "process": "consider the speed preset (EMA instead of flow-compensated stabilising)",
 }
+#: which parts run in which thread
+_PARTS = {"prepare": ("stylize", "motion"), "process": ("temporal",), "encode": ("measure",)}
 
 
 def bottleneck(stages: dict[str, Any]) -> Bottleneck | None:
-    """Name the slowest thread of a render from its merged stage times (for the process thread, its
-    biggest part too) and how much slower it is than the next; None when nothing was timed (e.g. every
-    chunk was reused from a checkpoint)."""
+    """Name the slowest thread of a render from its merged stage times (the prepare pool's time divided by
+    its threads; its biggest part too) and how much slower it is than the next; None when nothing was
+    timed (e.g. every chunk was reused from a checkpoint)."""
     n = stages.get("frames", 0)
     busy = stages.get("busy", {})
     if n <= 0 or not any(busy.get(s) for s in THREADS):
         return None
-    ms = {s: round(1000 * busy.get(s, 0.0) / n, 2) for s in THREADS}
+    pool = max(1, stages.get("threads", 1))
+    ms = {s: round(1000 * busy.get(s, 0.0) / n / (pool if s == "prepare" else 1), 2) for s in THREADS}
     parts = {k: round(1000 * v / n, 2) for k, v in sorted(busy.items(), key=lambda kv: -kv[1]) if k not in THREADS}
     waits = {k: round(1000 * v / n, 2) for k, v in stages.get("wait", {}).items()}
     order = sorted(THREADS, key=lambda s: ms[s], reverse=True)
     slow, second = order[0], order[1]
     ratio = ms[slow] / ms[second] if ms[second] > 0 else float("inf")
     than = f": {ratio:.1f}x slower than {second}" if ratio < 100 else ""
-    if slow == "process" and parts:
-        part = next(iter(parts))
-        name = f"process (stylize + temporal + measure; mostly {part}, {parts[part]:.1f} ms a frame)"
-        tip = _ADVICE[part]
+    inside = [p for p in parts if p in _PARTS.get(slow, ())]
+    own = 1000 * busy.get(slow, 0.0) / n - sum(parts[p] for p in inside)  # e.g. the encoder's own work
+    if inside and parts[inside[0]] > own:
+        name = f"{slow} (mostly {inside[0]}, {parts[inside[0]]:.1f} ms a frame)"
+        tip = _ADVICE[inside[0]]
     else:
         name, tip = slow, _ADVICE[slow]
-    advice = f"The bottleneck is {name}{than}; {tip}."
+    on = f" on {pool} threads" if slow == "prepare" and pool > 1 else ""
+    advice = f"The bottleneck is {name}{on}{than}; {tip}."
     return Bottleneck(frames=n, thread_ms=ms, part_ms=parts, wait_ms=waits, slowest=slow, advice=advice)

@@ -8,6 +8,7 @@ its start, which leaves the EMA within a quarter code value of a single-pass ren
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +29,14 @@ def frame_signature(rgb: np.ndarray) -> np.ndarray:
     thumb = cv2.resize(rgb, _THUMB, interpolation=cv2.INTER_AREA)
     hist = cv2.calcHist([thumb], [0, 1, 2], None, [8, 8, 8], [0, 256, 0, 256, 0, 256])
     return cv2.normalize(hist, None, 1.0, 0.0, cv2.NORM_L1).astype(np.float32)
+
+
+def cut_distance(prev: np.ndarray | None, rgb: np.ndarray) -> float:
+    """What :meth:`CutDetector.distance` gives for ``rgb`` after ``prev`` (None: the first frame), statelessly,
+    so it can be measured ahead on another thread."""
+    if prev is None:
+        return 0.0
+    return float(cv2.compareHist(frame_signature(prev), frame_signature(rgb), cv2.HISTCMP_BHATTACHARYYA))
 
 
 @dataclass
@@ -59,6 +68,10 @@ class CutDetector:
         self._prev = None if prev is None else np.asarray(prev, np.float32).copy()
 
 
+#: how to pull the previous frame onto this one: ``(map_x, map_y, reliable)``, (H, W) float32 each
+Motion = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
 class _Motion:
     """Aligns last frame's state to this frame along the optical flow of the *input* frames.
 
@@ -75,15 +88,29 @@ class _Motion:
     def reset(self) -> None:
         self._prev = None
 
-    def step(self, source: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    @staticmethod
+    def _small(source: np.ndarray) -> np.ndarray:
+        h, w = source.shape[:2]
+        k = min(1.0, _FLOW_SIDE / max(h, w))
+        return gray(source if k == 1 else cv2.resize(source, (max(8, round(w * k)), max(8, round(h * k))),
+                                                     interpolation=cv2.INTER_AREA))
+
+    def step(self, source: np.ndarray) -> Motion | None:
         """Remember ``source`` ((H, W, 3) uint8 RGB input frame) and return how to pull the previous frame
         onto it: ``(map_x, map_y, reliable)``, (H, W) float32 each, for ``cv2.remap`` and as a 0..1 weight.
         None on the first frame after a reset, or when too little of the flow is reliable (a missed cut)."""
-        h, w = source.shape[:2]
-        k = min(1.0, _FLOW_SIDE / max(h, w))
-        small = gray(source if k == 1 else cv2.resize(source, (max(8, round(w * k)), max(8, round(h * k))),
-                                                      interpolation=cv2.INTER_AREA))
+        small = self._small(source)
         prev, self._prev = self._prev, small
+        return self._between(prev, small, source.shape[:2])
+
+    def between(self, prev_source: np.ndarray | None, source: np.ndarray) -> Motion | None:
+        """What :meth:`step` returns for ``source`` after ``prev_source``, without state: the frames' motion
+        can then be measured ahead, on several threads (one instance each), and applied in order."""
+        return self._between(None if prev_source is None else self._small(prev_source), self._small(source),
+                             source.shape[:2])
+
+    def _between(self, prev: np.ndarray | None, small: np.ndarray, size: tuple[int, int]) -> Motion | None:
+        h, w = size
         if prev is None or prev.shape != small.shape:
             return None
         pair = flow_to_previous(self._est, prev, small)
@@ -125,6 +152,7 @@ class Stabiliser:
         self.s_base = np.float32(config.strength if on else 0.0)
         self.s_lines = np.float32(config.lines_strength if on else 0.0)
         self._motion = _Motion() if on and config.mode == "flow" else None
+        self._local = threading.local()  # per-thread flow estimators for motion_between
         self._base: np.ndarray | None = None
         self._lines: np.ndarray | None = None
 
@@ -155,7 +183,7 @@ class Stabiliser:
 
     @staticmethod
     def _blend_warped(state: np.ndarray | None, cur: np.ndarray, s: np.float32,
-                      motion: tuple[np.ndarray, np.ndarray, np.ndarray] | None) -> np.ndarray:
+                      motion: Motion | None) -> np.ndarray:
         """Bilinear warp of the past (cubic measured worse: its overshoot reads as flicker), then a blend
         whose weight of the past is ``s`` where the flow is reliable and 0 where it is not."""
         cur = cur.astype(np.float32)
@@ -172,6 +200,26 @@ class Stabiliser:
         ``source``: the input frame the layers were stylised from ((H, W, 3) uint8 RGB); flow mode needs
         it (the flow is measured on the input, whose texture is real), the other modes ignore it.
         """
+        if self._motion is not None and self.active:
+            if source is None:
+                raise ValueError("temporal mode 'flow': the stabiliser needs the input frame (source=)")
+            return self.apply(styled, self._motion.step(source))
+        return self.apply(styled, None)
+
+    def motion_between(self, prev_source: np.ndarray | None, source: np.ndarray) -> Motion | None:
+        """The motion :meth:`__call__` would measure for ``source`` after ``prev_source`` (None: the first
+        frame, or the first after a cut), measured now and statelessly. Thread-safe: each thread gets its
+        own flow estimator. None outside flow mode."""
+        if self._motion is None or not self.active:
+            return None
+        local = self._local.__dict__
+        if "motion" not in local:
+            local["motion"] = _Motion()
+        return local["motion"].between(prev_source, source)
+
+    def apply(self, styled: Styled, motion: Motion | None) -> np.ndarray:
+        """Stabilise one frame's layers with motion measured ahead (:meth:`motion_between`); the same as
+        :meth:`__call__` for the same frames in the same order, resets included."""
         if self.s_base == 0 and self.s_lines == 0:
             return compose(styled.base, styled.lines, styled.ink)
         if self._motion is None:
@@ -179,9 +227,6 @@ class Stabiliser:
             if styled.lines is not None:
                 self._lines = self._blend(self._lines, styled.lines, self.s_lines)
         else:
-            if source is None:
-                raise ValueError("temporal mode 'flow': the stabiliser needs the input frame (source=)")
-            motion = self._motion.step(source)
             if motion is None:  # first frame, or a cut the histograms missed: start fresh
                 self._base = self._lines = None
             self._base = self._blend_warped(self._base, styled.base, self.s_base, motion)

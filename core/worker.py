@@ -159,7 +159,7 @@ def run_render(job: Job, rep: Reporter) -> tuple[str | None, dict[str, Any]]:
                    message=f"{done}/{total} frames")
 
     try:
-        result = render(spec, workers=workers, on_start=on_start, on_progress=on_progress)
+        result = render(spec, workers=s["workers"] or None, on_start=on_start, on_progress=on_progress)
     finally:
         guess.join()
     return result.output, {

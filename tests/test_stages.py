@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import threading
 import time
 from pathlib import Path
@@ -78,15 +79,17 @@ def test_back_pressure_bounds_what_is_decoded_ahead() -> None:
 
 
 def test_bottleneck_names_the_slowest_stage() -> None:
-    rec = {"frames": 100, "busy": {"decode": 0.3, "process": 2.0, "encode": 2.8, "stylize": 1.5, "temporal": 0.5},
-           "wait": {}}
+    rec = {"frames": 100, "threads": 2, "wait": {},
+           "busy": {"decode": 0.3, "prepare": 4.0, "process": 2.0, "encode": 2.8, "stylize": 3.0, "motion": 1.0,
+                    "temporal": 2.0, "measure": 0.5}}
     b = stages.bottleneck(stages.merge([rec, rec]))
     assert b is not None and b.slowest == "encode" and b.frames == 200
-    assert b.thread_ms == {"decode": 3.0, "process": 20.0, "encode": 28.0}
-    assert "encode: 1.4x slower than process" in b.advice and "faster encoder preset" in b.advice
-    rec["busy"]["encode"] = 0.5
+    assert b.thread_ms == {"decode": 3.0, "prepare": 20.0, "process": 20.0, "encode": 28.0}  # the pool: per thread
+    assert "encode: 1.4x slower than prepare" in b.advice and "faster encoder preset" in b.advice
+    rec["busy"].update(encode=0.5, measure=0.1, prepare=8.0, stylize=7.0)
     b = stages.bottleneck(rec)
-    assert b.slowest == "process" and "mostly stylize" in b.advice and "4.0x slower than encode" in b.advice
+    assert b.slowest == "prepare" and "mostly stylize" in b.advice
+    assert "on 2 threads: 2.0x slower than process" in b.advice
     assert stages.bottleneck({"frames": 0, "busy": {}}) is None
 
 
@@ -94,19 +97,22 @@ def test_bottleneck_names_the_slowest_stage() -> None:
 def test_pipelined_render_equals_sequential(clips: dict[str, Path], tmp_path: Path, style: str) -> None:
     sets = {"lut": str(Path("luts/teal_orange.cube").resolve()), "curve": "0", "bloom": "0", "grain": "0",
             "vignette": "0"} if style == "cinematic" else {}  # cinematic: the LUT-only table path
-    digests, results = [], []
-    for pipelined in (True, False):
-        spec = build_job(clips["cut"], tmp_path / f"{pipelined}.mp4", style, sets=sets, chunk_seconds=0.5)
-        results.append(render(spec, workers=2, pipelined=pipelined))
+    digests, results, perfs = [], [], []
+    # one chunk at a time (its frames prepared on 2 threads), then 2 chunks at once: each against its loop
+    for pipelined, workers in ((True, 1), (False, 1), (True, 2), (False, 2)):
+        spec = build_job(clips["cut"], tmp_path / f"{pipelined}{workers}.mp4", style, sets=sets, chunk_seconds=0.5)
+        results.append(render(spec, workers=workers, pipelined=pipelined))
         digests.append(hashlib.sha256(Path(spec.output).read_bytes()).hexdigest())
-    assert digests[0] == digests[1]
+        perfs.append(json.loads((Path(results[-1].record) / "perf.json").read_text()))
+    assert digests[0] == digests[1] and digests[2] == digests[3]
+    if style != "none" and style != "cinematic":
+        assert results[0].stages["threads"] == min(2, os.cpu_count() or 1)  # the prepare pool
     piped = results[0]
     assert piped.stages["frames"] == piped.frames
     assert piped.stages["wait"]  # the threaded path records its waits
     b = piped.bottleneck()
     assert b is not None and b.slowest in stages.THREADS
-    perf = json.loads((Path(piped.record) / "perf.json").read_text())
-    assert perf["bottleneck"] == b.slowest and perf["frames"] == piped.frames
+    assert perfs[0]["bottleneck"] == b.slowest and perfs[0]["frames"] == piped.frames
 
 
 def test_stage_costs_cover_the_parts_of_a_style(clips: dict[str, Path], tmp_path: Path) -> None:
@@ -114,3 +120,30 @@ def test_stage_costs_cover_the_parts_of_a_style(clips: dict[str, Path], tmp_path
     assert costs["frames"] == 12
     assert {"decode", "process", "encode", "stylize", "temporal", "measure"} <= set(costs["busy"])
     assert costs["busy"]["stylize"] > 0 and not (tmp_path / "x.mp4").exists()
+
+
+@pytest.mark.parametrize("pipelined", [True, False])
+def test_prepared_on_a_pool_keeps_order(pipelined: bool) -> None:
+    """Items prepared several at once (slowest first here) still reach process and sink in order."""
+    out: list[int] = []
+
+    def prepare(x: int) -> int:
+        time.sleep(0.002 * (x % 3))
+        return x * 3
+
+    stages.run(range(40), lambda pair: pair[0] + pair[1], out.append, stages.StageTimes(), prepare=prepare,
+               threads=3, pipelined=pipelined)
+    assert out == [4 * x for x in range(40)]
+
+
+def test_a_failing_prepare_raises_here() -> None:
+    before = threading.active_count()
+
+    def prepare(x: int) -> int:
+        if x == 7:
+            raise ValueError("bad frame")
+        return x
+
+    with pytest.raises(ValueError, match="bad frame"):
+        stages.run(range(100), lambda pair: pair, lambda _: None, stages.StageTimes(), prepare=prepare, threads=2)
+    assert threading.active_count() == before
