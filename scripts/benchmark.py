@@ -1,7 +1,11 @@
 """Speed and memory targets, measured side by side in one run and printed as ratios.
 
-``python -m scripts.benchmark [--frames 300] [--json out.json]``. Timings on shared machines are noisy:
+``python -m scripts.benchmark [--frames 300] [--only SECTIONS]``. Timings on shared machines are noisy:
 compare the ratios printed here, measured in the same run, not absolute numbers across runs.
+
+The figures go to ``docs/perf/benchmark.json`` (a partial ``--only`` run replaces just its sections, each
+dated), a Plotly chart of them to ``docs/perf/benchmark.html``, and the README's performance tables are
+regenerated from the JSON (:mod:`scripts.perf_report`); ``--no-write`` only prints.
 
 Targets (render engine):
   * identity render at 1280x720, libx264 veryfast crf 20 >= 0.9x the fps of the ffmpeg CLI doing the
@@ -9,7 +13,12 @@ Targets (render engine):
   * a classical style keeps every core busy: CPU time / (wall x cores) >= 0.85, and 2 workers are
     never slower than 1;
   * peak memory (RSS summed over the render's process tree) of a 10x longer clip <= 1.1x the short one;
-  * per-style fps at 720p and 1080p.
+  * per-style fps at 720p and 1080p;
+  * stages: a classical style at 720p reaches >= 90 % of the machine limit computed from its own per-stage
+    CPU costs (cores / CPU seconds per frame of decode + stylize + temporal + measure + encode), and the
+    pipelined default (a chunk's frames prepared on several threads) is not slower than chunk-parallel
+    (a chunk per core, one loop each);
+  * dask: a render on a 2-worker ``LocalCluster`` >= 0.9x the local pool with the same 2 chunks at once.
 """
 
 from __future__ import annotations
@@ -128,8 +137,9 @@ def make_input(path: Path, width: int, height: int, frames: int, loops: int = 1)
 
 
 def cli_render(src: Path, out: Path, style: str, workers: int, home: Path, extra: list[str] | None = None) -> list[str]:
+    """The CLI render command; ``workers`` 0: the render's own default (how many chunks at once)."""
     return [sys.executable, "-m", "scripts.cli", "render", str(src), "-o", str(out), "--style", style,
-            "--preset", "balanced", "--workers", str(workers), "-q", *(extra or [])]
+            "--preset", "balanced", *(["--workers", str(workers)] if workers else []), "-q", *(extra or [])]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -137,8 +147,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--frames", type=int, default=300)
     ap.add_argument("--styles", default="none,pencil,cartoon,comic,cinematic")
     ap.add_argument("--repeat", type=int, default=3, help="alternating runs per side in the ffmpeg comparison")
-    ap.add_argument("--only", default="identity,lut,workers,memory,styles,neural,loop,studio", help="sections to run")
-    ap.add_argument("--json", help="also write the figures as JSON here")
+    ap.add_argument("--only", default=",".join(SECTIONS), help="sections to run")
+    ap.add_argument("--json", help="also write this run's figures as JSON here")
+    ap.add_argument("--out", default=str(ROOT / "docs" / "perf"), help="where benchmark.json and .html go")
+    ap.add_argument("--no-write", action="store_true", help="print only: no JSON, chart or README update")
     args = ap.parse_args(argv)
     cores = os.cpu_count() or 1
     styles = args.styles.split(",")
@@ -153,6 +165,9 @@ def main(argv: list[str] | None = None) -> int:
         clips["tiny"] = make_input(tmp / "in_tiny.mp4", 320, 180, 2)
 
         only = set(args.only.split(","))
+        unknown = only - set(SECTIONS)
+        if unknown:
+            ap.error(f"--only: unknown section(s) {', '.join(sorted(unknown))}; choose from {', '.join(SECTIONS)}")
         ident = None
         if "identity" in only:
             ident = _identity(args, clips, tmp, home, cores, report)
@@ -170,9 +185,47 @@ def main(argv: list[str] | None = None) -> int:
             _loop(args, clips, tmp, home, cores, report)
         if "studio" in only:
             _studio(args, clips, tmp, home, cores, report)
+        if "stages" in only:
+            _stages(args, clips, tmp, home, cores, styles, report)
+        if "dask" in only:
+            _dask(args, clips, tmp, home, cores, report)
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2))
+    if not args.no_write:
+        _publish(report, only, Path(args.out))
     return 0
+
+
+#: sections in run order, and the report keys each one writes
+SECTIONS = {"identity": ("identity_vs_ffmpeg", "identity_vs_ffmpeg_3x"), "lut": ("lut",), "workers": ("workers",),
+            "memory": ("memory",), "styles": ("styles",), "stages": ("stages",), "dask": ("dask",),
+            "neural": ("neural",), "loop": ("loop",), "studio": ("studio",)}
+
+
+def _publish(report: dict, only: set[str], out: Path) -> None:
+    """Merge this run's sections into ``out/benchmark.json`` (each dated), chart it, regenerate the README."""
+    from core import atomic
+    from scripts import perf_report
+
+    path = out / "benchmark.json"
+    try:
+        merged = json.loads(path.read_text())
+    except (OSError, ValueError):
+        merged = {}
+    today = time.strftime("%Y-%m-%d")
+    merged.setdefault("sections", {})
+    for name in only:
+        for key in SECTIONS[name]:
+            if key in report:
+                merged[key] = report[key]
+        merged["sections"][name] = today
+    for key in ("cores", "frames", "source"):
+        merged[key] = report[key]
+    out.mkdir(parents=True, exist_ok=True)
+    atomic.write_json(path, merged)
+    atomic.write_bytes(out / "benchmark.html", perf_report.html(merged).encode())
+    changed = perf_report.update_readme(ROOT / "README.md", merged)
+    print(f"\nwrote {path.relative_to(ROOT)} and benchmark.html; README tables {'updated' if changed else 'unchanged'}")
 
 
 def _median_pair(ours_cmd: list[str], ffmpeg_cmd: list[str], frames: int, repeat: int) -> tuple[Run, Run]:
@@ -254,7 +307,8 @@ def _workers(args, clips, tmp, home, cores, styles, report) -> None:
         full = by_workers[cores]
         print(f"{style} 720p: busy {full.busy(cores):.2f} of {cores} cores (target >= 0.85); "
               f"{cores} vs 1 worker {full.fps / by_workers[1].fps:.2f}x (target >= 1.0)")
-        report["workers"] = {n: {"fps": r.fps, "busy": r.busy(cores)} for n, r in by_workers.items()}
+        report["workers"] = {"style": style, **{str(n): {"fps": r.fps, "busy": r.busy(cores)}
+                                                 for n, r in by_workers.items()}}
 
 
 def _memory(args, tmp, home, cores, report) -> None:
@@ -262,8 +316,8 @@ def _memory(args, tmp, home, cores, report) -> None:
     if True:
         short = make_input(tmp / "short.mp4", 640, 360, min(args.frames, 300))
         long_ = make_input(tmp / "long.mp4", 640, 360, min(args.frames, 300), loops=10)
-        m_short = measure(cli_render(short, tmp / "ms.mp4", "pencil", cores, home), min(args.frames, 300))
-        m_long = measure(cli_render(long_, tmp / "ml.mp4", "pencil", cores, home), 10 * min(args.frames, 300))
+        m_short = measure(cli_render(short, tmp / "ms.mp4", "pencil", 0, home), min(args.frames, 300))
+        m_long = measure(cli_render(long_, tmp / "ml.mp4", "pencil", 0, home), 10 * min(args.frames, 300))
         mem_ratio = m_long.peak_rss / m_short.peak_rss
         print(f"peak RSS (process tree) 10x longer clip: {m_long.peak_rss / 2**20:.0f} MiB vs "
               f"{m_short.peak_rss / 2**20:.0f} MiB -> {mem_ratio:.2f}x (target <= 1.1)")
@@ -278,12 +332,81 @@ def _styles(args, clips, tmp, home, cores, styles, ident, report) -> None:
         print(f"\n{'style':>8} {'720p fps':>9} {'1080p fps':>10} {'busy':>6}")
         for s in styles:
             row = {}
-            for h, clip in clips.items():
+            for h in (720, 1080):
+                clip = clips[h]
                 r = ident if (s == "none" and h == 720 and ident) else measure(
-                    cli_render(clip, tmp / f"{s}_{h}.mp4", s, cores, home), args.frames)
+                    cli_render(clip, tmp / f"{s}_{h}.mp4", s, 0, home), args.frames)
                 row[h] = r
             print(f"{s:>8} {row[720].fps:9.1f} {row[1080].fps:10.1f} {row[720].busy(cores):6.2f}")
-            report["styles"][s] = {f"{h}p_fps": r.fps for h, r in row.items()}
+            report["styles"][s] = {**{f"{h}p_fps": r.fps for h, r in row.items()}, "720p_busy": row[720].busy(cores)}
+
+
+def _stages(args, clips, tmp, home, cores, styles, report) -> None:
+    """Per classical style at 720p: the stages' CPU costs, the machine limit they give, and the render's fps
+    the default way (chunks prepared on several threads, ``--workers`` unset) and chunk-parallel (a chunk
+    per core, ``--pipeline off``), alternating ``--repeat`` times (medians)."""
+    import statistics
+
+    from core.job import build_job
+    from core.pipeline import stage_costs
+    from core.stages import bottleneck
+    from core.workers import tune_process
+
+    tune_process(1)  # as in a pool worker beside others: OpenCV on one thread, glibc keeping freed buffers
+    report["stages"] = {}
+    print(f"\nstages, 720p, CPU ms per frame (one loop, {args.frames} frames) -> machine limit = {cores} cores / sum:")
+    for style in [s for s in styles if s in ("pencil", "cartoon", "comic", "cinematic")]:
+        costs = stage_costs(build_job(clips[720], tmp / "costs.mp4", style))
+        n = costs["frames"]
+        ms = {k: 1000 * v / n for k, v in costs["busy"].items()}
+        total = sum(ms.get(k, 0.0) for k in ("decode", "prepare", "process", "encode"))
+        limit = cores / (total / 1000)
+        cost_ms = {k: ms.get(k, 0.0) for k in ("decode", "stylize", "motion", "temporal", "measure")}
+        cost_ms["encode"] = ms.get("encode", 0.0) - ms.get("measure", 0.0)  # the encoder's own share of its thread
+        runs: dict[str, list[Run]] = {"pipelined": [], "chunk-parallel": []}
+        for _ in range(args.repeat):
+            runs["pipelined"].append(measure(cli_render(clips[720], tmp / "st_p.mp4", style, 0, home), args.frames))
+            runs["chunk-parallel"].append(measure(cli_render(clips[720], tmp / "st_c.mp4", style, cores, home,
+                                                             ["--pipeline", "off"]), args.frames))
+        fps = {k: statistics.median(r.fps for r in v) for k, v in runs.items()}
+        b = bottleneck(costs)
+        of_limit, vs = fps["pipelined"] / limit, fps["pipelined"] / fps["chunk-parallel"]
+        print(f"  {style:>9}: " + ", ".join(f"{k} {v:.1f}" for k, v in cost_ms.items()) + f" = {total:.1f} ms "
+              f"-> limit {limit:.1f} fps; pipelined {fps['pipelined']:.1f} fps = {of_limit:.0%} of it (goal >= 90%: "
+              f"{'met' if of_limit >= 0.9 else 'NOT met'}); chunk-parallel {fps['chunk-parallel']:.1f} fps -> "
+              f"{vs:.2f}x (goal >= 1.0: {'met' if vs >= 1.0 else 'NOT met'})")
+        report["stages"][style] = {"cost_ms": cost_ms, "limit_fps": limit, "pipelined_fps": fps["pipelined"],
+                                   "sequential_fps": fps["chunk-parallel"], "of_limit": of_limit,
+                                   "pipelined_vs_sequential": vs, "bottleneck": b.advice if b else "",
+                                   "repeat": args.repeat}
+
+
+def _dask(args, clips, tmp, home, cores, report) -> None:
+    """A render on a 2-worker ``distributed.LocalCluster`` (processes, one thread each) against the local pool
+    running the same 2 chunks at once, alternating ``--repeat`` times (medians); goal >= 0.9x."""
+    import statistics
+
+    try:
+        import distributed
+    except ImportError:
+        print("dask: skipped: distributed is not installed (requirements-base.txt)")
+        return
+    style, n = "cartoon", 2
+    with distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                  dashboard_address=None) as cluster:
+        url = cluster.scheduler_address.replace("tcp://", "dask://")
+        src = clips[720].absolute()
+        measure(cli_render(src, tmp / "dask_warm.mp4", style, n, home, ["--executor", url]), args.frames)  # imports
+        local, dask = [], []
+        for _ in range(args.repeat):
+            local.append(measure(cli_render(src, tmp / "dl.mp4", style, n, home), args.frames))
+            dask.append(measure(cli_render(src, tmp / "dd.mp4", style, n, home, ["--executor", url]), args.frames))
+    lf, df = statistics.median(r.fps for r in local), statistics.median(r.fps for r in dask)
+    print(f"\ndask: {style} 720p on a {n}-worker LocalCluster {df:.1f} fps vs the local pool (same {n} chunks at once) "
+          f"{lf:.1f} fps -> {df / lf:.2f}x (goal >= 0.9: {'met' if df / lf >= 0.9 else 'NOT met'}); medians of "
+          f"{args.repeat}")
+    report["dask"] = {"style": style, "workers": n, "local_fps": lf, "dask_fps": df, "ratio": df / lf,
+                      "repeat": args.repeat}
 
 
 def _neural(args, clips, tmp, home, cores, report) -> None:
@@ -427,7 +550,7 @@ def _loop(args, clips, tmp, home, cores, report) -> None:
     from core.temporal import Stabiliser
     from stylizers import STYLIZERS
 
-    render = measure(cli_render(clips[720], tmp / "loop_cartoon.mp4", "cartoon", cores, home), args.frames)
+    render = measure(cli_render(clips[720], tmp / "loop_cartoon.mp4", "cartoon", 0, home), args.frames)
     cpu_per_frame = render.cpu / render.frames
     with Reader(probe(clips[720])) as r:
         frames = [f.rgb for f in r.frames(0, min(args.frames, 120))]
