@@ -405,39 +405,33 @@ def stage_costs(spec: JobSpec, frames: int | None = None) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------- driver
 
 
-#: cores one styled chunk keeps busy: its prepare pool on two threads, with the in-order blend, the decoder
-#: and the encoder beside them (pencil at 720p on 2 cores: 1 chunk this way ran 31 fps, 2 chunks of one
-#: thread each 29 fps; ``python -m scripts.benchmark --only stages``)
+#: cores one chunk of a style with temporal state keeps busy: its prepare pool on two threads, with the
+#: in-order blend, the decoder and the encoder beside them. Such a chunk pays ``preroll`` frames (43 in
+#: the balanced preset) to warm its state, so fewer, pipelined chunks beat a chunk per core: pencil at 720p
+#: on 2 cores ran 31 fps this way vs 29 fps as 2 one-loop chunks (comic: 20.5 vs 20.3). A style without
+#: state splits for free and is often encoder-bound (cinematic: 33 fps as 2 chunks, 25 as one): a chunk
+#: per core. Measured by ``python -m scripts.benchmark --only stages``.
 STAGE_CORES = 2
 
 
-def chunks_at_once(spec: JobSpec, analysis: Analysis, workers: int | None, executor: Executor | None) -> int:
+def chunks_at_once(spec: JobSpec, workers: int | None, executor: Executor | None) -> int:
     """How many chunks to render at the same time: ``workers`` when given; on a Dask cluster one per worker
-    (the caller passes the cluster's count); locally one per core for the per-pixel fast paths (decode and
-    encode bound, nothing to spread inside a chunk), else one per :data:`STAGE_CORES` cores, each chunk
-    then preparing its frames on that many threads."""
+    (the caller passes the cluster's count); locally one per :data:`STAGE_CORES` cores for a style with
+    temporal state (each chunk then prepares its frames on that many threads), else one per core."""
     if workers:
         return workers
     if executor is not None:
         return 1
     cores = os.cpu_count() or 1
-    return cores if _fast_path(spec, analysis) else max(1, cores // STAGE_CORES)
-
-
-def _fast_path(spec: JobSpec, analysis: Analysis) -> bool:
-    """Whether the job's chunks take the identity copy or the per-pixel table path (as in render_chunk)."""
-    cls = get_style(spec.style)
-    if cls.passthrough is False and not hasattr(cls, "pixel_table"):
-        return False  # decided without building the style (a neural one would load its model here)
-    stylizer = cls(spec.params, analysis.shared)
-    return bool(stylizer.passthrough) or _pixel_table(stylizer, spec.preset.temporal) is not None
+    stateful = Stabiliser(spec.preset.temporal, enabled=get_style(spec.style).stabilise).active
+    return max(1, cores // STAGE_CORES) if stateful else cores
 
 
 def pipeline_auto(chunks_at_once: int) -> bool:
     """Whether to overlap each chunk's stages in threads: only when the chunks running at once leave cores
-    idle (one worker, or fewer chunks than cores). When every core already renders a chunk, the stage
-    threads add only switching: measured on 2 cores with 2 workers, pipelined and sequential chunks ran
-    within 3 % of each other, the pipelined ones a little behind (``python -m scripts.benchmark --only stages``).
+    idle (a style with temporal state, one worker, or fewer chunks than cores). When every core already
+    renders a chunk, the stage threads add only switching: on 2 cores with 2 chunks at once, pipelined and
+    one-loop chunks ran within 3 % of each other, the pipelined ones a little behind.
     """
     return chunks_at_once < (os.cpu_count() or 1)
 
@@ -510,7 +504,7 @@ def _render(spec: JobSpec, workers: int | None, executor: Executor | None, on_pr
         ckpt = Checkpoint.open(work_dir, job_hash, str(Path(spec.output).resolve()))
         if ckpt.plan:  # step 3: a resumed job keeps its plan, whatever the worker count is now
             chunks = [Chunk(*c) for c in ckpt.plan]
-        wanted = chunks_at_once(spec, analysis, workers, executor)
+        wanted = chunks_at_once(spec, workers, executor)
         if not ckpt.plan:
             stateful = Stabiliser(spec.preset.temporal, enabled=get_style(spec.style).stabilise).active
             preroll = spec.preset.temporal.preroll_frames() if stateful else 0  # no state: no pre-roll to pay

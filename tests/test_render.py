@@ -116,12 +116,19 @@ def test_plan_balances_the_pre_roll_work(tmp_path: Path) -> None:
     assert sum(c.frames for c in plan_chunks(info, 1, preroll=200, min_chunks=2)) == 120  # pre-roll > chunk
 
 
-def test_pipeline_auto_only_where_cores_are_idle() -> None:
-    from core.pipeline import pipeline_auto
+def test_pipeline_auto_only_where_cores_are_idle(clips: dict[str, Path], tmp_path: Path) -> None:
+    """A style with temporal state renders one pipelined chunk per 2 cores (no pre-roll paid for splitting);
+    a stateless one a chunk per core, one loop each; ``workers`` overrides both."""
+    from core.pipeline import STAGE_CORES, chunks_at_once, pipeline_auto
 
     cores = os.cpu_count() or 1
     assert not pipeline_auto(cores)
     assert pipeline_auto(cores - 1) == (cores > 1)
+    stateful = build_job(clips["cfr"], tmp_path / "a.mp4", "pencil", "balanced")
+    stateless = build_job(clips["cfr"], tmp_path / "b.mp4", "pencil", "balanced", {"temporal.mode": "off"})
+    assert chunks_at_once(stateful, None, None) == max(1, cores // STAGE_CORES)
+    assert chunks_at_once(stateless, None, None) == cores
+    assert chunks_at_once(stateful, 3, None) == 3
 
 
 def test_chunks_prefer_keyframes(clips: dict[str, Path]) -> None:
