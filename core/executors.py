@@ -91,6 +91,18 @@ def _dask_address(url: str) -> str:
 EXECUTORS: dict[str, Callable[[str, float], ExecutorContext]] = {"local": _local, "dask": _dask}
 
 
+def check_url(url: str | None, what: str = "--executor") -> None:
+    """Refuse (ConfigError naming ``what``) a URL :func:`make_executor` would refuse, without connecting."""
+    if url is None or url == "local":
+        return
+    if urlsplit(url).scheme != "dask":
+        raise ConfigError(f"{what} {url!r}: expected 'local' or dask://HOST:PORT")
+    try:
+        _dask_address(url)
+    except ConfigError:
+        raise ConfigError(f"{what} {url!r}: expected dask://HOST:PORT (e.g. dask://127.0.0.1:8786)") from None
+
+
 def make_executor(url: str | None, timeout: float = CONNECT_TIMEOUT) -> ExecutorContext:
     """A context manager yielding ``(executor, workers)`` for :func:`core.pipeline.render`.
 

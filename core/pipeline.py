@@ -489,7 +489,8 @@ def render(spec: JobSpec, *, workers: int | None = None, executor: Executor | No
 def _render(spec: JobSpec, workers: int | None, executor: Executor | None, on_progress: ProgressFn | None,
             on_start: Callable[[int, int], None] | None, keep_work: bool, pipelined: bool | None) -> RenderResult:
     t0 = time.perf_counter()
-    pool = None if executor is not None else LocalPool(workers or default_workers())
+    wanted = chunks_at_once(spec, workers, executor)
+    pool = None if executor is not None else LocalPool(wanted)  # a process per chunk at once, none idle
     ex = executor if executor is not None else pool.executor
     failed = True
     try:
@@ -504,7 +505,6 @@ def _render(spec: JobSpec, workers: int | None, executor: Executor | None, on_pr
         ckpt = Checkpoint.open(work_dir, job_hash, str(Path(spec.output).resolve()))
         if ckpt.plan:  # step 3: a resumed job keeps its plan, whatever the worker count is now
             chunks = [Chunk(*c) for c in ckpt.plan]
-        wanted = chunks_at_once(spec, workers, executor)
         if not ckpt.plan:
             stateful = Stabiliser(spec.preset.temporal, enabled=get_style(spec.style).stabilise).active
             preroll = spec.preset.temporal.preroll_frames() if stateful else 0  # no state: no pre-roll to pay

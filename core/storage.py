@@ -9,7 +9,8 @@ Three tiers under :func:`core.presets.studio_home`, each with its own retention 
 An upload's own name is never used as a path: the content hash names it (the same file uploaded twice
 is stored once), and the extension kept is one of :data:`VIDEO_EXTS`, lower-cased, or none is accepted.
 
-Settings (the media folders the studio lists, the retention per tier, the free space a job needs) are a
+Settings (the media folders the studio lists, the retention per tier, the free space a job needs, where
+the queue worker renders: ``local`` or ``dask://HOST:PORT``) are a
 frozen dataclass saved as ``studio_home()/settings.yaml`` and loaded strictly (an unknown key or a bad
 value is a :class:`ConfigError` naming the key and the file).
 
@@ -59,6 +60,9 @@ class StudioSettings:
     retention: Retention = field(default_factory=Retention)
     min_free_gb: float = field(default=2.0, metadata={"min": 0.0, "max": 10_000.0,
                                                       "help": "a job is refused below this much free space"})
+    executor: str = field(default="local", metadata={
+        "help": "where the queue worker renders chunks: local (a process pool here) or dask://HOST:PORT (an "
+                "existing Dask cluster; inputs, the studio home and outputs on a path every worker sees)"})
 
 
 def settings_path() -> Path:
@@ -70,6 +74,9 @@ def load_settings(path: str | Path | None = None) -> StudioSettings:
     path = Path(path) if path is not None else settings_path()
     settings = read_yaml(StudioSettings, path, "the studio settings")
     validate(settings, str(path))
+    from .executors import check_url
+
+    check_url(settings.executor, f"{path}: executor")
     return settings
 
 
@@ -80,6 +87,9 @@ def save_settings(settings: StudioSettings, path: str | Path | None = None) -> P
     for folder in settings.media_folders:
         if not isinstance(folder, str) or not folder.strip():
             raise ConfigError(f"{path}: media_folders: expected folder paths, got {folder!r}")
+    from .executors import check_url
+
+    check_url(settings.executor, f"{path}: executor")
     return write_yaml(settings, path, "the studio settings")
 
 

@@ -131,13 +131,16 @@ def run_render(job: Job, rep: Reporter) -> tuple[str | None, dict[str, Any]]:
     the job's record and appends fresh renders to the ETA history). Events: stage "analyse", then "render"
     with percent, fps and ETA from the live speed (before the first frames: the cost model's
     :func:`core.analysis.estimate_seconds`)."""
+    from .executors import make_executor
     from .job import build_job
     from .pipeline import render
+    from .storage import check_free_space, input_size, load_settings
     from .workers import default_workers
 
     s = job.spec
-    spec = build_job(s["input"], s["output"], s["style"], s["preset"], sets_text(s["sets"]), s["chunk_seconds"])
-    from .storage import check_free_space, input_size
+    url = load_settings().executor  # local, or a Dask cluster set on the Settings page
+    source = s["input"] if url == "local" else str(Path(s["input"]).absolute())  # workers' cwd differs
+    spec = build_job(source, s["output"], s["style"], s["preset"], sets_text(s["sets"]), s["chunk_seconds"])
 
     check_free_space(Path(spec.output).parent, input_size(spec.input))  # the disk guard, also for CLI-queued jobs
     workers = s["workers"] or default_workers()
@@ -159,7 +162,9 @@ def run_render(job: Job, rep: Reporter) -> tuple[str | None, dict[str, Any]]:
                    message=f"{done}/{total} frames")
 
     try:
-        result = render(spec, workers=s["workers"] or None, on_start=on_start, on_progress=on_progress)
+        with make_executor(url) as (executor, cluster_workers):
+            result = render(spec, workers=cluster_workers or s["workers"] or None, executor=executor,
+                            on_start=on_start, on_progress=on_progress)
     finally:
         guess.join()
     return result.output, {
@@ -168,7 +173,7 @@ def run_render(job: Job, rep: Reporter) -> tuple[str | None, dict[str, Any]]:
         "reused_chunks": list(result.reused_chunks), "codec": result.codec, "size": list(result.size),
         "padded": result.padded, "cuts": list(result.cuts), "job_hash": result.job_hash,
         "record": getattr(result, "record", None), "summary": result.summary(),
-        "perf": perf.to_json() if (perf := result.bottleneck()) else None}
+        "perf": perf.to_json() if (perf := result.bottleneck()) else None, "executor": url}
 
 
 class _Estimate:

@@ -179,16 +179,16 @@ def main(argv: list[str] | None = None) -> int:
             _memory(args, tmp, home, cores, report)
         if "styles" in only:
             _styles(args, clips, tmp, home, cores, styles, ident, report)
+        if "stages" in only:  # before the in-process sections: their threads (ONNX Runtime, Streamlit) linger
+            _stages(args, clips, tmp, home, cores, styles, report)
+        if "dask" in only:
+            _dask(args, clips, tmp, home, cores, report)
         if "neural" in only:
             _neural(args, clips, tmp, home, cores, report)
         if "loop" in only:
             _loop(args, clips, tmp, home, cores, report)
         if "studio" in only:
             _studio(args, clips, tmp, home, cores, report)
-        if "stages" in only:
-            _stages(args, clips, tmp, home, cores, styles, report)
-        if "dask" in only:
-            _dask(args, clips, tmp, home, cores, report)
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2))
     if not args.no_write:
@@ -296,12 +296,14 @@ def _lut(args, clips, tmp, home, cores, report) -> None:
 
 
 def _workers(args, clips, tmp, home, cores, styles, report) -> None:
-    """A classical style keeps the cores busy, and more workers are never slower."""
+    """Chunk-parallel scaling (one loop per chunk, ``--pipeline off``): 2 chunks at once keep the cores busy and
+    are never slower than 1."""
     if True:
         style = "cartoon" if "cartoon" in styles else styles[-1]
         by_workers = {}
         for n in sorted({1, cores}):
-            by_workers[n] = measure(cli_render(clips[720], tmp / f"w{n}.mp4", style, n, home), args.frames)
+            by_workers[n] = measure(cli_render(clips[720], tmp / f"w{n}.mp4", style, n, home, ["--pipeline", "off"]),
+                                    args.frames)
             print(f"{style} 720p, {n} worker(s): {by_workers[n].fps:.1f} fps, cores busy "
                   f"{by_workers[n].busy(cores):.2f}")
         full = by_workers[cores]
@@ -347,16 +349,12 @@ def _stages(args, clips, tmp, home, cores, styles, report) -> None:
     per core, ``--pipeline off``), alternating ``--repeat`` times (medians)."""
     import statistics
 
-    from core.job import build_job
-    from core.pipeline import stage_costs
     from core.stages import bottleneck
-    from core.workers import tune_process
 
-    tune_process(1)  # as in a pool worker beside others: OpenCV on one thread, glibc keeping freed buffers
     report["stages"] = {}
     print(f"\nstages, 720p, CPU ms per frame (one loop, {args.frames} frames) -> machine limit = {cores} cores / sum:")
     for style in [s for s in styles if s in ("pencil", "cartoon", "comic", "cinematic")]:
-        costs = stage_costs(build_job(clips[720], tmp / "costs.mp4", style))
+        costs = _stage_costs(clips[720], style)
         n = costs["frames"]
         ms = {k: 1000 * v / n for k, v in costs["busy"].items()}
         total = sum(ms.get(k, 0.0) for k in ("decode", "prepare", "process", "encode"))
@@ -379,6 +377,20 @@ def _stages(args, clips, tmp, home, cores, styles, report) -> None:
                                    "sequential_fps": fps["chunk-parallel"], "of_limit": of_limit,
                                    "pipelined_vs_sequential": vs, "bottleneck": b.advice if b else "",
                                    "repeat": args.repeat}
+
+
+def _stage_costs(clip: Path, style: str) -> dict:
+    """:func:`core.pipeline.stage_costs` in a fresh process (this one's lingering threads would be billed),
+    tuned like a pool worker beside others: OpenCV on one thread, glibc keeping freed buffers."""
+    code = ("import json, sys\n"
+            "from core.job import build_job\nfrom core.pipeline import stage_costs\n"
+            "from core.workers import tune_process\n"
+            "tune_process(1)\n"
+            "print(json.dumps(stage_costs(build_job(sys.argv[1], sys.argv[1] + '.costs.mp4', sys.argv[2]))))\n")
+    out = subprocess.run([sys.executable, "-c", code, str(clip), style], cwd=ROOT, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise SystemExit(f"stage costs of {style} failed:\n{out.stderr[-2000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def _dask(args, clips, tmp, home, cores, report) -> None:

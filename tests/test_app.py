@@ -211,6 +211,23 @@ def test_queue_page_finished_render(sample: Path, queue) -> None:
     assert at.get("plotly_chart") or any("no metrics recorded" in c.value for c in at.caption)
 
 
+def test_settings_render_on_a_cluster(studio_home: Path) -> None:
+    """The executor setting: a bad URL is refused with a message and not saved; an unreachable cluster says
+    so when tested; a good URL is saved for the queue worker."""
+    from core import storage
+
+    at = page("settings").run()
+    at.text_input(key="set.executor").set_value("spark://a:1")
+    at.button(key="set.executor_save").click().run()
+    assert at.error and "expected 'local' or dask://HOST:PORT" in at.error[0].value
+    assert storage.load_settings().executor == "local"
+    at.text_input(key="set.executor").set_value("dask://127.0.0.1:9")
+    at.button(key="set.executor_test").click().run()
+    assert at.error and "cannot connect to the Dask scheduler at tcp://127.0.0.1:9" in at.error[0].value
+    at.button(key="set.executor_save").click().run()
+    assert not at.exception and storage.load_settings().executor == "dask://127.0.0.1:9"
+
+
 def test_settings_watch_folders_enable_and_launcher(studio_home: Path, tmp_path: Path) -> None:
     """The Folders tab turns the watchers on; the studio launcher then starts `cli watch` beside the worker."""
     from core import watch

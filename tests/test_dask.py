@@ -137,3 +137,36 @@ def test_cli_executor(cluster: distributed.LocalCluster, clip: Path, tmp_path: P
     assert _sha(remote) == _sha(local)
     assert main([*args, "--executor", "dask://nowhere"]) == EXIT_USER
     assert "expected dask://HOST:PORT" in capsys.readouterr().err
+
+
+def test_queue_worker_renders_on_the_cluster_from_settings(cluster: distributed.LocalCluster, clip: Path,
+                                                           tmp_path: Path) -> None:
+    """The studio setting: with ``executor`` saved as the cluster's URL, a queued render's chunks run there
+    and the output is the local render's bytes."""
+    from core import storage
+    from core.jobs import JobQueue
+    from core.worker import run_worker
+
+    local, remote = tmp_path / "local.mp4", tmp_path / "queued.mp4"
+    render(build_job(clip, local, "pencil", "speed", chunk_seconds=1), workers=2)
+    storage.save_settings(dataclasses.replace(storage.load_settings(), executor=_url(cluster)))
+    assert storage.load_settings().executor == _url(cluster)
+    queue = JobQueue()
+    job_id = queue.add("render", {"input": str(clip), "output": str(remote), "style": "pencil", "preset": "speed",
+                                  "chunk_seconds": 1.0})
+    assert run_worker(once=True, poll_s=0.05) == 1
+    job = queue.get(job_id)
+    assert job.state == "done", job.error
+    assert _sha(remote) == _sha(local)
+    assert job.result["executor"] == _url(cluster)
+
+
+def test_settings_refuse_a_bad_cluster_url(tmp_path: Path) -> None:
+    from core import storage
+
+    with pytest.raises(ConfigError, match="executor 'spark://a:1': expected 'local' or dask://HOST:PORT"):
+        storage.save_settings(dataclasses.replace(storage.load_settings(), executor="spark://a:1"))
+    storage.settings_path().parent.mkdir(parents=True, exist_ok=True)
+    storage.settings_path().write_text("executor: dask://nohost\n")
+    with pytest.raises(ConfigError, match="expected dask://HOST:PORT"):
+        storage.load_settings()

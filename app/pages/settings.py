@@ -41,6 +41,23 @@ with hardware:
     c2.metric("RAM available", f"{hw.ram_available_gb:.1f} / {hw.ram_total_gb:.1f} GB" if hw.ram_total_gb else "?")
     c3.metric("Disk free", f"{hw.disk_free_gb:.0f} / {hw.disk_total_gb:.0f} GB", help=hw.disk_path)
 
+    st.markdown("**Render on**: `local` (a process pool on this machine) or an existing Dask cluster, "
+                "`dask://HOST:PORT`. A cluster's workers must see the inputs, the studio home and the outputs "
+                "at the same paths (a shared path) and run this repository's version.")
+    current = storage.load_settings()
+    url = st.text_input("Render on", current.executor, key="set.executor", label_visibility="collapsed")
+    t1, t2 = st.columns(2)
+    if t1.button("Test connection", key="set.executor_test"):
+        with ui.shown_errors():
+            from core.executors import make_executor
+
+            with make_executor(url.strip() or "local", timeout=5) as (_, n):
+                st.success("local process pool" if n is None else f"connected: {n} worker threads")
+    if t2.button("Save", key="set.executor_save"):
+        with ui.shown_errors():
+            storage.save_settings(dataclasses.replace(storage.load_settings(), executor=url.strip() or "local"))
+            st.success("saved: the queue worker renders its next job there")
+
 with presets:
     names = list_presets()
     name = st.selectbox("Preset", names, index=names.index("balanced") if "balanced" in names else 0,
