@@ -408,11 +408,13 @@ def markdown(report: dict) -> str:
         if table:
             lines += ["", *table]
     if _stage_rows(report):
-        lines += ["", "Stages: CPU ms per frame in one loop; motion and temporal are the flow stabiliser's two "
-                  "halves (measured ahead on threads; blended in order); machine limit = cores / their sum. "
-                  "Default: the render as a user starts it (on these cores one chunk at a time, its frames "
-                  "prepared on two threads); chunk-parallel: a chunk per core, one loop each. "
-                  f"Targets: default fps {OF_LIMIT.text} of the limit; default vs chunk-parallel "
+        lines += ["", "Stages: CPU ms per frame in one loop (a fresh process); motion and temporal are the flow "
+                  "stabiliser's two halves (measured ahead on threads, blended in order); machine limit = cores / "
+                  "their sum; the fps columns are whole CLI runs, start-up included. Default: the render as a user "
+                  "starts it: a style with temporal state renders one chunk per two cores, its frames prepared "
+                  "on two threads; a stateless one (cinematic) a chunk per core, which is chunk-parallel itself, "
+                  "so its ratio only shows the noise. Chunk-parallel: a chunk per core, one loop each "
+                  f"(`--pipeline off`). Targets: default fps {OF_LIMIT.text}; default vs chunk-parallel "
                   f"{PIPE_VS_SEQ.text}."]
     return "\n".join(lines) + "\n"
 
