@@ -154,8 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     cores = os.cpu_count() or 1
     styles = args.styles.split(",")
-    report: dict = {"cores": cores, "frames": args.frames, "source": str(SHARED_CLIP) if SHARED_CLIP.is_file()
-                    else "synthetic"}
+    report: dict = {"cores": cores, "frames": args.frames,  # the source as the README shows it, on any checkout
+                    "source": f"../shared/media/{SHARED_CLIP.name}" if SHARED_CLIP.is_file() else "synthetic"}
     with tempfile.TemporaryDirectory(prefix="vp-bench-") as tmp_s:
         tmp = Path(tmp_s)
         home = tmp / "home"

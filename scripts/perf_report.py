@@ -367,14 +367,9 @@ def _dates(report: dict) -> str | None:
 
 
 def _source(report: dict) -> str | None:
-    """The input clip, relative to the checkout's parent when it lives there, so the README is machine-neutral."""
+    """The input clip as the benchmark recorded it (``../shared/...``: the same README on every checkout)."""
     src = report.get("source")
-    if not isinstance(src, str) or not src:
-        return None
-    p = Path(src)
-    if p.is_absolute() and p.is_relative_to(ROOT.parent):
-        return f"../{p.relative_to(ROOT.parent).as_posix()}"
-    return src
+    return src if isinstance(src, str) and src else None
 
 
 def _provenance(report: dict) -> list[str]:
