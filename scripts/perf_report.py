@@ -270,13 +270,7 @@ def _loop_rows(report: dict) -> list[Row]:
     if figs is not None:
         rows.append(("shot analysis (every 4th frame) vs the same render", f"{figs[0]:.1f} ms = **{_pct(figs[1])}**",
                      ANALYSIS.column(figs[1])))
-    styles, ratios, sims = [], [], []
-    for style, v in _sec(sec, "flicker").items():
-        pair = _nums(v, "warping_ratio", "ssim")
-        if pair is not None:
-            styles.append(_cell(style))
-            ratios.append(pair[0])
-            sims.append(pair[1])
+    styles, ratios, sims = _per_style(_sec(sec, "flicker"), "warping_ratio", "ssim")
     if styles:
         rows.append((f"flicker: flow-stabilised warping error vs per-frame, real clip, {' / '.join(styles)}",
                      f"**{' / '.join(_x(r) for r in ratios)}** at SSIM {' / '.join(f'{s:.3f}' for s in sims)}",
@@ -284,16 +278,22 @@ def _loop_rows(report: dict) -> list[Row]:
     return rows
 
 
+def _per_style(sec: dict, a: str, b: str) -> tuple[list[str], list[float], list[float]]:
+    """Styles with both figures ``a`` and ``b`` measured, and those figures, in the report's order."""
+    styles, xs, ys = [], [], []
+    for style, v in sec.items():
+        pair = _nums(v, a, b)
+        if pair is not None:
+            styles.append(_cell(style))
+            xs.append(pair[0])
+            ys.append(pair[1])
+    return styles, xs, ys
+
+
 def _studio_rows(report: dict) -> list[Row]:
     sec = _sec(report, "studio")
     rows: list[Row] = []
-    styles, firsts, scrubs = [], [], []
-    for style, v in _sec(sec, "preview_1080p").items():
-        pair = _nums(v, "first", "scrub")
-        if pair is not None:
-            styles.append(_cell(style))
-            firsts.append(pair[0])
-            scrubs.append(pair[1])
+    styles, firsts, scrubs = _per_style(_sec(sec, "preview_1080p"), "first", "scrub")
     if styles:
         # bold marks the calls that miss the goal, so the row says which one did
         first = " / ".join(f"**{s:.2f}**" if not PREVIEW.met(s) else f"{s:.2f}" for s in firsts)
