@@ -41,7 +41,7 @@ from .job import JobSpec
 from .metrics import FrameMetrics, MetricsConfig, MetricsMeter, summarize, write_jsonl
 from .presets import TemporalConfig, studio_home
 from .stitch import container_holds, stitch
-from .temporal import Stabiliser, cut_distance
+from .temporal import FrameFeatures, Stabiliser, cut_distance, frame_features
 from .workers import LocalPool, default_workers, report_progress
 
 log = logging.getLogger(__name__)
@@ -347,23 +347,25 @@ def _style_frames(reader: Reader, writer: Writer, chunk: Chunk, offset: int, sty
     # pre-roll only warms temporal state; stylizers are pure in (frame, index), so without state it is skipped
     first = chunk.start - chunk.preroll if stateful else chunk.start
 
-    def pairs() -> Iterator[tuple[Any, np.ndarray | None]]:
+    def pairs() -> Iterator[tuple[Any, FrameFeatures | None, FrameFeatures | None]]:
+        """Frames with their temporal features and the previous frame's, measured once, on this thread."""
         prev = None
         for frame in reader.frames(first, chunk.stop):
-            yield frame, prev
-            prev = frame.rgb
+            feats = frame_features(frame.rgb, stab.needs_source) if stateful else None
+            yield frame, prev, feats
+            prev = feats
 
-    def prepare(item: tuple[Any, np.ndarray | None]) -> tuple[Any, bool, Any]:
-        frame, prev = item
+    def prepare(item: tuple[Any, FrameFeatures | None, FrameFeatures | None]) -> tuple[Any, bool, Any]:
+        frame, prev, feats = item
         with times.timed("motion"):
-            cut = stateful and cut_distance(prev, frame.rgb) > temporal.cut_threshold
-            motion = None if cut else stab.motion_between(prev, frame.rgb)
+            cut = feats is not None and cut_distance(prev, feats) > temporal.cut_threshold
+            motion = None if cut or feats is None else stab.motion_between(prev, feats, frame.rgb.shape[:2])
         with times.timed("stylize"):
             styled = stylizer.stylize(frame.rgb, frame.index)
         return styled, cut, motion
 
-    def process(pair: tuple[tuple[Any, np.ndarray | None], tuple[Any, bool, Any]]) -> tuple[Any, ...]:
-        (frame, _), (styled, cut, motion) = pair
+    def process(pair: tuple[tuple[Any, Any, Any], tuple[Any, bool, Any]]) -> tuple[Any, ...]:
+        (frame, _, _), (styled, cut, motion) = pair
         with times.timed("temporal"):
             if cut:
                 stab.reset()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import cv2
 import numpy as np
@@ -31,12 +31,24 @@ def frame_signature(rgb: np.ndarray) -> np.ndarray:
     return cv2.normalize(hist, None, 1.0, 0.0, cv2.NORM_L1).astype(np.float32)
 
 
-def cut_distance(prev: np.ndarray | None, rgb: np.ndarray) -> float:
-    """What :meth:`CutDetector.distance` gives for ``rgb`` after ``prev`` (None: the first frame), statelessly,
+class FrameFeatures(NamedTuple):
+    """What the temporal stage measures on one input frame, computed once (on the decoder's thread) and used
+    for the cut test and the motion towards both of its neighbours."""
+
+    signature: np.ndarray  # :func:`frame_signature`
+    small: np.ndarray | None  # the small grey copy the flow runs on (flow mode), else None
+
+
+def frame_features(rgb: np.ndarray, motion: bool) -> FrameFeatures:
+    return FrameFeatures(frame_signature(rgb), _Motion.small(rgb) if motion else None)
+
+
+def cut_distance(prev: FrameFeatures | None, cur: FrameFeatures) -> float:
+    """What :meth:`CutDetector.distance` gives for ``cur`` after ``prev`` (None: the first frame), statelessly,
     so it can be measured ahead on another thread."""
     if prev is None:
         return 0.0
-    return float(cv2.compareHist(frame_signature(prev), frame_signature(rgb), cv2.HISTCMP_BHATTACHARYYA))
+    return float(cv2.compareHist(prev.signature, cur.signature, cv2.HISTCMP_BHATTACHARYYA))
 
 
 @dataclass
@@ -89,7 +101,8 @@ class _Motion:
         self._prev = None
 
     @staticmethod
-    def _small(source: np.ndarray) -> np.ndarray:
+    def small(source: np.ndarray) -> np.ndarray:
+        """The grey copy the flow runs on: longer side :data:`_FLOW_SIDE`."""
         h, w = source.shape[:2]
         k = min(1.0, _FLOW_SIDE / max(h, w))
         return gray(source if k == 1 else cv2.resize(source, (max(8, round(w * k)), max(8, round(h * k))),
@@ -99,17 +112,14 @@ class _Motion:
         """Remember ``source`` ((H, W, 3) uint8 RGB input frame) and return how to pull the previous frame
         onto it: ``(map_x, map_y, reliable)``, (H, W) float32 each, for ``cv2.remap`` and as a 0..1 weight.
         None on the first frame after a reset, or when too little of the flow is reliable (a missed cut)."""
-        small = self._small(source)
+        small = self.small(source)
         prev, self._prev = self._prev, small
-        return self._between(prev, small, source.shape[:2])
+        return self.between(prev, small, source.shape[:2])
 
-    def between(self, prev_source: np.ndarray | None, source: np.ndarray) -> Motion | None:
-        """What :meth:`step` returns for ``source`` after ``prev_source``, without state: the frames' motion
-        can then be measured ahead, on several threads (one instance each), and applied in order."""
-        return self._between(None if prev_source is None else self._small(prev_source), self._small(source),
-                             source.shape[:2])
-
-    def _between(self, prev: np.ndarray | None, small: np.ndarray, size: tuple[int, int]) -> Motion | None:
+    def between(self, prev: np.ndarray | None, small: np.ndarray, size: tuple[int, int]) -> Motion | None:
+        """What :meth:`step` returns for the frame of ``small`` (:meth:`small`) and ``size`` (h, w) after the
+        frame of ``prev``, without state: motion can be measured ahead, on several threads (an instance
+        each), and applied in order."""
         h, w = size
         if prev is None or prev.shape != small.shape:
             return None
@@ -206,16 +216,16 @@ class Stabiliser:
             return self.apply(styled, self._motion.step(source))
         return self.apply(styled, None)
 
-    def motion_between(self, prev_source: np.ndarray | None, source: np.ndarray) -> Motion | None:
-        """The motion :meth:`__call__` would measure for ``source`` after ``prev_source`` (None: the first
-        frame, or the first after a cut), measured now and statelessly. Thread-safe: each thread gets its
-        own flow estimator. None outside flow mode."""
-        if self._motion is None or not self.active:
+    def motion_between(self, prev: FrameFeatures | None, cur: FrameFeatures, size: tuple[int, int]) -> Motion | None:
+        """The motion :meth:`__call__` would measure for a frame of ``size`` (h, w) with features ``cur``
+        after the frame of ``prev`` (None: the first frame, or the first after a cut), measured now and
+        statelessly. Thread-safe: each thread gets its own flow estimator. None outside flow mode."""
+        if not self.needs_source or prev is None or prev.small is None or cur.small is None:
             return None
         local = self._local.__dict__
         if "motion" not in local:
             local["motion"] = _Motion()
-        return local["motion"].between(prev_source, source)
+        return local["motion"].between(prev.small, cur.small, size)
 
     def apply(self, styled: Styled, motion: Motion | None) -> np.ndarray:
         """Stabilise one frame's layers with motion measured ahead (:meth:`motion_between`); the same as
