@@ -403,8 +403,10 @@ def markdown(report: dict) -> str:
         if table:
             lines += ["", *table]
     if _stage_rows(report):
-        lines += ["", "Stages: CPU ms per frame in one loop (a fresh process); motion and temporal are the flow "
-                  "stabiliser's two halves (measured ahead on threads, blended in order); machine limit = cores / "
+        lines += ["", "Stages: CPU ms per frame in one loop (a fresh process); decode includes the frame features "
+                  "the stabiliser needs (histogram signature, the flow's grey copy), measured on the decoder's "
+                  "thread; motion (the flow, measured ahead on threads) and temporal (the blend, in order) are "
+                  "the stabiliser's two halves; machine limit = cores / "
                   "their sum; the fps columns are whole CLI runs, start-up included. Default: the render as a user "
                   "starts it: a style with temporal state renders one chunk per two cores, its frames prepared "
                   "on two threads; a stateless one (cinematic) a chunk per core, which is chunk-parallel itself, "
