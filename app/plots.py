@@ -61,3 +61,17 @@ def shap_figure(values: Mapping[str, float]) -> go.Figure:
     fig.update_layout(height=60 + 24 * len(items), xaxis_title="SHAP (log-odds towards A)",
                       margin={"l": 10, "r": 10, "t": 10, "b": 30})
     return fig
+
+
+def stages_figure(perf: Mapping[str, Any]) -> go.Figure:
+    """Horizontal bars: ms a frame each thread of the render's chunks was busy (the prepare pool's time per
+    thread), the slowest one highlighted: where a render's time went, at a glance."""
+    threads = perf.get("thread_ms") or {}
+    slow = perf.get("bottleneck")
+    names = list(threads)[::-1]
+    fig = go.Figure(go.Bar(x=[threads[n] for n in names], y=names, orientation="h",
+                           text=[f"{threads[n]:.1f}" for n in names], textposition="outside",
+                           marker_color=["#e76f51" if n == slow else "#8ab17d" for n in names]))
+    fig.update_layout(height=60 + 32 * len(names), xaxis_title="ms per frame (busy)",
+                      margin={"l": 10, "r": 30, "t": 10, "b": 30})
+    return fig

@@ -209,6 +209,7 @@ def test_queue_page_finished_render(sample: Path, queue) -> None:
     no_errors(at)
     assert at.get("video") and at.get("download_button")
     assert at.get("plotly_chart") or any("no metrics recorded" in c.value for c in at.caption)
+    assert any(c.value.startswith("The bottleneck is ") for c in at.caption)  # where the render's time went
 
 
 def test_settings_render_on_a_cluster(studio_home: Path) -> None:

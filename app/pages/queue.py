@@ -10,7 +10,7 @@ import streamlit as st
 
 from app import components as ui
 from app.events import render_metrics
-from app.plots import render_metrics_figure, shots_figure
+from app.plots import render_metrics_figure, shots_figure, stages_figure
 from core.analysis import SCORE_NAMES
 
 st.title("Batch queue")
@@ -88,6 +88,11 @@ if job.kind == "render" and job.state == "done" and output.is_file():
         st.plotly_chart(render_metrics_figure(rows), key="queue.metrics")
     else:
         st.caption("no metrics recorded")
+    perf = (job.result or {}).get("perf")
+    if perf and perf.get("thread_ms"):
+        st.markdown("**Where the time went**")
+        st.plotly_chart(stages_figure(perf), key="queue.perf")
+        st.caption(perf.get("advice", ""))
     if summary:
         with st.expander("Summary"):
             st.json(summary)
