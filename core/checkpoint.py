@@ -29,7 +29,8 @@ class Checkpoint:
     job_hash: str
     output: str = ""
     done: dict[int, dict[str, Any]] = field(default_factory=dict)
-    #: the chunk plan as [id, start, stop, preroll] rows; a resumed job must keep the plan it started with
+    #: the chunk plan as [id, start, stop, preroll, carry] rows (older checkpoints: no carry column);
+    #: a resumed job must keep the plan it started with
     plan: list[list[int]] = field(default_factory=list)
 
     @classmethod

@@ -29,6 +29,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -200,6 +201,17 @@ class MetricsMeter:
     def reset(self) -> None:
         """Forget the previous frame: no temporal metric across a scene cut."""
         self._prev = None
+
+    def state_dict(self) -> dict[str, Any]:
+        """The kept frame (arrays and its index), so a chunk can go on where another stopped."""
+        k = self._prev
+        return {} if k is None else {"index": np.array(k.index), "in_grey": k.in_grey, "out_rgb": k.out_rgb,
+                                     "out_grey": k.out_grey}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._prev = None if "index" not in state else _Kept(int(state["index"]), np.asarray(state["in_grey"]),
+                                                              np.asarray(state["out_rgb"]),
+                                                              np.asarray(state["out_grey"]))
 
     def update(self, index: int, inp: np.ndarray, out: np.ndarray) -> FrameMetrics | None:
         """Metrics of output frame ``index`` against its input, both (H, W, 3) uint8 RGB of one size.

@@ -69,6 +69,7 @@ class Chunk:
     start: int
     stop: int
     preroll: int
+    carry: bool = False  # starts from the temporal state chunk ``id - 1`` saved (:func:`state_file`), not cold
 
     @property
     def frames(self) -> int:
@@ -86,6 +87,7 @@ class ChunkTask:
     pipelined: bool = True  # decode, process and encode overlap in threads (same bytes either way)
     clock: Callable[[], float] = time.perf_counter  # what the stage times are measured with
     threads: int = 1  # frames prepared at once (the style, the motion measure) when pipelined
+    keep_state: bool = False  # save the temporal state at the end for the next chunk, which carries it
 
 
 @dataclass(frozen=True)
@@ -193,44 +195,73 @@ def analyze_job(spec: JobSpec) -> Analysis:
 def plan_chunks(info: VideoInfo, chunk_seconds: float, preroll: int, min_chunks: int = 1) -> list[Chunk]:
     """Split the clip near every ``chunk_seconds``, at a keyframe when one lies within a quarter chunk.
 
-    ``min_chunks`` (the worker count): the chunk count is rounded up to a multiple of it and the chunks
-    made equal in work, so no worker idles while the last one finishes; never below one second a chunk.
-    Work, not length: every chunk but the first also renders ``preroll`` frames it does not keep (43 in
-    the balanced preset's flow mode; 14 % of a 300-frame clip split in two), so the first chunk is longer
-    by ``preroll x (n-1)/n`` frames and the others shorter by ``preroll / n``.
+    ``min_chunks``: how many chunks render at once (the worker count); the plan keeps them all busy to the end.
+
+    Without temporal state (``preroll`` 0) chunks are independent: their count is rounded up to a multiple of
+    ``min_chunks``, of equal length, never below one second.
+
+    With state, the clip is first cut into ``min_chunks`` *lanes* of consecutive chunks. A lane's first chunk
+    pays ``preroll`` frames it does not keep (43 in the balanced preset's flow mode) to warm the state; every
+    later chunk of the lane *carries* it: it starts from the state its predecessor saved when it finished, so
+    it costs no extra frame and its frames equal a single pass's, bit for bit. A lane's chunks render one
+    after the other; the lanes at once. Work, not length, is balanced: lane 0 (no pre-roll) is longer by
+    ``preroll x (n-1)/n`` frames, the others shorter by ``preroll / n``.
+
     Away from keyframes a chunk still starts anywhere (its reader decodes from the keyframe before), so
     clips with sparse keyframes still spread over the workers.
     """
-    first_extra = 0.0
-    if min_chunks > 1:
-        n = math.ceil(math.ceil(info.duration / chunk_seconds) / min_chunks) * min_chunks
-        chunk_seconds = max(1.0, info.duration / n)
-        n = max(1, round(info.duration / chunk_seconds))
-        frame_s = info.duration / max(1, info.frame_count)
-        shift = min(preroll * frame_s / n, chunk_seconds / 2)  # never more than half a chunk
-        first_extra, chunk_seconds = shift * n, chunk_seconds - shift
     tb, t0 = info.time_base, info.pts[0]
     times = [float((p - t0) * tb) for p in info.pts]
+    end = times[-1] + float(info.durations[-1] * tb)
+    if preroll <= 0:
+        lanes = math.ceil(math.ceil(info.duration / chunk_seconds) / min_chunks) * min_chunks if min_chunks > 1 else 1
+        lane_bounds = _split(info, times, 0, end, max(1.0, info.duration / lanes) if min_chunks > 1 else chunk_seconds)
+        return [Chunk(id=i, start=a, stop=b, preroll=0) for i, (a, b) in enumerate(itertools.pairwise(lane_bounds))]
+    lane_bounds = [0, info.frame_count]
+    if min_chunks > 1:
+        lane_s = max(1.0, info.duration / min_chunks)
+        n = max(1, round(info.duration / lane_s))
+        frame_s = info.duration / max(1, info.frame_count)
+        shift = min(preroll * frame_s / n, lane_s / 2)  # never more than half a lane
+        lane_bounds = _split(info, times, 0, end, lane_s - shift, first_extra=shift * n)
+    chunks: list[Chunk] = []
+    for a, b in itertools.pairwise(lane_bounds):
+        inner = _split(info, times, a, times[b] if b < info.frame_count else end, chunk_seconds)
+        for j, (s0, s1) in enumerate(itertools.pairwise(inner)):
+            chunks.append(Chunk(id=len(chunks), start=s0, stop=s1, preroll=min(preroll, s0) if j == 0 else 0,
+                                carry=j > 0))
+    return chunks
+
+
+def _split(info: VideoInfo, times: list[float], first: int, end: float, seconds: float,
+           first_extra: float = 0.0) -> list[int]:
+    """Frame bounds from frame ``first`` to the frame ending at ``end`` seconds, about every ``seconds``
+    (the first piece ``first_extra`` longer), each at the nearest keyframe within a quarter piece."""
     key_idx = info.keyframe_indices
-    bounds = [0]
+    stop = int(np.searchsorted(times, end - 1e-9)) if end < times[-1] else info.frame_count
+    bounds = [first]
     while True:
-        target = times[bounds[-1]] + chunk_seconds + (first_extra if len(bounds) == 1 else 0.0)
-        if target >= times[-1] + float(info.durations[-1] * tb) - chunk_seconds / 4:
+        target = times[bounds[-1]] + seconds + (first_extra if len(bounds) == 1 else 0.0)
+        if target >= end - seconds / 4:
             break
-        near = [i for i in key_idx if i > bounds[-1] and abs(times[i] - target) <= chunk_seconds / 4]
+        near = [i for i in key_idx if bounds[-1] < i < stop and abs(times[i] - target) <= seconds / 4]
         nxt = min(near, key=lambda i: abs(times[i] - target)) if near else int(np.searchsorted(times, target))
-        if nxt <= bounds[-1] or nxt >= info.frame_count:
+        if nxt <= bounds[-1] or nxt >= stop:
             break
         bounds.append(nxt)
-    bounds.append(info.frame_count)
-    pairs = enumerate(itertools.pairwise(bounds))
-    return [Chunk(id=i, start=a, stop=b, preroll=min(preroll, a)) for i, (a, b) in pairs]
+    bounds.append(stop)
+    return bounds
 
 
 # ---------------------------------------------------------------------------------------------- step 4
 
 def chunk_file(chunk: Chunk, output: str) -> str:
     return f"chunk_{chunk.id:04d}{Path(output).suffix.lower()}"
+
+
+def state_file(chunk_id: int) -> str:
+    """Where chunk ``chunk_id`` leaves its temporal state for the chunk after it (see :class:`_Carry`)."""
+    return f"state_{chunk_id:04d}.npz"
 
 
 def render_chunk(task: ChunkTask) -> dict[str, Any]:
@@ -247,6 +278,7 @@ def render_chunk(task: ChunkTask) -> dict[str, Any]:
     final = Path(task.work_dir) / chunk_file(chunk, spec.output)
     offset = info.pts[chunk.start]  # chunk files start at pts 0; the stitcher adds this back
     times = stages.StageTimes(task.clock)
+    carry: _Carry | None = None
     with atomic.atomic_path(final) as tmp:
         with Reader(info) as reader, Writer(tmp, width=info.width, height=info.height, fps=info.fps,
                                             time_base=info.time_base, color=info.color,
@@ -257,11 +289,17 @@ def render_chunk(task: ChunkTask) -> dict[str, Any]:
             elif table is not None and reader.rgbx_ok():
                 flow, cut_frames = _table_frames(reader, writer, chunk, offset, table)
             else:
+                carry = _Carry(Stabiliser(spec.preset.temporal, enabled=type(stylizer).stabilise),
+                               MetricsMeter(RENDER_METRICS))
+                if chunk.carry:
+                    carry.load(Path(task.work_dir) / state_file(chunk.id - 1), chunk.start - 1)
                 flow, cut_frames = _style_frames(reader, writer, chunk, offset, stylizer, spec.preset.temporal,
-                                                 MetricsMeter(RENDER_METRICS), measured, times)
+                                                 carry, measured, times)
             stages.run(flow.source, flow.process, flow.sink, times, prepare=flow.prepare, threads=task.threads,
                        pipelined=task.pipelined)
             written = writer.frames_written
+            if task.keep_state and carry is not None:
+                carry.save(Path(task.work_dir) / state_file(chunk.id), chunk.stop - 1)
         if written != chunk.frames:
             raise RenderError(f"{spec.input}: chunk {chunk.id} wrote {written} of {chunk.frames} frames")
     report_progress(chunk.id, written)
@@ -271,7 +309,44 @@ def render_chunk(task: ChunkTask) -> dict[str, Any]:
               "codec": writer.codec, "stages": times.to_json()}
     if measured:
         record["metrics"] = write_jsonl(measured, final.with_name(f"metrics_{chunk.id:04d}.jsonl")).name
+    if task.keep_state and carry is not None:
+        record["state"] = state_file(chunk.id)
     return record
+
+
+class _Carry:
+    """A chunk's temporal state at a frame: the stabiliser's layers, the input frame's features (for the next
+    frame's cut test and motion) and the metrics meter's kept frame. Saved when a chunk ends and loaded by the
+    next chunk of its lane, which then renders exactly what a single pass would, without pre-roll."""
+
+    def __init__(self, stab: Stabiliser, meter: MetricsMeter) -> None:
+        self.stab, self.meter = stab, meter
+        self.feats: FrameFeatures | None = None  # the last input frame's
+
+    def save(self, path: Path, index: int) -> None:
+        arrays: dict[str, np.ndarray] = {"index": np.array(index)}
+        for group, state in (("stab", self.stab.state_dict()), ("meter", self.meter.state_dict()),
+                             ("feats", self.feats._asdict() if self.feats is not None else {})):
+            arrays.update({f"{group}.{k}": np.asarray(v) for k, v in state.items() if v is not None})
+        with atomic.atomic_path(path) as tmp, open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+
+    def load(self, path: Path, index: int) -> None:
+        """The state saved at frame ``index``; a missing or foreign file is a render error (the chunk before
+        must be rendered again), never a silently cold start."""
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                data = {k: z[k] for k in z.files}
+        except (OSError, ValueError) as exc:
+            raise RenderError(f"{path}: the state the chunk before left is unreadable ({exc})") from None
+        if int(data.get("index", -1)) != index:
+            raise RenderError(f"{path}: holds the state of frame {int(data.get('index', -1))}, not {index}")
+        group = {g: {k.split(".", 1)[1]: v for k, v in data.items() if k.startswith(g + ".")}
+                 for g in ("stab", "meter", "feats")}
+        self.stab.load_state_dict(group["stab"])
+        self.meter.load_state_dict(group["meter"])
+        f = group["feats"]
+        self.feats = FrameFeatures(f["signature"], f.get("small")) if "signature" in f else None
 
 
 @dataclass(frozen=True)
@@ -330,7 +405,7 @@ def _table_frames(reader: Reader, writer: Writer, chunk: Chunk, offset: int,
 
 
 def _style_frames(reader: Reader, writer: Writer, chunk: Chunk, offset: int, stylizer: Stylizer,
-                  temporal: TemporalConfig, meter: MetricsMeter, measured: list[FrameMetrics],
+                  temporal: TemporalConfig, carry: _Carry, measured: list[FrameMetrics],
                   times: stages.StageTimes) -> tuple[Flow, list[int]]:
     """The frame contract path: RGB frames through the style and the temporal stage.
 
@@ -339,9 +414,11 @@ def _style_frames(reader: Reader, writer: Writer, chunk: Chunk, offset: int, sty
     may run several frames at once; the stabiliser's blend, which needs the previous output, is the
     process stage, in order; the metrics are taken beside the encoder. ``meter`` sees every output frame
     (pre-roll included, so the chunk's first frames have temporal metrics) and is reset at cuts like the
-    stabiliser; the chunk's own measured frames go to ``measured``. Stage parts are timed in ``times``:
-    stylize and motion (prepare), temporal (process), measure (encode)."""
-    stab = Stabiliser(temporal, enabled=type(stylizer).stabilise)
+    stabiliser; the chunk's own measured frames go to ``measured``. ``carry`` holds the stabiliser and the
+    meter, loaded with the previous chunk's state for a carrying chunk, and keeps the last frame's features
+    for the next. Stage parts are timed in ``times``: stylize and motion (prepare), temporal (process),
+    measure (encode)."""
+    stab, meter = carry.stab, carry.meter
     cut_frames: list[int] = []
     stateful = stab.active  # cuts only matter where there is temporal state to reset
     # pre-roll only warms temporal state; stylizers are pure in (frame, index), so without state it is skipped
@@ -349,11 +426,11 @@ def _style_frames(reader: Reader, writer: Writer, chunk: Chunk, offset: int, sty
 
     def pairs() -> Iterator[tuple[Any, FrameFeatures | None, FrameFeatures | None]]:
         """Frames with their temporal features and the previous frame's, measured once, on this thread."""
-        prev = None
+        prev = carry.feats
         for frame in reader.frames(first, chunk.stop):
             feats = frame_features(frame.rgb, stab.needs_source) if stateful else None
             yield frame, prev, feats
-            prev = feats
+            prev = carry.feats = feats
 
     def prepare(item: tuple[Any, FrameFeatures | None, FrameFeatures | None]) -> tuple[Any, bool, Any]:
         frame, prev, feats = item
@@ -506,23 +583,25 @@ def _render(spec: JobSpec, workers: int | None, executor: Executor | None, on_pr
         _remove_superseded(work_root(), str(Path(spec.output).resolve()), work_dir)
         ckpt = Checkpoint.open(work_dir, job_hash, str(Path(spec.output).resolve()))
         if ckpt.plan:  # step 3: a resumed job keeps its plan, whatever the worker count is now
-            chunks = [Chunk(*c) for c in ckpt.plan]
+            chunks = [Chunk(*c[:4], carry=bool(c[4:5] and c[4])) for c in ckpt.plan]
         if not ckpt.plan:
             stateful = Stabiliser(spec.preset.temporal, enabled=get_style(spec.style).stabilise).active
             preroll = spec.preset.temporal.preroll_frames() if stateful else 0  # no state: no pre-roll to pay
             chunks = plan_chunks(info, spec.preset.chunk_seconds, preroll, wanted)
-            ckpt.plan = [[c.id, c.start, c.stop, c.preroll] for c in chunks]
+            ckpt.plan = [[c.id, c.start, c.stop, c.preroll, int(c.carry)] for c in chunks]
             ckpt.save()
         plan_ids = {c.id for c in chunks}
         # a chunk file of another container (the same job sent to .mkv, then to .mp4) is not reused
         same_kind = {c.id for c in chunks if ckpt.done.get(c.id, {}).get("file") == chunk_file(c, spec.output)}
-        reused = tuple(sorted(ckpt.verified() & plan_ids & same_kind))
+        reused = _reusable(chunks, ckpt.verified() & plan_ids & same_kind, work_dir)
         ckpt.done = {k: v for k, v in ckpt.done.items() if k in reused}
         todo = [c for c in chunks if c.id not in reused]
         already = sum(c.frames for c in chunks if c.id in reused)
         if on_start:
             on_start(info.frame_count, already)
-        at_once = max(1, min(len(todo), wanted))
+        todo_ids = {c.id for c in todo}
+        lanes = sum(1 for c in todo if not c.carry or c.id - 1 not in todo_ids)  # chunks that can run at once
+        at_once = max(1, min(lanes, wanted))
         if pipelined is None:
             pipelined = pipeline_auto(at_once)
         threads = max(1, (os.cpu_count() or 1) // at_once) if pipelined else 1
@@ -597,21 +676,40 @@ def _result(fut: Future, spec: JobSpec, what: str) -> Any:
         raise RenderError(f"{spec.input}: the worker process died during {what} (the file may be corrupt)") from None
 
 
+def _reusable(chunks: list[Chunk], verified: set[int], work_dir: Path) -> tuple[int, ...]:
+    """The verified chunks a resumed render keeps: all of them, except one whose successor carries its state,
+    must be rendered, and whose state file is gone (it is rendered again to leave that state)."""
+    keep = set(verified)
+    carried = {c.id for c in chunks if c.carry}
+    for c in reversed(chunks):  # from the end: dropping a chunk may make the one before it needed
+        nxt = c.id + 1
+        if c.id in keep and nxt in carried and nxt not in keep and not (work_dir / state_file(c.id)).is_file():
+            log.warning("%s: chunk %d's saved state is missing; rendering it again for chunk %d", work_dir, c.id, nxt)
+            keep.discard(c.id)
+    return tuple(sorted(keep))
+
+
 def _run_chunks(ex: Executor, pool: LocalPool | None, spec: JobSpec, analysis: Analysis, todo: Iterable[Chunk],
                 work_dir: Path, ckpt: Checkpoint, already: int, on_progress: ProgressFn | None,
                 pipelined: bool, threads: int, at_once: int) -> None:
-    """Render ``todo`` with at most ``at_once`` chunks running, in plan order, checkpointing each."""
+    """Render ``todo`` with at most ``at_once`` chunks running, checkpointing each. A chunk starts in plan
+    order once it is ready: a carrying chunk when the chunk before it is done (and has left its state)."""
     futures: dict[Future, Chunk] = {}
-    queued = iter(todo)
+    queued = list(todo)
+    successors = {c.id - 1 for c in queued if c.carry}  # chunks whose end state a chunk still to render needs
 
-    def submit_next() -> None:
-        chunk = next(queued, None)
-        if chunk is not None:
-            task = ChunkTask(spec, analysis, chunk, str(work_dir.absolute()), pipelined, threads=threads)
+    def submit_ready() -> None:
+        running = len(futures) - len(ckpt.done.keys() & {c.id for c in futures.values()})
+        for chunk in [c for c in queued if not c.carry or c.id - 1 in ckpt.done]:
+            if running >= at_once:
+                return
+            queued.remove(chunk)
+            task = ChunkTask(spec, analysis, chunk, str(work_dir.absolute()), pipelined, threads=threads,
+                             keep_state=chunk.id in successors)
             futures[ex.submit(render_chunk, task)] = chunk
+            running += 1
 
-    for _ in range(at_once):
-        submit_next()
+    submit_ready()
     live: dict[int, int] = {}
     total = analysis.info.frame_count
     pending = set(futures)
@@ -631,7 +729,7 @@ def _run_chunks(ex: Executor, pool: LocalPool | None, spec: JobSpec, analysis: A
             ckpt.mark_done(chunk.id, record)
             live[chunk.id] = record["frames"]
             n = len(futures)
-            submit_next()
+            submit_ready()
             pending |= set(list(futures)[n:])
         if pool is not None:
             for cid, n in pool.drain():
@@ -639,6 +737,9 @@ def _run_chunks(ex: Executor, pool: LocalPool | None, spec: JobSpec, analysis: A
                     live[cid] = n
         if on_progress:
             on_progress(already + sum(live.values()), total)
+    if queued:  # a plan the scheduler cannot finish (a carrying chunk without its predecessor): never publish it
+        raise RenderError(f"{spec.input}: chunks {[c.id for c in queued]} could not start: the chunks before them "
+                          "were neither rendered nor kept")
 
 
 # ---------------------------------------------------------------------------------------------- preview

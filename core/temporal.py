@@ -1,9 +1,10 @@
 """Temporal stage: scene-cut detection on the input and EMA stabilisation of the stylized layers, either
 in place or motion-compensated along the input's optical flow.
 
-State is explicit and serialisable (``state_dict`` / ``load_state_dict``). Chunks cross their edges by
-pre-roll instead of carrying state: a chunk decodes :meth:`TemporalConfig.preroll_frames` frames before
-its start, which leaves the EMA within a quarter code value of a single-pass render.
+State is explicit and serialisable (``state_dict`` / ``load_state_dict``). A chunk that follows another in
+its lane carries the state that one saved (a single pass's frames, exactly); a lane's first chunk starts
+cold and decodes :meth:`TemporalConfig.preroll_frames` frames before its start, which leaves the EMA within
+a quarter code value of a single-pass render (see :func:`core.pipeline.plan_chunks`).
 """
 
 from __future__ import annotations

@@ -94,6 +94,37 @@ def test_chunked_equals_single(clips: dict[str, Path], tmp_path: Path) -> None:
     assert diff.max() <= 2 and diff.mean() <= 0.1, (diff.max(), diff.mean())
 
 
+@pytest.mark.parametrize(("clip", "style", "seconds"), [("long", "cartoon", 1.0), ("cut", "pencil", 0.625)])
+def test_carried_chunks_equal_a_single_pass(clips: dict[str, Path], tmp_path: Path, clip: str, style: str,
+                                            seconds: float) -> None:
+    """One chunk at a time: every chunk after the first starts from the state the one before saved, so the
+    frames and the measured metrics are a single pass's exactly (the cut clip has a chunk edge just before
+    its cut at 31, found from the carried features of frame 30)."""
+    lossless = {"encoder.codec": "ffv1"}
+    one, many = tmp_path / "one.mkv", tmp_path / "many.mkv"
+    r1 = render(build_job(clips[clip], one, style, "balanced", lossless, chunk_seconds=100), workers=1)
+    rn = render(build_job(clips[clip], many, style, "balanced", lossless, chunk_seconds=seconds), workers=1)
+    assert r1.chunks == 1 and rn.chunks >= 3 and rn.cuts == r1.cuts
+    assert np.array_equal(np.stack(decode_all(one)), np.stack(decode_all(many)))
+    assert Path(rn.metrics).read_text() == Path(r1.metrics).read_text()
+
+
+def test_missing_state_renders_the_chunk_before_again(clips: dict[str, Path], tmp_path: Path) -> None:
+    """A resumed render whose next chunk needs a saved state that is gone renders the chunk that leaves it."""
+    spec = build_job(clips["long"], tmp_path / "o.mkv", "pencil", "balanced", {"encoder.codec": "ffv1"},
+                     chunk_seconds=1)
+    ref = render(spec, workers=1, keep_work=True)
+    work = work_root() / ref.job_hash
+    assert ref.chunks == 4 and sorted(p.name for p in work.glob("state_*.npz")) == [
+        "state_0000.npz", "state_0001.npz", "state_0002.npz"]
+    frames = decode_all(tmp_path / "o.mkv")
+    (work / "chunk_0002.mkv").unlink()
+    (work / "state_0001.npz").unlink()
+    again = render(spec, workers=1, keep_work=True)
+    assert again.reused_chunks == (0, 3)
+    assert np.array_equal(np.stack(decode_all(tmp_path / "o.mkv")), np.stack(frames))
+
+
 def test_chunks_cover_every_frame_once(clips: dict[str, Path]) -> None:
     for name in ("long", "vfr_audio", "cut"):
         info = probe(clips[name])
@@ -101,7 +132,15 @@ def test_chunks_cover_every_frame_once(clips: dict[str, Path]) -> None:
             chunks = plan_chunks(info, secs, preroll=5)
             covered = [i for c in chunks for i in range(c.start, c.stop)]
             assert covered == list(range(info.frame_count))
-            assert all(c.preroll == min(5, c.start) for c in chunks)
+            # one lane (one chunk at a time): every chunk after the first carries its predecessor's state
+            assert not chunks[0].carry and all(c.carry and c.preroll == 0 for c in chunks[1:])
+            for lanes in (2, 3):
+                plan = plan_chunks(info, secs, preroll=5, min_chunks=lanes)
+                assert [i for c in plan for i in range(c.start, c.stop)] == list(range(info.frame_count))
+                starts = [c for c in plan if not c.carry]
+                assert len(starts) == min(lanes, len(plan)) and starts[0].id == 0
+                assert all(c.preroll == min(5, c.start) for c in starts)
+                assert all(c.preroll == 0 for c in plan if c.carry)
 
 
 def test_plan_balances_the_pre_roll_work(tmp_path: Path) -> None:
