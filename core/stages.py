@@ -8,8 +8,9 @@ the previous output: the stabiliser's blend) takes the frames in order. The heav
 (FFmpeg's decoder and encoder, swscale, OpenCV, ONNX Runtime, large NumPy operations) runs without the
 GIL, so the threads really overlap. The queues bound memory (``depth`` frames each, ``2 x threads``
 being prepared) and give back-pressure: a fast decoder waits for room instead of decoding the whole chunk
-ahead. Frames keep their order, and each stage sees them exactly as in the sequential loop, so the
-output is the same bytes.
+ahead. The pool's threads run at a lower priority than the in-order stages, which nothing can overtake.
+Frames keep their order, and each stage sees them exactly as in the sequential loop, so the output is the
+same bytes.
 
 Each stage records how long it was busy and how long it waited (for input, or for room downstream);
 :func:`bottleneck` turns a render's sums into a sentence a user can act on.
@@ -18,6 +19,7 @@ Each stage records how long it was busy and how long it waited (for input, or fo
 from __future__ import annotations
 
 import contextlib
+import os
 import queue
 import threading
 import time
@@ -138,7 +140,7 @@ def _prepared(items: Iterator[Any], prepare: Callable[[Any], Any], threads: int,
             yield item, timed(item)
         return
     waited = 0.0
-    pool = ThreadPoolExecutor(threads, thread_name_prefix="vp-prepare")
+    pool = ThreadPoolExecutor(threads, thread_name_prefix="vp-prepare", initializer=_lower_priority)
     try:
         window: deque = deque()
         for item in items:
@@ -158,6 +160,20 @@ def _prepared(items: Iterator[Any], prepare: Callable[[Any], Any], threads: int,
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
         times.wait["process:prepare"] = times.wait.get("process:prepare", 0.0) + waited
+
+
+#: how much lower the prepare pool's threads run than the in-order stages (Linux nice steps, per thread).
+#: The pool's work can wait in its window; the blend and the encoder cannot without stalling everything
+#: behind them. Given way to, they keep the cores busy: pencil at 720p on 2 cores went from 94.5 % to
+#: 96.5 % busy (comic 93.4 -> 96.4 %), three runs each; nice 2 and 10 did less.
+PREPARE_NICE = 5
+
+
+def _lower_priority() -> None:
+    """Pool initializer: lower this thread's priority (not the process's); harmless where unsupported."""
+    with contextlib.suppress(OSError, AttributeError):
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + PREPARE_NICE)
 
 
 def _threaded(it: Iterator[Any], process: Callable[[Any], Any], sink: Callable[[Any], None], times: StageTimes,

@@ -147,3 +147,26 @@ def test_a_failing_prepare_raises_here() -> None:
     with pytest.raises(ValueError, match="bad frame"):
         stages.run(range(100), lambda pair: pair, lambda _: None, stages.StageTimes(), prepare=prepare, threads=2)
     assert threading.active_count() == before
+
+
+@pytest.mark.skipif(not hasattr(os, "getpriority"), reason="per-thread priorities are a POSIX/Linux feature")
+def test_prepare_pool_gives_way_to_the_in_order_stages() -> None:
+    """The pool's threads run ``PREPARE_NICE`` steps below the blend and the encoder; this thread is untouched."""
+    def nice() -> int:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    mine = nice()
+    seen: dict[str, set[int]] = {"prepare": set(), "process": set(), "sink": set()}
+
+    def prepare(x: int) -> int:
+        seen["prepare"].add(nice())
+        return x
+
+    def process(pair: tuple[int, int]) -> int:
+        seen["process"].add(nice())
+        return pair[0]
+
+    stages.run(range(20), process, lambda _: seen["sink"].add(nice()), stages.StageTimes(), prepare=prepare,
+               threads=2)
+    assert seen["process"] == seen["sink"] == {mine} == {nice()}
+    assert seen["prepare"] == {min(19, mine + stages.PREPARE_NICE)}
