@@ -295,7 +295,7 @@ class Reader:
     def frames(self, start: int = 0, stop: int | None = None) -> Iterator[Frame]:
         """Yield frames ``start <= index < stop`` in order; raises RenderError if any are missing."""
         for idx, frame in self.decoded(start, stop):
-            yield Frame(self._to_rgb(frame), idx, frame.pts, self.info.time_base, self.info.durations[idx])
+            yield Frame(self.to_rgb(frame), idx, frame.pts, self.info.time_base, self.info.durations[idx])
 
     def decoded(self, start: int = 0, stop: int | None = None) -> Iterator[tuple[int, av.VideoFrame]]:
         """Like :meth:`frames` but yields (index, the decoder's own frame), for pass-through copies."""
@@ -339,7 +339,8 @@ class Reader:
         except av.error.FFmpegError as exc:
             raise RenderError(f"{self.info.path}: decoding failed ({_why(exc)})") from None
 
-    def _to_rgb(self, frame: av.VideoFrame) -> np.ndarray:
+    def to_rgb(self, frame: av.VideoFrame) -> np.ndarray:
+        """A decoded frame (:meth:`decoded`) as the upright (H, W, 3) uint8 RGB :meth:`frames` gives."""
         return rotate_upright(av_to_rgb(frame, self.info.color, self._reformatter), self.info.rotation)
 
     def rgbx_ok(self) -> bool:

@@ -147,6 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--frames", type=int, default=300)
     ap.add_argument("--styles", default="none,pencil,cartoon,comic,cinematic")
     ap.add_argument("--repeat", type=int, default=3, help="alternating runs per side in the ffmpeg comparison")
+    ap.add_argument("--stage-loops", type=int, default=3,
+                    help="the stages section renders a shot of this many times --frames (the clip looped)")
     ap.add_argument("--only", default=",".join(SECTIONS), help="sections to run")
     ap.add_argument("--json", help="also write this run's figures as JSON here")
     ap.add_argument("--out", default=str(ROOT / "docs" / "perf"), help="where benchmark.json and .html go")
@@ -345,14 +347,19 @@ def _styles(args, clips, tmp, home, cores, styles, ident, report) -> None:
 
 def _stages(args, clips, tmp, home, cores, styles, report) -> None:
     """Per classical style at 720p: the stages' CPU costs, the machine limit they give, and the render's fps
-    the default way (chunks prepared on several threads, ``--workers`` unset) and chunk-parallel (a chunk
-    per core, ``--pipeline off``), alternating ``--repeat`` times (medians)."""
+    on a shot of ``--stage-loops`` x the clip (30 s by default: a render's fixed start-up, ~0.5 s, is then a
+    shot's share, not a third of a 1-second one) the default way (chunks prepared on several threads,
+    ``--workers`` unset) and chunk-parallel (a chunk per core, ``--pipeline off``), alternating ``--repeat``
+    times (medians)."""
     import statistics
 
     from core.stages import bottleneck
 
     report["stages"] = {}
-    print(f"\nstages, 720p, CPU ms per frame (one loop, {args.frames} frames) -> machine limit = {cores} cores / sum:")
+    n_shot = args.frames * args.stage_loops
+    shot = make_input(tmp / "in_720p_shot.mp4", 1280, 720, args.frames, loops=args.stage_loops)
+    print(f"\nstages, 720p, CPU ms per frame (one loop, {args.frames} frames) -> machine limit = {cores} cores / sum; "
+          f"renders of a {n_shot}-frame shot:")
     for style in [s for s in styles if s in ("pencil", "cartoon", "comic", "cinematic")]:
         costs = _stage_costs(clips[720], style)
         n = costs["frames"]
@@ -363,9 +370,9 @@ def _stages(args, clips, tmp, home, cores, styles, report) -> None:
         cost_ms["encode"] = ms.get("encode", 0.0) - ms.get("measure", 0.0)  # the encoder's own share of its thread
         runs: dict[str, list[Run]] = {"pipelined": [], "chunk-parallel": []}
         for _ in range(args.repeat):
-            runs["pipelined"].append(measure(cli_render(clips[720], tmp / "st_p.mp4", style, 0, home), args.frames))
-            runs["chunk-parallel"].append(measure(cli_render(clips[720], tmp / "st_c.mp4", style, cores, home,
-                                                             ["--pipeline", "off"]), args.frames))
+            runs["pipelined"].append(measure(cli_render(shot, tmp / "st_p.mp4", style, 0, home), n_shot))
+            runs["chunk-parallel"].append(measure(cli_render(shot, tmp / "st_c.mp4", style, cores, home,
+                                                             ["--pipeline", "off"]), n_shot))
         fps = {k: statistics.median(r.fps for r in v) for k, v in runs.items()}
         b = bottleneck(costs)
         of_limit, vs = fps["pipelined"] / limit, fps["pipelined"] / fps["chunk-parallel"]
@@ -376,7 +383,7 @@ def _stages(args, clips, tmp, home, cores, styles, report) -> None:
         report["stages"][style] = {"cost_ms": cost_ms, "limit_fps": limit, "pipelined_fps": fps["pipelined"],
                                    "sequential_fps": fps["chunk-parallel"], "of_limit": of_limit,
                                    "pipelined_vs_sequential": vs, "bottleneck": b.advice if b else "",
-                                   "repeat": args.repeat}
+                                   "repeat": args.repeat, "shot_frames": n_shot}
 
 
 def _stage_costs(clip: Path, style: str) -> dict:

@@ -403,16 +403,18 @@ def markdown(report: dict) -> str:
         if table:
             lines += ["", *table]
     if _stage_rows(report):
+        shots = {v.get("shot_frames") for v in _sec(report, "stages").values() if isinstance(v, dict)}
+        shot = next(iter(shots)) if len(shots) == 1 and None not in shots else report.get("frames", "?")
         lines += ["", "Stages: CPU ms per frame in one loop (a fresh process); decode includes the frame features "
                   "the stabiliser needs (histogram signature, the flow's grey copy), measured on the decoder's "
                   "thread; motion (the flow, measured ahead on threads) and temporal (the blend, in order) are "
-                  "the stabiliser's two halves; machine limit = cores / "
-                  "their sum; the fps columns are whole CLI runs, start-up included. Default: the render as a user "
-                  "starts it: a style with temporal state renders one chunk per two cores, its frames prepared "
-                  "on two threads; a stateless one (cinematic) a chunk per core, which is chunk-parallel itself, "
-                  "so its ratio only shows the noise. Chunk-parallel: a chunk per core, one loop each "
-                  f"(`--pipeline off`). Targets: default fps {OF_LIMIT.text}; default vs chunk-parallel "
-                  f"{PIPE_VS_SEQ.text}."]
+                  "the stabiliser's two halves; machine limit = cores / their sum. The fps columns are whole CLI "
+                  f"runs, start-up included, of a {shot}-frame shot (the clip looped). Default: the render as a "
+                  "user starts it: a style with temporal state renders one lane of chunks per two cores (each "
+                  "chunk carrying the state the one before left), its frames prepared on two threads; a stateless "
+                  "one (cinematic) a chunk per core, which is chunk-parallel itself, so its ratio only shows the "
+                  "noise. Chunk-parallel: a lane per core, one loop each (`--pipeline off`). Targets: default fps "
+                  f"{OF_LIMIT.text}; default vs chunk-parallel {PIPE_VS_SEQ.text}."]
     return "\n".join(lines) + "\n"
 
 

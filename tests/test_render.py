@@ -125,6 +125,18 @@ def test_missing_state_renders_the_chunk_before_again(clips: dict[str, Path], tm
     assert np.array_equal(np.stack(decode_all(tmp_path / "o.mkv")), np.stack(frames))
 
 
+def test_read_samples_decodes_from_each_keyframe(clips: dict[str, Path]) -> None:
+    """Samples (on keyframes, between them, several after one keyframe) equal a full pass's frames."""
+    from core.pipeline import read_samples
+
+    info = probe(clips["long"])  # keyframes every 25 frames
+    want = [0, 10, 24, 25, 60, 61, 99]
+    full = decode_all(clips["long"])
+    got = read_samples(info, want)
+    assert len(got) == len(want) and all(np.array_equal(g, full[i]) for g, i in zip(got, want, strict=True))
+    assert read_samples(info, []) == []
+
+
 def test_chunks_cover_every_frame_once(clips: dict[str, Path]) -> None:
     for name in ("long", "vfr_audio", "cut"):
         info = probe(clips[name])
