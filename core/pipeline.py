@@ -262,7 +262,7 @@ def _split(info: VideoInfo, times: list[float], first: int, end: float, seconds:
             break
         near = [i for i in key_idx if bounds[-1] < i < stop and abs(times[i] - target) <= seconds / 4]
         nxt = min(near, key=lambda i: abs(times[i] - target)) if near else int(np.searchsorted(times, target))
-        if nxt <= bounds[-1] or nxt >= stop:
+        if nxt <= bounds[-1] or nxt >= stop or end - times[nxt] < seconds / 4:  # a short tail joins the piece
             break
         bounds.append(nxt)
     bounds.append(stop)
