@@ -350,7 +350,7 @@ def _stages(args, clips, tmp, home, cores, styles, report) -> None:
     on a shot of ``--stage-loops`` x the clip (30 s by default: a render's fixed start-up, ~0.5 s, is then a
     shot's share, not a third of a 1-second one) the default way (chunks prepared on several threads,
     ``--workers`` unset) and chunk-parallel (a chunk per core, ``--pipeline off``), alternating ``--repeat``
-    times (medians)."""
+    times with the cost measurement (medians of each)."""
     import statistics
 
     from core.stages import bottleneck
@@ -361,18 +361,23 @@ def _stages(args, clips, tmp, home, cores, styles, report) -> None:
     print(f"\nstages, 720p, CPU ms per frame (one loop, {args.frames} frames) -> machine limit = {cores} cores / sum; "
           f"renders of a {n_shot}-frame shot:")
     for style in [s for s in styles if s in ("pencil", "cartoon", "comic", "cinematic")]:
-        costs = _stage_costs(clips[720], style)
-        n = costs["frames"]
+        # the costs are measured beside each pair of renders, not once: this machine's speed drifts by 10-20 %
+        # within minutes, and a limit taken in a slow (or fast) minute would skew every ratio against it
+        measured: list[dict] = []
+        runs: dict[str, list[Run]] = {"pipelined": [], "chunk-parallel": []}
+        for _ in range(args.repeat):
+            measured.append(_stage_costs(clips[720], style))
+            runs["pipelined"].append(measure(cli_render(shot, tmp / "st_p.mp4", style, 0, home), n_shot))
+            runs["chunk-parallel"].append(measure(cli_render(shot, tmp / "st_c.mp4", style, cores, home,
+                                                             ["--pipeline", "off"]), n_shot))
+        n = measured[0]["frames"]
+        keys = {k for c in measured for k in c["busy"]}
+        costs = {**measured[0], "busy": {k: statistics.median(c["busy"].get(k, 0.0) for c in measured) for k in keys}}
         ms = {k: 1000 * v / n for k, v in costs["busy"].items()}
         total = sum(ms.get(k, 0.0) for k in ("decode", "prepare", "process", "encode"))
         limit = cores / (total / 1000)
         cost_ms = {k: ms.get(k, 0.0) for k in ("decode", "stylize", "motion", "temporal", "measure")}
         cost_ms["encode"] = ms.get("encode", 0.0) - ms.get("measure", 0.0)  # the encoder's own share of its thread
-        runs: dict[str, list[Run]] = {"pipelined": [], "chunk-parallel": []}
-        for _ in range(args.repeat):
-            runs["pipelined"].append(measure(cli_render(shot, tmp / "st_p.mp4", style, 0, home), n_shot))
-            runs["chunk-parallel"].append(measure(cli_render(shot, tmp / "st_c.mp4", style, cores, home,
-                                                             ["--pipeline", "off"]), n_shot))
         fps = {k: statistics.median(r.fps for r in v) for k, v in runs.items()}
         b = bottleneck(costs)
         of_limit, vs = fps["pipelined"] / limit, fps["pipelined"] / fps["chunk-parallel"]
