@@ -23,6 +23,7 @@ import math
 import os
 import shutil
 import time
+import zipfile
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -347,16 +348,31 @@ class _Carry:
         with atomic.atomic_path(path) as tmp, open(tmp, "wb") as fh:
             np.savez(fh, **arrays)
 
-    def load(self, path: Path, index: int) -> None:
-        """The state saved at frame ``index``; a missing or foreign file is a render error (the chunk before
-        must be rendered again), never a silently cold start."""
+    @staticmethod
+    def _read(path: Path, index: int) -> dict[str, np.ndarray]:
         try:
             with np.load(path, allow_pickle=False) as z:
-                data = {k: z[k] for k in z.files}
-        except (OSError, ValueError) as exc:
+                data = {k: z[k] for k in z.files}  # reads every array: a damaged file fails here (CRC)
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
             raise RenderError(f"{path}: the state the chunk before left is unreadable ({exc})") from None
         if int(data.get("index", -1)) != index:
             raise RenderError(f"{path}: holds the state of frame {int(data.get('index', -1))}, not {index}")
+        return data
+
+    @classmethod
+    def readable(cls, path: Path, index: int) -> bool:
+        """Whether ``path`` holds a whole state saved at frame ``index`` (a resumed render checks before
+        keeping the chunk that left it)."""
+        try:
+            cls._read(path, index)
+        except RenderError:
+            return False
+        return True
+
+    def load(self, path: Path, index: int) -> None:
+        """The state saved at frame ``index``; a missing or foreign file is a render error (the chunk before
+        must be rendered again), never a silently cold start."""
+        data = self._read(path, index)
         group = {g: {k.split(".", 1)[1]: v for k, v in data.items() if k.startswith(g + ".")}
                  for g in ("stab", "meter", "feats")}
         self.stab.load_state_dict(group["stab"])
@@ -699,8 +715,10 @@ def _reusable(chunks: list[Chunk], verified: set[int], work_dir: Path) -> tuple[
     carried = {c.id for c in chunks if c.carry}
     for c in reversed(chunks):  # from the end: dropping a chunk may make the one before it needed
         nxt = c.id + 1
-        if c.id in keep and nxt in carried and nxt not in keep and not (work_dir / state_file(c.id)).is_file():
-            log.warning("%s: chunk %d's saved state is missing; rendering it again for chunk %d", work_dir, c.id, nxt)
+        if c.id in keep and nxt in carried and nxt not in keep and not _Carry.readable(
+                work_dir / state_file(c.id), c.stop - 1):
+            log.warning("%s: chunk %d's saved state is missing or damaged; rendering it again for chunk %d",
+                        work_dir, c.id, nxt)
             keep.discard(c.id)
     return tuple(sorted(keep))
 

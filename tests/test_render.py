@@ -123,6 +123,13 @@ def test_missing_state_renders_the_chunk_before_again(clips: dict[str, Path], tm
     again = render(spec, workers=1, keep_work=True)
     assert again.reused_chunks == (0, 3)
     assert np.array_equal(np.stack(decode_all(tmp_path / "o.mkv")), np.stack(frames))
+    # a damaged state (cut short on disk) is found on resume too, not when its chunk fails to load it
+    (work / "chunk_0003.mkv").unlink()
+    state = work / "state_0002.npz"
+    state.write_bytes(state.read_bytes()[: state.stat().st_size // 2])
+    third = render(spec, workers=1, keep_work=True)
+    assert third.reused_chunks == (0, 1)
+    assert np.array_equal(np.stack(decode_all(tmp_path / "o.mkv")), np.stack(frames))
 
 
 def test_read_samples_decodes_from_each_keyframe(clips: dict[str, Path]) -> None:
