@@ -761,6 +761,9 @@ def _run_chunks(ex: Executor, pool: LocalPool | None, spec: JobSpec, analysis: A
             except Exception as exc:
                 raise RenderError(f"{spec.input}: chunk {chunk.id} failed: {type(exc).__name__}: {exc}") from exc
             ckpt.mark_done(chunk.id, record)
+            if chunk.carry:  # its predecessor's state has served (4K: ~130 MB a state); a resume no longer needs it
+                with contextlib.suppress(OSError):
+                    (work_dir / state_file(chunk.id - 1)).unlink()
             live[chunk.id] = record["frames"]
             n = len(futures)
             submit_ready()

@@ -110,26 +110,42 @@ def test_carried_chunks_equal_a_single_pass(clips: dict[str, Path], tmp_path: Pa
 
 
 def test_missing_state_renders_the_chunk_before_again(clips: dict[str, Path], tmp_path: Path) -> None:
-    """A resumed render whose next chunk needs a saved state that is gone renders the chunk that leaves it."""
+    """A state is deleted once the chunk that carries it is done; a resumed render whose next chunk needs a
+    state that is gone renders the chunks that leave it again, from the lane's start, and the frames are
+    the same."""
     spec = build_job(clips["long"], tmp_path / "o.mkv", "pencil", "balanced", {"encoder.codec": "ffv1"},
                      chunk_seconds=1)
     ref = render(spec, workers=1, keep_work=True)
     work = work_root() / ref.job_hash
-    assert ref.chunks == 4 and sorted(p.name for p in work.glob("state_*.npz")) == [
-        "state_0000.npz", "state_0001.npz", "state_0002.npz"]
+    assert ref.chunks == 4 and not list(work.glob("state_*.npz"))
     frames = decode_all(tmp_path / "o.mkv")
-    (work / "chunk_0002.mkv").unlink()
-    (work / "state_0001.npz").unlink()
+    (work / "chunk_0002.mkv").unlink()  # chunk 2 needs chunk 1's state, chunk 1 chunk 0's: both gone
     again = render(spec, workers=1, keep_work=True)
-    assert again.reused_chunks == (0, 3)
+    assert again.reused_chunks == (3,)
     assert np.array_equal(np.stack(decode_all(tmp_path / "o.mkv")), np.stack(frames))
-    # a damaged state (cut short on disk) is found on resume too, not when its chunk fails to load it
-    (work / "chunk_0003.mkv").unlink()
-    state = work / "state_0002.npz"
-    state.write_bytes(state.read_bytes()[: state.stat().st_size // 2])
-    third = render(spec, workers=1, keep_work=True)
-    assert third.reused_chunks == (0, 1)
-    assert np.array_equal(np.stack(decode_all(tmp_path / "o.mkv")), np.stack(frames))
+
+
+def test_resume_keeps_a_chunk_only_with_a_whole_state(clips: dict[str, Path], tmp_path: Path) -> None:
+    """What a crash leaves: chunks done, the last one's state on disk. A chunk is kept for the next one only
+    when its state is whole and of its last frame; a truncated or foreign state re-renders it."""
+    from core.metrics import MetricsMeter
+    from core.pipeline import _Carry, _reusable, state_file
+    from core.presets import TemporalConfig
+    from core.temporal import Stabiliser
+
+    chunks = plan_chunks(probe(clips["long"]), 1, preroll=43)
+    assert [c.carry for c in chunks] == [False, True, True, True]
+    stab = Stabiliser(TemporalConfig(mode="ema"))
+    stab.load_state_dict({"base": np.full((8, 8, 3), 0.5, np.float32)})
+    carry = _Carry(stab, MetricsMeter())
+    carry.save(tmp_path / state_file(1), chunks[1].stop - 1)
+    assert _reusable(chunks, {0, 1}, tmp_path) == (0, 1)  # crashed in chunk 2: chunk 1's state serves
+    carry.save(tmp_path / state_file(2), chunks[2].stop - 1)
+    whole = (tmp_path / state_file(2)).read_bytes()
+    (tmp_path / state_file(2)).write_bytes(whole[: len(whole) // 2])
+    assert _reusable(chunks, {0, 1, 2}, tmp_path) == (0, 1)  # truncated: chunk 2 again, from chunk 1's state
+    carry.save(tmp_path / state_file(1), chunks[1].stop - 2)  # a state of another frame
+    assert _reusable(chunks, {0, 1}, tmp_path) == ()  # chunk 1 again, and so chunk 0, whose state is gone
 
 
 def test_read_samples_decodes_from_each_keyframe(clips: dict[str, Path]) -> None:
