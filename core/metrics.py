@@ -126,7 +126,10 @@ def edge_coherence(a: np.ndarray, b: np.ndarray) -> float:
 
     1.0 when identical; 1.0 when both are flat (no edges to disagree about); 0.0 when exactly one is flat.
     """
-    ma, mb = gradient_magnitude(_grey32(a)).ravel(), gradient_magnitude(_grey32(b)).ravel()
+    # float64: a float32 dot product's last digits follow BLAS's threading (which varied between identical
+    # renders here in the 6th decimal, what the metrics files keep)
+    ma = gradient_magnitude(_grey32(a)).ravel().astype(np.float64)
+    mb = gradient_magnitude(_grey32(b)).ravel().astype(np.float64)
     ma, mb = ma - ma.mean(), mb - mb.mean()
     na, nb = float(ma @ ma), float(mb @ mb)
     if na < 1e-6 or nb < 1e-6:

@@ -106,7 +106,10 @@ def test_carried_chunks_equal_a_single_pass(clips: dict[str, Path], tmp_path: Pa
     rn = render(build_job(clips[clip], many, style, "balanced", lossless, chunk_seconds=seconds), workers=1)
     assert r1.chunks == 1 and rn.chunks >= 3 and rn.cuts == r1.cuts
     assert np.array_equal(np.stack(decode_all(one)), np.stack(decode_all(many)))
-    assert Path(rn.metrics).read_text() == Path(r1.metrics).read_text()
+    a, b = ([json.loads(line) for line in Path(r.metrics).read_text().splitlines()] for r in (r1, rn))
+    assert [r.keys() for r in a] == [r.keys() for r in b] and len(a) >= 10
+    for x, y in zip(a, b, strict=True):  # the files keep 6 decimals; BLAS may move the last one
+        assert all(x[k] == y[k] if x[k] is None or y[k] is None else abs(x[k] - y[k]) <= 2e-6 for k in x), (x, y)
 
 
 def test_missing_state_renders_the_chunk_before_again(clips: dict[str, Path], tmp_path: Path) -> None:
