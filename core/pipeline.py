@@ -229,33 +229,35 @@ def plan_chunks(info: VideoInfo, chunk_seconds: float, preroll: int, min_chunks:
     """
     tb, t0 = info.time_base, info.pts[0]
     times = [float((p - t0) * tb) for p in info.pts]
-    end = times[-1] + float(info.durations[-1] * tb)
+    times.append(times[-1] + float(info.durations[-1] * tb))  # where the last frame ends
+    n_all = info.frame_count
     if preroll <= 0:
         lanes = math.ceil(math.ceil(info.duration / chunk_seconds) / min_chunks) * min_chunks if min_chunks > 1 else 1
-        lane_bounds = _split(info, times, 0, end, max(1.0, info.duration / lanes) if min_chunks > 1 else chunk_seconds)
-        return [Chunk(id=i, start=a, stop=b, preroll=0) for i, (a, b) in enumerate(itertools.pairwise(lane_bounds))]
-    lane_bounds = [0, info.frame_count]
+        bounds = _split(info, times, 0, n_all, max(1.0, info.duration / lanes) if min_chunks > 1 else chunk_seconds)
+        return [Chunk(id=i, start=a, stop=b, preroll=0) for i, (a, b) in enumerate(itertools.pairwise(bounds))]
+    lane_bounds = [0, n_all]
     if min_chunks > 1:
         lane_s = max(1.0, info.duration / min_chunks)
         n = max(1, round(info.duration / lane_s))
-        frame_s = info.duration / max(1, info.frame_count)
+        frame_s = info.duration / max(1, n_all)
         shift = min(preroll * frame_s / n, lane_s / 2)  # never more than half a lane
-        lane_bounds = _split(info, times, 0, end, lane_s - shift, first_extra=shift * n)
+        lane_bounds = _split(info, times, 0, n_all, lane_s - shift, first_extra=shift * n)
     chunks: list[Chunk] = []
     for a, b in itertools.pairwise(lane_bounds):
-        inner = _split(info, times, a, times[b] if b < info.frame_count else end, chunk_seconds)
+        inner = _split(info, times, a, b, chunk_seconds)
         for j, (s0, s1) in enumerate(itertools.pairwise(inner)):
             chunks.append(Chunk(id=len(chunks), start=s0, stop=s1, preroll=min(preroll, s0) if j == 0 else 0,
                                 carry=j > 0))
     return chunks
 
 
-def _split(info: VideoInfo, times: list[float], first: int, end: float, seconds: float,
+def _split(info: VideoInfo, times: list[float], first: int, stop: int, seconds: float,
            first_extra: float = 0.0) -> list[int]:
-    """Frame bounds from frame ``first`` to the frame ending at ``end`` seconds, about every ``seconds``
-    (the first piece ``first_extra`` longer), each at the nearest keyframe within a quarter piece."""
+    """Frame bounds from frame ``first`` to ``stop``, about every ``seconds`` (the first piece ``first_extra``
+    longer), each at the nearest keyframe within a quarter piece. ``times``: each frame's start in seconds,
+    and the clip's end after the last."""
     key_idx = info.keyframe_indices
-    stop = int(np.searchsorted(times, end - 1e-9)) if end < times[-1] else info.frame_count
+    end = times[stop]
     bounds = [first]
     while True:
         target = times[bounds[-1]] + seconds + (first_extra if len(bounds) == 1 else 0.0)
