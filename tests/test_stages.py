@@ -170,3 +170,19 @@ def test_prepare_pool_gives_way_to_the_in_order_stages() -> None:
                threads=2)
     assert seen["process"] == seen["sink"] == {mine} == {nice()}
     assert seen["prepare"] == {min(19, mine + stages.PREPARE_NICE)}
+
+
+def test_pool_workers_run_blas_on_the_calling_thread() -> None:
+    """OpenBLAS's own threads busy-wait between calls and took the cores from the other stages."""
+    from threadpoolctl import threadpool_info
+
+    from core.workers import LocalPool
+
+    pool = LocalPool(1)
+    try:
+        info = pool.executor.submit(threadpool_info).result(timeout=120)
+    finally:
+        pool.close(kill=False)
+    blas = [lib for lib in info if lib["user_api"] == "blas"]
+    assert blas, "numpy's BLAS not found in the worker"
+    assert all(lib["num_threads"] == 1 for lib in blas), blas
