@@ -176,7 +176,8 @@ def test_chunks_cover_every_frame_once(clips: dict[str, Path]) -> None:
                 plan = plan_chunks(info, secs, preroll=5, min_chunks=lanes)
                 assert [i for c in plan for i in range(c.start, c.stop)] == list(range(info.frame_count))
                 starts = [c for c in plan if not c.carry]
-                assert len(starts) == min(lanes, len(plan)) and starts[0].id == 0
+                # lanes of a second at least, about
+                assert len(starts) == min(lanes, len(plan), max(1, round(info.duration))) and starts[0].id == 0
                 assert all(c.preroll == min(5, c.start) for c in starts)
                 assert all(c.preroll == 0 for c in plan if c.carry)
 
@@ -191,6 +192,33 @@ def test_plan_balances_the_pre_roll_work(tmp_path: Path) -> None:
     assert (a.frames, b.frames, b.preroll) == (70, 50, 20)
     assert [c.frames for c in plan_chunks(info, 100, preroll=0, min_chunks=2)] == [60, 60]
     assert sum(c.frames for c in plan_chunks(info, 1, preroll=200, min_chunks=2)) == 120  # pre-roll > chunk
+
+
+def test_plan_ends_the_workers_together_on_sparse_keyframes(tmp_path: Path) -> None:
+    """Pieces that run at once are sized by work (frames, pre-roll, decode from the keyframe before), not
+    snapped to keyframes (lanes snapped to a 250-frame GOP had differed by 100 frames)."""
+    import heapq
+
+    from core.pipeline import DECODE_SHARE
+    from core.samples import make_clip
+
+    info = probe(make_clip(tmp_path / "g.mp4", ClipSpec(frames=300, fps=Fraction(30), gop=100, width=64, height=48)))
+    keys = info.keyframe_indices
+    assert 1 < len(keys) < 6  # sparse: a GOP of about 100 frames
+
+    def work(c) -> float:
+        begin = c.start - c.preroll
+        return c.frames + c.preroll + DECODE_SHARE * (begin - max(k for k in keys if k <= begin))
+
+    a, b = plan_chunks(info, 100, preroll=20, min_chunks=2)  # two lanes of one chunk
+    assert b.preroll == 20 and abs(work(a) - work(b)) <= 1.5
+    for chunk_s, workers in ((2.5, 2), (1.2, 2), (2, 3)):
+        plan = plan_chunks(info, chunk_s, preroll=0, min_chunks=workers)
+        assert len(plan) % workers == 0 and len(plan) > workers
+        free = [0.0] * workers  # each worker takes the next chunk when it is free
+        for c in plan:
+            heapq.heappush(free, heapq.heappop(free) + work(c))
+        assert max(free) - min(free) <= 1.5, (chunk_s, workers, [(c.start, c.stop) for c in plan])
 
 
 def test_pipeline_auto_only_where_cores_are_idle(clips: dict[str, Path], tmp_path: Path) -> None:
