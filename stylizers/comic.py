@@ -102,6 +102,12 @@ def local_coverage(rgb: np.ndarray, cell: int, black_generation: float) -> np.nd
     return np.stack([cv2.resize(c, (width, height), interpolation=cv2.INTER_LINEAR) for c in planes])
 
 
+#: rows of the frame the halftone composes at a time: its four float planes then stay in a core's cache
+#: (4 x 32 x 1280 x 4 B = 640 KiB at 720p) instead of streaming ~100 MB a frame through memory, which two
+#: frames styled at once on two cores had shared.
+BAND_ROWS = 32
+
+
 def smoothstep(t: np.ndarray) -> np.ndarray:
     """Hermite ramp 3t^2 - 2t^3 of ``t`` clipped to [0, 1]; computed in place on ``t`` (a caller's temporary)."""
     np.clip(t, 0.0, 1.0, out=t)
@@ -136,11 +142,16 @@ class Comic(Stylizer):
         p = self.params
         height, width = rgb.shape[:2]
         coverage = local_coverage(rgb, p.cell_size, p.black_generation)
-        radius = cv2.LUT(coverage.reshape(4 * height, width), self._radius).reshape(4, height, width)
-        ink = smoothstep(radius - self._screens_for(height, width))
-        # subtractive print on white paper: C absorbs red, M green, Y blue, K everything
-        paper = 1.0 - ink
-        paper[:3] *= paper[3]
-        base = cv2.merge(list(to_uint8(paper[:3])))
+        screens = self._screens_for(height, width)
+        base = np.empty((height, width, 3), np.uint8)
+        for y0 in range(0, height, BAND_ROWS):  # per pixel from here on: a band at a time stays in cache
+            y1 = min(height, y0 + BAND_ROWS)
+            band = np.ascontiguousarray(coverage[:, y0:y1]).reshape(4 * (y1 - y0), width)
+            radius = cv2.LUT(band, self._radius).reshape(4, y1 - y0, width)
+            ink = smoothstep(radius - screens[:, y0:y1])
+            # subtractive print on white paper: C absorbs red, M green, Y blue, K everything
+            paper = 1.0 - ink
+            paper[:3] *= paper[3]
+            base[y0:y1] = cv2.merge(list(to_uint8(paper[:3])))
         lines = ink_outlines(rgb, p.edge_low, p.edge_high, p.line_width)
         return Styled(base=base, lines=lines)
