@@ -296,6 +296,7 @@ def _balanced(info: VideoInfo, first: int, stop: int, pieces: int, preroll: int,
             if last_round:  # where the last worker ends soonest, near the even share: the decode skipped jumps
                 mine, later = start - a + paid[j], sum(overhead[j + 2:]) + sum(starts[1:])
                 even = round(a + (stop - a + paid[j] + sum(overhead[j + 1:]) + sum(starts)) / left - start - paid[j])
+                even = max(a + 1, min(even, stop - left + 1))  # a worker free much earlier may want it all
                 b = min(range(max(a + 1, even - reach), min(stop - left + 1, even + reach) + 1),
                         key=lambda e: max(mine + e, (stop - e + cost_from(e) + later) / (left - 1)))
             else:
