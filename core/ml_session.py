@@ -10,8 +10,16 @@ it; otherwise CPU. ORT's own logging is silenced to errors. Sessions are created
 (model content, provider, range) and reused by every caller in the process.
 
 :func:`run_tiled` cuts a frame into overlapping tiles (reflection-padded to a fixed model's size),
-runs each, and blends them with linear-ramp (feathered) weights. The tile size comes from free memory;
-an out-of-memory error halves it, then falls back to CPU, then raises :class:`ModelError`.
+runs each, and blends them with linear-ramp (feathered) weights; :func:`run_tiled_batch` does the same for
+several frames, their tiles stacked into batches of up to ``batch`` (one call, one upload and one download
+per batch: what keeps a GPU busy between frames). The tile size comes from free memory; an out-of-memory
+error halves the batch, then the tile, then falls back to CPU, then raises :class:`ModelError`.
+
+On CUDA a session runs through IO binding (:meth:`ModelSession.run`): each thread keeps a device buffer per
+input shape, filled in place, and the output lands in a device buffer the graph writes once and is then
+copied back in one transfer. ORT's CPU provider reads NumPy memory directly, so there a plain ``run`` is
+already copy-free. Batched and single runs give the same bytes on CPU (ORT's convolutions loop over the
+batch); on a GPU cuDNN may pick other algorithms per batch size, so bits can differ there.
 ``onnxruntime`` (or ``onnxruntime-gpu``) is imported only when a session is made.
 """
 
@@ -29,7 +37,7 @@ import numpy as np
 
 from .errors import ModelError
 from .fingerprint import file_sha256
-from .frames import hwc_to_nchw, nchw_to_hwc
+from .frames import nchw_to_hwc
 
 log = logging.getLogger(__name__)
 
@@ -59,20 +67,49 @@ class InputSpec:
     channels: str = "RGB"
     value_range: float = 255.0
     size: tuple[int, int] | None = None
+    batch: int | None = None  # a graph's fixed batch size (exported for one image: 1); None when any
 
 
 class ModelSession:
     """One ONNX Runtime session on one provider, with its model's :class:`InputSpec`. Shared: never mutated."""
 
-    def __init__(self, path: Path, ort_session: Any, spec: InputSpec, provider: str) -> None:
+    def __init__(self, path: Path, ort_session: Any, spec: InputSpec, provider: str, device: str | None = None) -> None:
         self.path = path
         self.spec = spec
         self.provider = provider
+        #: where bound inputs and outputs live: "cuda" on the CUDA provider, None (plain ``run``) on CPU
+        self.device = device if device is not None else ("cuda" if provider == CUDA else None)
         self._session = ort_session
+        self._local = threading.local()  # per-thread bindings: sessions are shared by the prepare threads
 
     def run(self, x: np.ndarray) -> np.ndarray:
-        """(1, 3, H, W) float32 in the model's range -> (1, 3, H, W) float32 output."""
-        return self._session.run([self.spec.output], {self.spec.name: x})[0]
+        """(N, 3, H, W) float32 in the model's range -> (N, 3, H, W) float32 output."""
+        if self.device is None:
+            return self._session.run([self.spec.output], {self.spec.name: x})[0]
+        return self._run_bound(np.ascontiguousarray(x, np.float32))
+
+    def _run_bound(self, x: np.ndarray) -> np.ndarray:
+        """One run through IO binding, with the input and output buffers of this shape on ``device``, made
+        once per thread and shape and reused: no allocation or graph-side copy per frame, one upload and one
+        download."""
+        import onnxruntime as ort
+
+        bound = self._local.__dict__.setdefault("bound", {})
+        if x.shape not in bound:
+            if len(bound) >= 4:  # a few shapes at most (whole-frame and edge tiles); never grow without end
+                bound.clear()
+            # a buffer of its own: on the CPU, ortvalue_from_numpy would alias (and later overwrite) the caller's
+            src, dst = (ort.OrtValue.ortvalue_from_shape_and_type(list(x.shape), np.float32, self.device, 0)
+                        for _ in range(2))
+            binding = self._session.io_binding()
+            binding.bind_ortvalue_input(self.spec.name, src)
+            binding.bind_ortvalue_output(self.spec.output, dst)
+            bound[x.shape] = (binding, src, dst)
+        binding, src, dst = bound[x.shape]
+        src.update_inplace(x)
+        self._session.run_with_iobinding(binding)
+        out = dst.numpy()  # from a device: a fresh host copy; from host memory: a view of the reused buffer
+        return out.copy() if self.device == "cpu" else out
 
     def __repr__(self) -> str:
         return f"ModelSession({self.path.name!r}, {self.provider}, {self.spec})"
@@ -136,7 +173,8 @@ def read_spec(ort_session: Any, path: Path, value_range: float) -> InputSpec:
     if fixed[0] != fixed[1]:
         raise ModelError(f"model {path}: one fixed and one dynamic spatial axis ({shape}) is not supported")
     size = (int(shape[2]), int(shape[3])) if all(fixed) else None
-    return InputSpec(name=inp.name, output=outputs[0].name, value_range=value_range, size=size)
+    batch = int(shape[0]) if isinstance(shape[0], int) and shape[0] > 0 else None
+    return InputSpec(name=inp.name, output=outputs[0].name, value_range=value_range, size=size, batch=batch)
 
 
 def check_external_data(path: Path) -> None:
@@ -206,6 +244,22 @@ def _ram_available_bytes() -> int:
     return 2 << 30
 
 
+#: most tiles one run takes: a few keep a GPU busy, more only add latency and memory
+MAX_BATCH = 8
+
+
+def auto_batch(provider: str, tile_pixels: int) -> int:
+    """Tiles a run may take. 1 on CPU: ORT's threads already spread one image's convolutions over the cores
+    (two 720p frames as one batch ran no faster than one after the other here). On a GPU as many tiles as
+    fit in the memory share (:data:`BYTES_PER_PIXEL` each), up to :data:`MAX_BATCH`."""
+    if provider == CPU:
+        return 1
+    free = _nvml_free_bytes()
+    if free is None:
+        return 1
+    return max(1, min(MAX_BATCH, int(free * MEMORY_SHARE / (BYTES_PER_PIXEL * tile_pixels))))
+
+
 def auto_tile(provider: str) -> int:
     """Tile side in pixels from free memory (GPU via NVML, CPU via MemAvailable), see BYTES_PER_PIXEL;
     a multiple of PAD_MULTIPLE in [MIN_TILE, MAX_TILE]."""
@@ -226,16 +280,34 @@ def run_tiled(session: ModelSession, rgb: np.ndarray, tile: int = 0, overlap: in
     are its size). ``overlap``: feather width in pixels. On out-of-memory the tile is halved down to
     MIN_TILE, then the model moves to CPU; after that a ModelError.
     """
-    if rgb.ndim != 3 or rgb.shape[2] != 3:
-        raise ValueError(f"expected (H, W, 3) float RGB, got {rgb.shape}")
+    return run_tiled_batch(session, [rgb], tile, overlap, batch=1)[0]
+
+
+def run_tiled_batch(session: ModelSession, frames: list[np.ndarray], tile: int = 0, overlap: int = DEFAULT_OVERLAP,
+                    batch: int = 0) -> list[np.ndarray]:
+    """:func:`run_tiled` on several frames of one size, their tiles run ``batch`` at a time (0: as many as
+    :func:`auto_batch` allows; a graph with a fixed batch size gets that). Out of memory: the batch halves
+    first, then the tile, then the model moves to CPU."""
+    if not frames:
+        return []
+    for rgb in frames:
+        if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.shape != frames[0].shape:
+            raise ValueError(f"expected (H, W, 3) float RGB frames of one size, got {rgb.shape}")
     side = tile or auto_tile(session.provider)
+    per_run = batch
     while True:
+        th, tw = _tile_shape(session.spec, *frames[0].shape[:2], side)
+        per_run = session.spec.batch or per_run or auto_batch(session.provider, th * tw)
         try:
-            return _tiled(session, rgb, side, overlap)
+            return _tiled(session, frames, (th, tw), overlap, per_run)
         except Exception as exc:
             if not _is_out_of_memory(exc):
                 raise
-            if session.spec.size is None and side // 2 >= MIN_TILE:
+            if per_run > 1 and not session.spec.batch:
+                log.warning("model %s: out of memory at %d tiles a run, retrying at %d", session.path.name, per_run,
+                            per_run // 2)
+                per_run //= 2
+            elif session.spec.size is None and side // 2 >= MIN_TILE:
                 log.warning("model %s: out of memory at tile %d, retrying at %d", session.path.name, side, side // 2)
                 side = side // 2 // PAD_MULTIPLE * PAD_MULTIPLE
             elif session.provider != CPU:
@@ -246,6 +318,17 @@ def run_tiled(session: ModelSession, rgb: np.ndarray, tile: int = 0, overlap: in
                 raise ModelError(f"model {session.path}: out of memory even at tile {side} on CPU: {exc}") from None
 
 
+def frames_per_run(session: ModelSession, height: int, width: int, tile: int = 0,
+                   overlap: int = DEFAULT_OVERLAP) -> int:
+    """Whole frames of this size whose tiles fit in one batch (:func:`auto_batch`): what a caller holding
+    several frames should hand :func:`run_tiled_batch` at once. 1 on CPU, and for a fixed batch-1 graph."""
+    th, tw = _tile_shape(session.spec, height, width, tile or auto_tile(session.provider))
+    ph, pw = max(height, th), max(width, tw)
+    per_frame = len(_starts(ph, th, overlap)) * len(_starts(pw, tw, overlap))
+    per_run = session.spec.batch or auto_batch(session.provider, th * tw)
+    return max(1, per_run // per_frame)
+
+
 def _is_out_of_memory(exc: BaseException) -> bool:
     """ORT reports allocation failures as RuntimeException/Fail with a message about memory."""
     if isinstance(exc, MemoryError):
@@ -254,31 +337,46 @@ def _is_out_of_memory(exc: BaseException) -> bool:
     return type(exc).__module__.startswith("onnxruntime") and ("memory" in text or "alloc" in text)
 
 
-def _tiled(session: ModelSession, rgb: np.ndarray, side: int, overlap: int) -> np.ndarray:
-    h, w = rgb.shape[:2]
-    spec = session.spec
+def _tile_shape(spec: InputSpec, h: int, w: int, side: int) -> tuple[int, int]:
     if spec.size is not None:
-        th, tw = spec.size
-    elif h * w <= side * side:  # the whole frame is one tile
-        th, tw = _round_up(h), _round_up(w)
-    else:
-        th, tw = min(side, _round_up(h)), min(side, _round_up(w))
-    padded = _pad_to(rgb, max(h, th), max(w, tw))
-    ph, pw = padded.shape[:2]
-    acc = np.zeros((ph, pw, 3), np.float32)
-    weight = np.zeros((ph, pw, 1), np.float32)
+        return spec.size
+    if h * w <= side * side:  # the whole frame is one tile
+        return _round_up(h), _round_up(w)
+    return min(side, _round_up(h)), min(side, _round_up(w))
+
+
+def _tiled(session: ModelSession, frames: list[np.ndarray], tile: tuple[int, int], overlap: int,
+           per_run: int) -> list[np.ndarray]:
+    h, w = frames[0].shape[:2]
+    th, tw = tile
+    spec = session.spec
+    padded = [_pad_to(rgb, max(h, th), max(w, tw)) for rgb in frames]
+    ph, pw = padded[0].shape[:2]
+    acc = [np.zeros((ph, pw, 3), np.float32) for _ in frames]
+    weight = np.zeros((ph, pw, 1), np.float32)  # the same tiles on every frame: one weight map
     scale = np.float32(spec.value_range)
-    for y0 in _starts(ph, th, overlap):
-        for x0 in _starts(pw, tw, overlap):
-            x = hwc_to_nchw(padded[y0:y0 + th, x0:x0 + tw]) * scale
-            y = session.run(x)
-            if y.shape != x.shape:
-                raise ModelError(f"model {session.path}: output {y.shape} does not match input {x.shape}")
-            ramp = _ramp(th, overlap, y0 > 0, y0 + th < ph)[:, None] * _ramp(tw, overlap, x0 > 0, x0 + tw < pw)
-            acc[y0:y0 + th, x0:x0 + tw] += nchw_to_hwc(y) * ramp[..., None]
-            weight[y0:y0 + th, x0:x0 + tw] += ramp[..., None]
-    out = acc[:h, :w] / (weight[:h, :w] * scale)
-    return np.clip(out, 0.0, 1.0, out=out)
+    origins = [(y0, x0) for y0 in _starts(ph, th, overlap) for x0 in _starts(pw, tw, overlap)]
+    ramps = {}
+    for y0, x0 in origins:
+        ramp = _ramp(th, overlap, y0 > 0, y0 + th < ph)[:, None] * _ramp(tw, overlap, x0 > 0, x0 + tw < pw)
+        ramps[y0, x0] = ramp[..., None]
+        weight[y0:y0 + th, x0:x0 + tw] += ramps[y0, x0]
+    tiles = [(i, y0, x0) for i in range(len(frames)) for y0, x0 in origins]
+    for k in range(0, len(tiles), per_run):
+        part = tiles[k:k + per_run]
+        x = np.zeros((spec.batch or len(part), 3, th, tw), np.float32)  # a fixed-batch graph's last run: padded
+        for j, (i, y0, x0) in enumerate(part):
+            np.multiply(padded[i][y0:y0 + th, x0:x0 + tw].transpose(2, 0, 1), scale, out=x[j])
+        y = session.run(x)
+        if y.shape != x.shape:
+            raise ModelError(f"model {session.path}: output {y.shape} does not match input {x.shape}")
+        for j, (i, y0, x0) in enumerate(part):
+            acc[i][y0:y0 + th, x0:x0 + tw] += nchw_to_hwc(y[j:j + 1]) * ramps[y0, x0]
+    outs = []
+    for a in acc:
+        out = a[:h, :w] / (weight[:h, :w] * scale)
+        outs.append(np.clip(out, 0.0, 1.0, out=out))
+    return outs
 
 
 def _round_up(n: int) -> int:

@@ -376,7 +376,7 @@ def render_chunk(task: ChunkTask) -> dict[str, Any]:
                 flow, cut_frames = _style_frames(reader, writer, chunk, offset, stylizer, spec.preset.temporal,
                                                  carry, measured, times)
             stages.run(flow.source, flow.process, flow.sink, times, prepare=flow.prepare, threads=task.threads,
-                       pipelined=task.pipelined)
+                       pipelined=task.pipelined, batch=flow.batch)
             written = writer.frames_written
             if task.keep_state and carry is not None:
                 carry.save(Path(task.work_dir) / state_file(chunk.id), chunk.stop - 1)
@@ -452,6 +452,7 @@ class Flow:
     process: Callable[[Any], Any]
     sink: Callable[[Any], None]
     prepare: Callable[[Any], Any] | None = None
+    batch: int = 1  # items ``prepare`` takes at once (then a list of them): the style's frames per call
 
 
 def _writes(writer: Writer, write: Callable[[Any, int], None], chunk: Chunk) -> Callable[[Any], None]:
@@ -527,14 +528,23 @@ def _style_frames(reader: Reader, writer: Writer, chunk: Chunk, offset: int, sty
             yield frame, prev, feats
             prev = carry.feats = feats
 
-    def prepare(item: tuple[Any, FrameFeatures | None, FrameFeatures | None]) -> tuple[Any, bool, Any]:
+    def cut_motion(item: tuple[Any, FrameFeatures | None, FrameFeatures | None]) -> tuple[bool, Any]:
         frame, prev, feats = item
         with times.timed("motion"):
             cut = feats is not None and cut_distance(prev, feats) > temporal.cut_threshold
-            motion = None if cut or feats is None else stab.motion_between(prev, feats, frame.rgb.shape[:2])
+            return cut, None if cut or feats is None else stab.motion_between(prev, feats, frame.rgb.shape[:2])
+
+    def prepare(item: tuple[Any, FrameFeatures | None, FrameFeatures | None]) -> tuple[Any, bool, Any]:
+        cut, motion = cut_motion(item)
         with times.timed("stylize"):
-            styled = stylizer.stylize(frame.rgb, frame.index)
+            styled = stylizer.stylize(item[0].rgb, item[0].index)
         return styled, cut, motion
+
+    def prepare_batch(items: list[tuple[Any, FrameFeatures | None, FrameFeatures | None]]) -> list[tuple[Any, ...]]:
+        measures = [cut_motion(item) for item in items]
+        with times.timed("stylize"):
+            styled = stylizer.stylize_batch([it[0].rgb for it in items], [it[0].index for it in items])
+        return [(st, cut, motion) for st, (cut, motion) in zip(styled, measures, strict=True)]
 
     def process(pair: tuple[tuple[Any, Any, Any], tuple[Any, bool, Any]]) -> tuple[Any, ...]:
         (frame, _, _), (styled, cut, motion) = pair
@@ -559,7 +569,8 @@ def _style_frames(reader: Reader, writer: Writer, chunk: Chunk, offset: int, sty
         writer.write(out, frame.pts - offset)
         if writer.frames_written % 8 == 0:
             report_progress(chunk.id, writer.frames_written)
-    return Flow(pairs(), process, sink, prepare), cut_frames
+    batch = stylizer.batch_size(reader.info.height, reader.info.width)
+    return Flow(pairs(), process, sink, prepare_batch if batch > 1 else prepare, batch), cut_frames
 
 
 def stage_costs(spec: JobSpec, frames: int | None = None) -> dict[str, Any]:

@@ -19,6 +19,7 @@ Each stage records how long it was busy and how long it waited (for input, or fo
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import queue
 import threading
@@ -85,10 +86,12 @@ class _Stopped(Exception):
 
 def run(source: Iterable[Any], process: Callable[[Any], Any], sink: Callable[[Any], None], times: StageTimes,
         *, prepare: Callable[[Any], Any] | None = None, threads: int = 1, pipelined: bool = True,
-        depth: int = DEPTH) -> None:
+        depth: int = DEPTH, batch: int = 1) -> None:
     """Pull items from ``source`` (decode), map them with ``process`` (None: nothing to hand on) and hand
     the results to ``sink`` (encode), in order. With ``prepare``, ``process`` gets ``(item, prepare(item))``;
-    ``prepare`` must depend on its item alone (it may run on another thread, ahead of order).
+    ``prepare`` must depend on its item alone (it may run on another thread, ahead of order). With ``batch``
+    above 1, ``prepare`` takes a list of up to ``batch`` consecutive items and returns their results in
+    order (a GPU model's one run for several frames); ``process`` still sees one item at a time.
 
     ``pipelined``: the stages in their own threads (this one runs ``process``) and ``prepare`` on a pool of
     ``threads``; otherwise one loop, which is what the stage costs of a benchmark are measured with. An
@@ -96,10 +99,11 @@ def run(source: Iterable[Any], process: Callable[[Any], Any], sink: Callable[[An
     """
     if pipelined:
         times.threads = max(1, threads) if prepare is not None else 1
-        _threaded(iter(source), process, sink, times, depth, prepare)
+        _threaded(iter(source), process, sink, times, depth, prepare, batch)
         return
     clock = times.clock
-    items = _prepared(iter(source), prepare, 0, times) if prepare is not None else _timed_source(iter(source), times)
+    items = (_prepared(iter(source), prepare, 0, times, batch) if prepare is not None
+             else _timed_source(iter(source), times))
     for item in items:
         t1 = clock()
         out = process(item)
@@ -122,9 +126,18 @@ def _timed_source(it: Iterator[Any], times: StageTimes) -> Iterator[Any]:
 
 
 def _prepared(items: Iterator[Any], prepare: Callable[[Any], Any], threads: int,
-              times: StageTimes) -> Iterator[tuple[Any, Any]]:
+              times: StageTimes, batch: int = 1, in_flight: int = 0) -> Iterator[tuple[Any, Any]]:
     """``(item, prepare(item))`` in order: inline when ``threads`` < 2 (decode timed here too, for the
-    sequential loop), else on a pool with ``2 x threads`` items in flight."""
+    sequential loop), else on a pool with ``in_flight`` (default ``2 x threads``) items in flight. With
+    ``batch`` above 1, lists of that many items go to ``prepare`` together, about ``2 x threads`` frames in
+    flight still (2 lists at least): memory stays what it was, and a GPU gets one list while the next is
+    gathered."""
+    if batch > 1:
+        groups = iter(lambda: list(itertools.islice(items, batch)), [])
+        lists = max(2, -(-2 * threads // batch))
+        for group, results in _prepared(groups, prepare, threads, times, in_flight=lists):
+            yield from zip(group, results, strict=True)
+        return
     clock = times.clock
 
     def timed(item: Any) -> Any:
@@ -145,7 +158,7 @@ def _prepared(items: Iterator[Any], prepare: Callable[[Any], Any], threads: int,
         window: deque = deque()
         for item in items:
             window.append((item, pool.submit(timed, item)))
-            if len(window) >= 2 * threads:
+            if len(window) >= (in_flight or 2 * threads):
                 head, fut = window.popleft()
                 t = clock()
                 res = fut.result()
@@ -177,7 +190,7 @@ def _lower_priority() -> None:
 
 
 def _threaded(it: Iterator[Any], process: Callable[[Any], Any], sink: Callable[[Any], None], times: StageTimes,
-              depth: int, prepare: Callable[[Any], Any] | None) -> None:
+              depth: int, prepare: Callable[[Any], Any] | None, batch: int = 1) -> None:
     clock = times.clock
     decoded: queue.Queue = queue.Queue(depth)
     processed: queue.Queue = queue.Queue(depth)
@@ -245,7 +258,7 @@ def _threaded(it: Iterator[Any], process: Callable[[Any], Any], sink: Callable[[
     for th in threads:
         th.start()
     try:
-        items = _prepared(inputs(), prepare, times.threads, times) if prepare is not None else inputs()
+        items = _prepared(inputs(), prepare, times.threads, times, batch) if prepare is not None else inputs()
         for item in items:
             t = clock()
             out = process(item)

@@ -18,7 +18,9 @@ Targets (render engine):
     CPU costs (cores / CPU seconds per frame of decode + stylize + temporal + measure + encode), and the
     pipelined default (a chunk's frames prepared on several threads) is not slower than chunk-parallel
     (a chunk per core, one loop each);
-  * dask: a render on a 2-worker ``LocalCluster`` >= 0.9x the local pool with the same 2 chunks at once.
+  * dask: a render on a 2-worker ``LocalCluster`` >= 0.9x the local pool with the same 2 chunks at once;
+  * gpu (only where NVML sees an NVIDIA GPU): the neural style's 1080p render fps with the GPU's utilisation
+    meanwhile, and h264_nvenc vs libx264 encode fps (reported, no fixed target).
 """
 
 from __future__ import annotations
@@ -187,6 +189,8 @@ def main(argv: list[str] | None = None) -> int:
             _dask(args, clips, tmp, home, cores, report)
         if "neural" in only:
             _neural(args, clips, tmp, home, cores, report)
+        if "gpu" in only:
+            _gpu(args, clips, tmp, home, cores, report)
         if "loop" in only:
             _loop(args, clips, tmp, home, cores, report)
         if "studio" in only:
@@ -201,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
 #: sections in run order, and the report keys each one writes
 SECTIONS = {"identity": ("identity_vs_ffmpeg", "identity_vs_ffmpeg_3x"), "lut": ("lut",), "workers": ("workers",),
             "memory": ("memory",), "styles": ("styles",), "stages": ("stages",), "dask": ("dask",),
-            "neural": ("neural",), "loop": ("loop",), "studio": ("studio",)}
+            "neural": ("neural",), "gpu": ("gpu",), "loop": ("loop",), "studio": ("studio",)}
 
 
 def _publish(report: dict, only: set[str], out: Path) -> None:
@@ -557,6 +561,67 @@ def _neural(args, clips, tmp, home, cores, report) -> None:
     print(f"  CUDA EP 1080p: {cuda_note}")
     print(f"  (section took {time.perf_counter() - t_start:.0f} s)")
 
+
+
+def _gpu(args, clips, tmp, home, cores, report) -> None:
+    """With an NVIDIA GPU: the neural style's 1080p render through the CLI (CUDA provider, IO binding, frames
+    batched by free memory) with the GPU's utilisation sampled by NVML meanwhile (CPU stages starving the GPU
+    show as a low figure), and h264_nvenc vs libx264 on the same 1080p identity render; each alternating
+    ``--repeat`` times (medians). Without a GPU: skipped, with the probe's reason."""
+    import statistics
+
+    from core.hardware import encoder_opens, probe_gpus
+    from core.telemetry import gpu_collector
+
+    gpus, why = probe_gpus()
+    collector = gpu_collector() if gpus else None
+    if collector is None:
+        print(f"\ngpu: skipped: {why or 'NVML is not readable'}")
+        report["gpu"] = {"skipped": why or "NVML is not readable"}
+        return
+    n, clip = args.frames, clips[1080]
+
+    def sampled(cmd: list[str]) -> tuple[Run, float | None]:
+        samples: list[float] = []
+        done = threading.Event()
+
+        def sample() -> None:
+            while not done.wait(0.25):
+                samples.extend(s.value for fam in collector.collect() if fam.name == "vp_gpu_utilization_percent"
+                               for s in fam.samples if s.labels.get("gpu") == "0")
+        th = threading.Thread(target=sample, daemon=True)
+        th.start()
+        try:
+            return measure(cmd, n), (statistics.mean(samples) if samples else None)
+        finally:
+            done.set()
+            th.join()
+
+    nvenc_why = encoder_opens("h264_nvenc")
+    codecs = ("h264_nvenc", "libx264") if nvenc_why is None else ("libx264",)
+    neural: list[tuple[Run, float | None]] = []
+    enc: dict[str, list[Run]] = {c: [] for c in codecs}
+    for _ in range(args.repeat):
+        neural.append(sampled(cli_render(clip, tmp / "gpu_neural.mp4", "neural", 0, home)))
+        for codec in codecs:
+            enc[codec].append(measure(cli_render(clip, tmp / f"gpu_{codec}.mp4", "none", 0, home,
+                                                 ["--set", f"encoder.codec={codec}"]), n))
+    busy = [b for _, b in neural if b is not None]
+    sec = {"device": gpus[0].name, "neural_1080p_fps": statistics.median(r.fps for r, _ in neural),
+           "neural_gpu_busy": statistics.median(busy) / 100 if busy else None, "repeat": args.repeat,
+           "encode_1080p_fps": {c: statistics.median(r.fps for r in runs) for c, runs in enc.items()}}
+    print(f"\ngpu: {sec['device']}, 1080p, {n} frames, medians of {args.repeat} alternating runs:")
+    shown = f", GPU busy {sec['neural_gpu_busy']:.0%} (NVML)" if sec["neural_gpu_busy"] is not None else ""
+    print(f"  neural (the bundled sketch model) render {sec['neural_1080p_fps']:.1f} fps{shown}")
+    if nvenc_why is None:
+        fps = sec["encode_1080p_fps"]
+        sec["nvenc_vs_x264"] = fps["h264_nvenc"] / fps["libx264"]
+        print(f"  identity render h264_nvenc {fps['h264_nvenc']:.1f} fps vs libx264 {fps['libx264']:.1f} fps -> "
+              f"{sec['nvenc_vs_x264']:.2f}x")
+    else:
+        sec["nvenc_skipped"] = nvenc_why
+        print(f"  NVENC: skipped: h264_nvenc does not open ({nvenc_why})")
+    report["gpu"] = sec
 
 
 def _loop(args, clips, tmp, home, cores, report) -> None:

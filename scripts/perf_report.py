@@ -257,6 +257,29 @@ def _neural_rows(report: dict) -> list[Row]:
     return rows
 
 
+def _gpu_rows(report: dict) -> list[Row]:
+    sec = _sec(report, "gpu")
+    if not sec:
+        return []
+    what = "GPU: neural (bundled sketch model) 1080p render; h264_nvenc vs libx264"
+    if "skipped" in sec:
+        return [(what, f"not measured: {_cell(str(sec['skipped']))}", "")]
+    device = f"GPU ({_cell(str(sec.get('device', '?')))})"
+    rows: list[Row] = []
+    fps, busy = _num(sec, "neural_1080p_fps"), _num(sec, "neural_gpu_busy")
+    if fps is not None:
+        rows.append((f"{device}: neural (bundled sketch model) 1080p render, CUDA EP, frames batched",
+                     f"**{_fps(fps)} fps**" + (f", GPU busy {_pct(busy)} (NVML)" if busy is not None else ""), ""))
+    enc = _nums(_sec(sec, "encode_1080p_fps"), "h264_nvenc", "libx264")
+    if enc is not None:
+        rows.append((f"{device}: identity render h264_nvenc vs libx264, 1080p",
+                     f"{_fps(enc[0])} vs {_fps(enc[1])} fps = **{_x(enc[0] / enc[1])}**", ""))
+    elif "nvenc_skipped" in sec:
+        rows.append((f"{device}: identity render h264_nvenc vs libx264, 1080p",
+                     f"not measured: h264_nvenc does not open ({_cell(str(sec['nvenc_skipped']))})", ""))
+    return rows
+
+
 def _loop_rows(report: dict) -> list[Row]:
     sec = _sec(report, "loop")
     rows: list[Row] = []
@@ -308,7 +331,8 @@ def _studio_rows(report: dict) -> list[Row]:
 
 
 SUMMARY: tuple[Callable[[dict], list[Row]], ...] = (
-    _identity_rows, _lut_rows, _workers_rows, _dask_rows, _memory_rows, _neural_rows, _loop_rows, _studio_rows)
+    _identity_rows, _lut_rows, _workers_rows, _dask_rows, _memory_rows, _neural_rows, _gpu_rows, _loop_rows,
+    _studio_rows)
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:

@@ -114,6 +114,15 @@ class Stylizer(ABC):
     def stylize(self, rgb: np.ndarray, index: int) -> Styled:
         """(H, W, 3) uint8 RGB frame number ``index`` -> layers of the same size."""
 
+    def batch_size(self, height: int, width: int) -> int:
+        """Frames worth styling in one :meth:`stylize_batch` call at this size: 1 for a style that works a
+        frame at a time; a neural style on a GPU takes several (one upload, one run, one download)."""
+        return 1
+
+    def stylize_batch(self, frames: list[np.ndarray], indices: list[int]) -> list[Styled]:
+        """:meth:`stylize` on several frames; the same layers as one call per frame (on a CPU bit for bit)."""
+        return [self.stylize(rgb, i) for rgb, i in zip(frames, indices, strict=True)]
+
     def __call__(self, rgb: np.ndarray, index: int) -> np.ndarray:
         s = self.stylize(rgb, index)
         return compose(s.base, s.lines, s.ink)

@@ -79,9 +79,17 @@ class FastStyle(Stylizer):
         return [str(model)] + ([str(side)] if side.is_file() else [])
 
     def stylize(self, rgb: np.ndarray, index: int) -> Styled:
+        return self.stylize_batch([rgb], [index])[0]
+
+    def batch_size(self, height: int, width: int) -> int:
+        """As many frames as :func:`core.ml_session.frames_per_run` fits in one run (1 on CPU)."""
         p = self.params
-        x = to_float(rgb)
-        y = ml_session.run_tiled(self._session, x, p.tile, p.overlap)
+        return ml_session.frames_per_run(self._session, height, width, p.tile, p.overlap)
+
+    def stylize_batch(self, frames: list[np.ndarray], indices: list[int]) -> list[Styled]:
+        p = self.params
+        xs = [to_float(rgb) for rgb in frames]
+        ys = ml_session.run_tiled_batch(self._session, xs, p.tile, p.overlap)
         if p.strength < 1.0:
-            y = x + np.float32(p.strength) * (y - x)
-        return Styled(base=to_uint8(y))
+            ys = [x + np.float32(p.strength) * (y - x) for x, y in zip(xs, ys, strict=True)]
+        return [Styled(base=to_uint8(y)) for y in ys]

@@ -32,10 +32,10 @@ MODELS = SHARED / "models"
 MIX = np.array([[0.5, 0.3, 0.2], [0.1, 0.8, 0.1], [0.0, 0.4, 0.6]], np.float32)
 
 
-def save_model(path: Path, node_fn, h: int | str = "H", w: int | str = "W") -> Path:
-    """An NCHW float32 model ``x -> node_fn(x)`` with spatial axes fixed (ints) or dynamic (names)."""
-    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, h, w])
-    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3, h, w])
+def save_model(path: Path, node_fn, h: int | str = "H", w: int | str = "W", n: int | str = "N") -> Path:
+    """An NCHW float32 model ``x -> node_fn(x)`` with its axes fixed (ints) or dynamic (names)."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [n, 3, h, w])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [n, 3, h, w])
     nodes, inits = node_fn()
     graph = helper.make_graph(nodes, "m", [x], [y], initializer=inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
@@ -65,6 +65,7 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "fixed": save_model(root / "invert64.onnx", invert(255.0), 64, 64),
         "mix": save_model(root / "mix.onnx", mix),
         "unit": save_model(root / "invert01.onnx", invert(1.0)),
+        "batch3": save_model(root / "mix_b3.onnx", mix, n=3),
     }
     (root / "invert01.json").write_text(json.dumps({"range": 1}))
     return out
@@ -226,6 +227,81 @@ def test_other_errors_propagate(models: dict[str, Path], monkeypatch: pytest.Mon
         ml_session.run_tiled(sess, frame(20, 20))
 
 
+@pytest.mark.parametrize("model", ["mix", "batch3", "fixed", "bundled"])
+def test_tiles_of_several_frames_in_one_run_equal_one_frame_at_a_time(models: dict[str, Path], model: str) -> None:
+    """Batches of tiles from several frames (any split, the last run short or padded for a fixed-batch
+    graph) give the bytes of one frame at a time: a tile run against the wrong frame or place would show."""
+    path = Path(__file__).resolve().parents[1] / "models" / "sketch-v1.onnx" if model == "bundled" else models[model]
+    sess = ml_session.get_session(path)
+    frames = [frame(90, 150, seed=i) for i in range(3)]
+    one = [ml_session.run_tiled(sess, x, tile=64, overlap=16) for x in frames]
+    seen: list[int] = []
+    real = sess.run
+    for batch in (2, 5, 0):
+        try:
+            sess.run = lambda x: seen.append(x.shape[0]) or real(x)
+            got = ml_session.run_tiled_batch(sess, frames, tile=64, overlap=16, batch=batch)
+        finally:
+            del sess.run
+        assert all(np.array_equal(a, b) for a, b in zip(one, got, strict=True))
+    if model == "batch3":
+        assert set(seen) == {3}  # a fixed batch: always 3 in, the last run padded
+    elif model != "fixed":
+        assert 5 in seen and 1 in seen  # 5 at a time; auto on CPU: one tile a run
+    assert ml_session.frames_per_run(sess, 90, 150, tile=64, overlap=16) == 1  # CPU: a frame a call
+
+
+def test_gpu_batch_follows_free_memory(models: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a GPU the tiles a run takes come from free memory (capped), and whole frames per call from that."""
+    monkeypatch.setattr(ml_session, "_nvml_free_bytes", lambda: 80 << 30)  # an H100's worth
+    assert ml_session.auto_batch(ml_session.CUDA, 720 * 1280) == 5  # 20 GiB / 3.8 GB a 720p frame
+    monkeypatch.setattr(ml_session, "_nvml_free_bytes", lambda: 8 << 30)
+    assert ml_session.auto_batch(ml_session.CUDA, 720 * 1280) == 1  # less than one frame's share: still one
+    assert ml_session.auto_batch(ml_session.CUDA, 64 * 64) == ml_session.MAX_BATCH
+    assert ml_session.auto_batch(ml_session.CPU, 64 * 64) == 1
+    monkeypatch.setattr(ml_session, "_nvml_free_bytes", lambda: None)
+    assert ml_session.auto_batch(ml_session.CUDA, 64 * 64) == 1
+    sess = ml_session.get_session(models["mix"])
+    monkeypatch.setattr(ml_session, "auto_batch", lambda provider, pixels: 8)
+    assert ml_session.frames_per_run(sess, 90, 150, tile=256) == 8  # a frame is one tile
+    assert ml_session.frames_per_run(sess, 90, 150, tile=112, overlap=16) == 4  # 2 tiles a frame
+    assert ml_session.frames_per_run(sess, 90, 150, tile=64, overlap=16) == 1  # 6 tiles a frame
+    assert ml_session.frames_per_run(ml_session.get_session(models["batch3"]), 90, 150, tile=256) == 3
+
+
+def test_io_binding_gives_the_same_output(models: dict[str, Path]) -> None:
+    """The bound path (what the CUDA provider runs, here on CPU memory) equals a plain run, whatever the
+    order of shapes, and neither touches the caller's array nor hands back a buffer it later overwrites."""
+    plain = ml_session.get_session(Path(__file__).resolve().parents[1] / "models" / "sketch-v1.onnx")
+    bound = ml_session.ModelSession(plain.path, plain._session, plain.spec, plain.provider, device="cpu")
+    assert plain.device is None and bound.device == "cpu"
+    xs = [np.stack([frame(48, 64, seed=i).transpose(2, 0, 1)] * n) for i, n in ((0, 1), (1, 2), (2, 1))]
+    kept = [x.copy() for x in xs]
+    outs = [bound.run(x) for x in xs]
+    assert all(np.array_equal(x, k) for x, k in zip(xs, kept, strict=True))
+    assert all(np.array_equal(o, plain.run(x)) for o, x in zip(outs, xs, strict=True))
+    assert not np.array_equal(outs[0], outs[2])  # the first result was not overwritten by the third run
+
+
+def test_out_of_memory_halves_the_batch_first(models: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    from onnxruntime.capi.onnxruntime_pybind11_state import RuntimeException
+
+    sess = ml_session.get_session(models["dynamic"])
+    real, shapes = sess.run, []
+
+    def run(x: np.ndarray) -> np.ndarray:
+        shapes.append(x.shape[0])
+        if x.shape[0] > 2:
+            raise RuntimeException("Failed to allocate memory for requested buffer of size 9999999")
+        return real(x)
+
+    monkeypatch.setattr(sess, "run", run)
+    frames = [frame(40, 50, seed=i) for i in range(5)]
+    outs = ml_session.run_tiled_batch(sess, frames, tile=128, batch=8)
+    assert shapes == [5, 4, 2, 2, 1]  # 8 a run (5 tiles) and 4 fail, then 2 at a time: the tile untouched
+    assert all(np.allclose(o, 1 - x, atol=1e-5) for o, x in zip(outs, frames, strict=True))
+
+
 def test_auto_tile() -> None:
     side = ml_session.auto_tile(ml_session.CPU)
     assert ml_session.MIN_TILE <= side <= ml_session.MAX_TILE and side % ml_session.PAD_MULTIPLE == 0
@@ -271,6 +347,31 @@ def test_render_keeps_frame_count(models: dict[str, Path], tmp_path: Path) -> No
     assert str(models["dynamic"].resolve()) in job.fingerprint()["files"]
     render(job, workers=1)
     assert probe(out).frame_count == probe(clip).frame_count == 12
+
+
+@pytest.mark.parametrize("pipelined", [True, False])
+def test_a_chunk_styled_several_frames_a_call_equals_one_at_a_time(tmp_path: Path, pipelined: bool,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a GPU does (frames batched into one run) gives a chunk of the same bytes as a frame a call, with
+    the stabiliser's motion and cuts measured per frame inside the batch; here in-process, on the CPU."""
+    from core.pipeline import Chunk, ChunkTask, analyze_job, render_chunk
+
+    clip = make_clip(tmp_path / "c.mp4", ClipSpec(frames=14, width=160, height=96, cut_at=7))
+    spec = build_job(clip, tmp_path / "n.mp4", "neural", "balanced")  # the bundled sketch model, flow stabilised
+    analysis = analyze_job(spec)
+    calls: list[int] = []
+    real = FastStyle.stylize_batch
+    monkeypatch.setattr(FastStyle, "stylize_batch", lambda self, f, i: calls.append(len(f)) or real(self, f, i))
+    files = []
+    for batch in (1, 3):
+        monkeypatch.setattr(FastStyle, "batch_size", lambda self, h, w, b=batch: b)
+        work = tmp_path / f"b{batch}"
+        work.mkdir()
+        rec = render_chunk(ChunkTask(spec, analysis, Chunk(0, 2, 14, 2), str(work), pipelined=pipelined, threads=2))
+        files.append((work / rec["file"]).read_bytes())
+        assert rec["frames"] == 12 and rec["cuts"] == [7]
+    assert files[0] == files[1]
+    assert calls.count(1) == 14 and calls.count(3) == 4 and calls.count(2) == 1  # 14 frames: 1 x 14, then 3+3+3+3+2
 
 
 # ---- a real third-party model -----------------------------------------------------------------------

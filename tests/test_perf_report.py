@@ -140,6 +140,19 @@ def test_absent_sections_give_no_rows_and_no_invented_figures() -> None:
         ["19.9 vs 21.0 fps = **0.95x**", ">= 0.9x"]
     assert rows["neural: CUDA EP 1080p with IO binding"] == ["Johnson 41.2 fps, compact 120.4 fps", ""]
 
+    report["gpu"] = {"skipped": "no NVIDIA GPU (NVML: Driver Not Loaded)"}
+    skipped = _rows(perf_report.markdown(report))["GPU: neural (bundled sketch model) 1080p render; h264_nvenc vs "
+                                                   "libx264"]
+    assert skipped == ["not measured: no NVIDIA GPU (NVML: Driver Not Loaded)", ""]
+    report["gpu"] = {"device": "NVIDIA H100 80GB HBM3", "neural_1080p_fps": 61.23, "neural_gpu_busy": 0.874,
+                     "encode_1080p_fps": {"h264_nvenc": 240.0, "libx264": 40.0}, "repeat": 3}
+    rows = _rows(perf_report.markdown(report))
+    assert rows["GPU (NVIDIA H100 80GB HBM3): neural (bundled sketch model) 1080p render, CUDA EP, frames "
+                "batched"] == ["**61.2 fps**, GPU busy 87.4% (NVML)", ""]
+    assert rows["GPU (NVIDIA H100 80GB HBM3): identity render h264_nvenc vs libx264, 1080p"] == \
+        ["240.0 vs 40.0 fps = **6.00x**", ""]
+    report["gpu"] = None
+
     for key in ("lut", "workers", "memory", "styles", "stages", "loop", "studio"):
         report[key] = None
     report["neural"] = None

@@ -136,6 +136,40 @@ def test_prepared_on_a_pool_keeps_order(pipelined: bool) -> None:
     assert out == [4 * x for x in range(40)]
 
 
+@pytest.mark.parametrize(("pipelined", "threads"), [(True, 3), (True, 1), (False, 1)])
+def test_batched_prepare_takes_lists_and_keeps_order(pipelined: bool, threads: int) -> None:
+    """A style that takes several frames a call gets lists of ``batch`` consecutive items (the last one
+    shorter); process and sink still see one item at a time, in order, and memory stays bounded."""
+    lists: list[list[int]] = []
+    in_flight, peak = [0], [0]
+    lock = threading.Lock()
+
+    def source():
+        for i in range(23):
+            with lock:
+                in_flight[0] += 1
+                peak[0] = max(peak[0], in_flight[0])
+            yield i
+
+    def prepare(items: list[int]) -> list[int]:
+        lists.append(items)
+        time.sleep(0.002 * (items[0] % 3))
+        return [x * 3 for x in items]
+
+    def sink(x: int) -> None:
+        with lock:
+            in_flight[0] -= 1
+        out.append(x)
+
+    out: list[int] = []
+    stages.run(source(), lambda pair: pair[0] + pair[1], sink, stages.StageTimes(), prepare=prepare,
+               threads=threads, pipelined=pipelined, batch=4, depth=2)
+    assert out == [4 * x for x in range(23)]
+    assert sorted(lists) == [list(range(i, min(i + 4, 23))) for i in range(0, 23, 4)]
+    # two lists being prepared (2 x 3 threads / 4, at least 2), a list being gathered, the queues and items in hand
+    assert peak[0] <= 2 * 4 + 4 + 2 * 2 + 3
+
+
 def test_a_failing_prepare_raises_here() -> None:
     before = threading.active_count()
 
