@@ -34,7 +34,7 @@ from .frames import (
     rotate_upright,
 )
 from .hardware import encoder_opens
-from .presets import EncoderConfig
+from .presets import DECODERS, EncoderConfig
 
 log = logging.getLogger(__name__)
 
@@ -258,8 +258,38 @@ def _first_frame(c: av.container.InputContainer, vs: av.video.stream.VideoStream
     raise UnsupportedVideoError(f"{path}: no decodable video frames")
 
 
+def _as_stream_format(frame: av.VideoFrame, pix_fmt: str) -> av.VideoFrame:
+    """A device-downloaded frame (interleaved chroma) in the stream's planar format, samples unchanged:
+    swscale's unscaled path only moves them (NV12 -> yuv420p and P010 -> yuv420p10le round-trip exactly)."""
+    out = frame.reformat(format=pix_fmt)
+    out.pts, out.time_base = frame.pts, frame.time_base
+    return out
+
+
 class _SeekMissed(Exception):
     """A seek landed after the frame we asked for."""
+
+
+def _open_decoding(path: Path, decode: str) -> tuple[av.container.InputContainer, str]:
+    """The container for ``decode`` ("cpu", "cuda"), and a note: "" when the device opened, else why the
+    CPU decodes instead (no device, no driver, a build without it). FFmpeg itself still falls back to its
+    software decoder for a stream the device cannot take (an unsupported codec or profile)."""
+    if decode == "cpu":
+        return _open(path), ""
+    if decode not in DECODERS:
+        raise ValueError(f"decode: {decode!r} is not one of {', '.join(DECODERS)}")
+    from av.codec.hwaccel import HWAccel
+
+    try:
+        container = av.open(str(path), mode="r", metadata_errors="ignore",
+                            hwaccel=HWAccel(decode, allow_software_fallback=True))
+        return container, ""
+    except (av.error.FileNotFoundError, FileNotFoundError):
+        raise MediaNotFoundError(f"{path}: no such file") from None
+    except Exception as exc:  # PermissionError (no device node), av errors (no driver), ...: decode on the CPU
+        why = f"{decode} decoding unavailable ({type(exc).__name__}: {_why(exc) or 'no reason given'})"
+        log.info("%s: %s; decoding on the CPU", path, why)
+        return _open(path), why
 
 
 class Reader:
@@ -267,12 +297,18 @@ class Reader:
 
     Use as a context manager. Seeks to the last keyframe at or before the range and decodes forward,
     so any range decodes to exactly the frames a full pass would give.
+
+    ``decode="cuda"`` decodes on the GPU (NVDEC) where it opens, else on the CPU, with the reason in
+    :attr:`decode_note`. Frames come back to system memory in the device's layout (NV12, P010) and are
+    rearranged to the stream's own format (planar 4:2:0): an exact copy of the samples, so every path after
+    the reader (RGB, pass-through, table lookups) sees the frames a software decode gives.
     """
 
-    def __init__(self, info: VideoInfo) -> None:
+    def __init__(self, info: VideoInfo, decode: str = "cpu") -> None:
         self.info = info
         self._index = {p: i for i, p in enumerate(info.pts)}
-        self._container = _open(Path(info.path))
+        self._container, self.decode_note = _open_decoding(Path(info.path), decode)
+        self.decode = decode if not self.decode_note else "cpu"
         self._stream = self._container.streams.video[0]
         self._stream.thread_type = "AUTO"
         self._reformatter = VideoReformatter()  # one swscale context for the stream, not one per frame
@@ -324,6 +360,8 @@ class Reader:
                 if want == start and seek_pts is not None:
                     raise _SeekMissed
                 raise RenderError(f"{self.info.path}: frame {want} did not decode (damaged input?)")
+            if frame.format.name != self.info.pix_fmt and self.decode != "cpu":  # NV12/P010 from the device
+                frame = _as_stream_format(frame, self.info.pix_fmt)
             yield idx, frame
             want += 1
             if want == stop:

@@ -42,7 +42,7 @@ from .errors import ConfigError, OutputError, RenderError, StudioError
 from .io import OUTPUT_FORMATS, Reader, VideoInfo, Writer, check_input_file, probe, resolve_codec
 from .job import JobSpec
 from .metrics import FrameMetrics, MetricsConfig, MetricsMeter, summarize, write_jsonl
-from .presets import TemporalConfig, studio_home
+from .presets import DECODERS, TemporalConfig, studio_home
 from .stitch import container_holds, stitch
 from .temporal import FrameFeatures, Stabiliser, cut_distance, frame_features
 from .workers import LocalPool, default_workers, report_progress
@@ -91,6 +91,7 @@ class ChunkTask:
     clock: Callable[[], float] = time.perf_counter  # what the stage times are measured with
     threads: int = 1  # frames prepared at once (the style, the motion measure) when pipelined
     keep_state: bool = False  # save the temporal state at the end for the next chunk, which carries it
+    decode: str = "cpu"  # where frames decode: "cpu", or "cuda" (NVDEC where it opens; the same frames)
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,8 @@ class RenderResult:
     job_hash: str
     record: str = ""  # the job's record folder (job.json, metrics.jsonl, summary.json, perf.json)
     stages: dict[str, Any] | None = None  # the rendered chunks' merged stage times (core.stages.merge)
+    decode: str = "cpu"  # where this run's chunks decoded: "cuda" only when every one of them did
+    decode_note: str = ""  # why a chunk asked to decode on a device decoded on the CPU ("" when none did)
 
     @property
     def metrics(self) -> str:
@@ -128,8 +131,11 @@ class RenderResult:
     def summary(self) -> str:
         pad = " (odd size padded to even)" if self.padded else ""
         reuse = f", {len(self.reused_chunks)}/{self.chunks} chunks reused" if self.reused_chunks else ""
+        dec = f", decoded on {self.decode}" if self.decode != "cpu" else ""
+        fell = f", decoded on the CPU ({self.decode_note})" if self.decode_note else ""
         return (f"rendered {self.frames} frames ({self.duration:.2f} s of video) in {self.wall_seconds:.1f} s, "
-                f"{self.fps:.1f} fps, {self.codec} {self.size[0]}x{self.size[1]}{pad}{reuse} -> {self.output}")
+                f"{self.fps:.1f} fps, {self.codec} {self.size[0]}x{self.size[1]}{pad}{reuse}{dec}{fell} -> "
+                f"{self.output}")
 
 
 # ---------------------------------------------------------------------------------------------- step 1
@@ -291,9 +297,8 @@ def _balanced(info: VideoInfo, first: int, stop: int, pieces: int, preroll: int,
             if j == pieces - 1:
                 break
             left = pieces - j
-            last_round = left <= len(free) + 1
-            starts = [start, *sorted(free)[: left - 1]]  # when the workers that take the rest start
-            if last_round:  # where the last worker ends soonest, near the even share: the decode skipped jumps
+            if left <= len(free) + 1:  # the last round: searched near the even share (decode jumps at keys)
+                starts = [start, *sorted(free)[: left - 1]]  # when the workers that take the rest start
                 mine, later = start - a + paid[j], sum(overhead[j + 2:]) + sum(starts[1:])
                 even = round(a + (stop - a + paid[j] + sum(overhead[j + 1:]) + sum(starts)) / left - start - paid[j])
                 even = max(a + 1, min(even, stop - left + 1))  # a worker free much earlier may want it all
@@ -360,7 +365,7 @@ def render_chunk(task: ChunkTask) -> dict[str, Any]:
     times = stages.StageTimes(task.clock)
     carry: _Carry | None = None
     with atomic.atomic_path(final) as tmp:
-        with Reader(info) as reader, Writer(tmp, width=info.width, height=info.height, fps=info.fps,
+        with Reader(info, task.decode) as reader, Writer(tmp, width=info.width, height=info.height, fps=info.fps,
                                             time_base=info.time_base, color=info.color,
                                             encoder=spec.preset.encoder) as writer:
             table = _pixel_table(stylizer, spec.preset.temporal)
@@ -386,7 +391,9 @@ def render_chunk(task: ChunkTask) -> dict[str, Any]:
     times.frames = written
     record = {"file": final.name, "frames": written, "start": chunk.start, "stop": chunk.stop,
               "pts_offset": offset, "cuts": cut_frames, "seconds": round(time.perf_counter() - t_start, 3),
-              "codec": writer.codec, "stages": times.to_json()}
+              "codec": writer.codec, "stages": times.to_json(), "decode": reader.decode}
+    if reader.decode_note:
+        record["decode_note"] = reader.decode_note
     if measured:
         record["metrics"] = write_jsonl(measured, final.with_name(f"metrics_{chunk.id:04d}.jsonl")).name
     if task.keep_state and carry is not None:
@@ -657,7 +664,7 @@ def _work_lock(job_hash: str) -> Iterator[None]:
 
 def render(spec: JobSpec, *, workers: int | None = None, executor: Executor | None = None,
            on_progress: ProgressFn | None = None, on_start: Callable[[int, int], None] | None = None,
-           keep_work: bool = False, pipelined: bool | None = None) -> RenderResult:
+           keep_work: bool = False, pipelined: bool | None = None, decode: str = "cpu") -> RenderResult:
     """Render ``spec`` to ``spec.output``; resumes from the job's checkpoint when one exists.
 
     ``executor``: any ``concurrent.futures.Executor`` (e.g. a Dask client's); by default a local
@@ -665,14 +672,19 @@ def render(spec: JobSpec, *, workers: int | None = None, executor: Executor | No
     ``on_progress(frames_done, total_frames)`` drive progress displays. ``pipelined``: each chunk's
     decode, process and encode stages overlap in threads (False: one loop per chunk; the same bytes);
     None (auto) pipelines when the chunks running at once leave cores idle (see :func:`pipeline_auto`).
+    ``decode``: "cuda" decodes on the GPU where it opens (each chunk falls back to the CPU with the reason
+    in its checkpoint record otherwise); the frames, and so the output, are those of a CPU decode.
     """
+    if decode not in DECODERS:
+        raise ConfigError(f"decode: {decode!r} is not one of {', '.join(DECODERS)}")
     check_paths(spec)  # step 1
     with _work_lock(spec.job_hash()):
-        return _render(spec, workers, executor, on_progress, on_start, keep_work, pipelined)
+        return _render(spec, workers, executor, on_progress, on_start, keep_work, pipelined, decode)
 
 
 def _render(spec: JobSpec, workers: int | None, executor: Executor | None, on_progress: ProgressFn | None,
-            on_start: Callable[[int, int], None] | None, keep_work: bool, pipelined: bool | None) -> RenderResult:
+            on_start: Callable[[int, int], None] | None, keep_work: bool, pipelined: bool | None,
+            decode: str = "cpu") -> RenderResult:
     t0 = time.perf_counter()
     wanted = chunks_at_once(spec, workers, executor)
     pool = None if executor is not None else LocalPool(wanted)  # a process per chunk at once, none idle
@@ -714,7 +726,7 @@ def _render(spec: JobSpec, workers: int | None, executor: Executor | None, on_pr
         log.info("%d chunks planned, %d to render, stages %s", len(chunks), len(todo),
                  f"pipelined, {threads} preparing" if pipelined else "sequential")
         _run_chunks(ex, pool, spec, analysis, todo, work_dir, ckpt, already, on_progress, pipelined,
-                    threads, at_once)  # step 4
+                    threads, at_once, decode)  # step 4
         log.info("chunks done at %.2f s", time.perf_counter() - t0)
         files = [(work_dir / ckpt.done[c.id]["file"], ckpt.done[c.id]["pts_offset"]) for c in chunks]
         out = Path(spec.output)
@@ -732,7 +744,9 @@ def _render(spec: JobSpec, workers: int | None, executor: Executor | None, on_pr
         size=(info.width + info.width % 2, info.height + info.height % 2),
         padded=bool(info.width % 2 or info.height % 2), cuts=cuts, job_hash=job_hash,
         record=str(record_root() / job_hash),
-        stages=stages.merge(ckpt.done[c.id]["stages"] for c in todo if "stages" in ckpt.done[c.id]))
+        stages=stages.merge(ckpt.done[c.id]["stages"] for c in todo if "stages" in ckpt.done[c.id]),
+        decode=decode if todo and all(ckpt.done[c.id].get("decode") == decode for c in todo) else "cpu",
+        decode_note=next((n for c in todo if (n := ckpt.done[c.id].get("decode_note"))), ""))
     _keep_record(spec, result, [work_dir / ckpt.done[c.id]["metrics"] for c in chunks if "metrics" in ckpt.done[c.id]],
                  workers or default_workers(), fresh=not reused)
     if not keep_work:
@@ -799,7 +813,7 @@ def _reusable(chunks: list[Chunk], verified: set[int], work_dir: Path) -> tuple[
 
 def _run_chunks(ex: Executor, pool: LocalPool | None, spec: JobSpec, analysis: Analysis, todo: Iterable[Chunk],
                 work_dir: Path, ckpt: Checkpoint, already: int, on_progress: ProgressFn | None,
-                pipelined: bool, threads: int, at_once: int) -> None:
+                pipelined: bool, threads: int, at_once: int, decode: str = "cpu") -> None:
     """Render ``todo`` with at most ``at_once`` chunks running, checkpointing each. A chunk starts in plan
     order once it is ready: a carrying chunk when the chunk before it is done (and has left its state)."""
     futures: dict[Future, Chunk] = {}
@@ -813,7 +827,7 @@ def _run_chunks(ex: Executor, pool: LocalPool | None, spec: JobSpec, analysis: A
                 return
             queued.remove(chunk)
             task = ChunkTask(spec, analysis, chunk, str(work_dir.absolute()), pipelined, threads=threads,
-                             keep_state=chunk.id in successors)
+                             keep_state=chunk.id in successors, decode=decode)
             futures[ex.submit(render_chunk, task)] = chunk
             running += 1
 

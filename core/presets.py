@@ -27,6 +27,11 @@ def studio_home() -> Path:
     return Path(os.environ.get("VP_HOME") or Path.home() / ".video-producer")
 
 
+#: where a render's frames may decode: the CPU (FFmpeg's threaded software decoders) or NVIDIA's NVDEC
+#: (``core.io.Reader``; not a preset field: it never changes the frames, so it is no part of a job's hash)
+DECODERS = ("cpu", "cuda")
+
+
 @dataclass(frozen=True)
 class EncoderConfig:
     """How chunks are encoded. ``codec`` "auto" takes NVENC when it opens, else libx264.

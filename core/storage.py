@@ -10,7 +10,7 @@ An upload's own name is never used as a path: the content hash names it (the sam
 is stored once), and the extension kept is one of :data:`VIDEO_EXTS`, lower-cased, or none is accepted.
 
 Settings (the media folders the studio lists, the retention per tier, the free space a job needs, where
-the queue worker renders: ``local`` or ``dask://HOST:PORT``) are a
+the queue worker renders: ``local`` or ``dask://HOST:PORT``, and decodes: ``cpu`` or ``cuda``) are a
 frozen dataclass saved as ``studio_home()/settings.yaml`` and loaded strictly (an unknown key or a bad
 value is a :class:`ConfigError` naming the key and the file).
 
@@ -30,7 +30,7 @@ from pathlib import Path
 from . import atomic
 from .config import read_yaml, validate, write_yaml
 from .errors import ConfigError, MediaNotFoundError, OutputError, StudioError
-from .presets import studio_home
+from .presets import DECODERS, studio_home
 
 TIERS = ("uploads", "work", "renders")
 VIDEO_EXTS = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mts", ".ts", ".mpg", ".mpeg")
@@ -63,6 +63,9 @@ class StudioSettings:
     executor: str = field(default="local", metadata={
         "help": "where the queue worker renders chunks: local (a process pool here) or dask://HOST:PORT (an "
                 "existing Dask cluster; inputs, the studio home and outputs on a path every worker sees)"})
+    decode: str = field(default="cpu", metadata={
+        "choices": DECODERS, "help": "where the queue worker's renders decode frames: cpu, or cuda (NVDEC on an "
+                                     "NVIDIA GPU; the CPU, with the reason in the job's result, where it cannot open)"})
 
 
 def settings_path() -> Path:

@@ -138,7 +138,8 @@ def run_render(job: Job, rep: Reporter) -> tuple[str | None, dict[str, Any]]:
     from .workers import default_workers
 
     s = job.spec
-    url = load_settings().executor  # local, or a Dask cluster set on the Settings page
+    settings = load_settings()
+    url = settings.executor  # local, or a Dask cluster set on the Settings page
     source = s["input"] if url == "local" else str(Path(s["input"]).absolute())  # workers' cwd differs
     spec = build_job(source, s["output"], s["style"], s["preset"], sets_text(s["sets"]), s["chunk_seconds"])
 
@@ -164,7 +165,7 @@ def run_render(job: Job, rep: Reporter) -> tuple[str | None, dict[str, Any]]:
     try:
         with make_executor(url) as (executor, cluster_workers):
             result = render(spec, workers=cluster_workers or s["workers"] or None, executor=executor,
-                            on_start=on_start, on_progress=on_progress)
+                            on_start=on_start, on_progress=on_progress, decode=settings.decode)
     finally:
         guess.join()
     return result.output, {
@@ -173,7 +174,8 @@ def run_render(job: Job, rep: Reporter) -> tuple[str | None, dict[str, Any]]:
         "reused_chunks": list(result.reused_chunks), "codec": result.codec, "size": list(result.size),
         "padded": result.padded, "cuts": list(result.cuts), "job_hash": result.job_hash,
         "record": getattr(result, "record", None), "summary": result.summary(),
-        "perf": perf.to_json() if (perf := result.bottleneck()) else None, "executor": url}
+        "perf": perf.to_json() if (perf := result.bottleneck()) else None, "executor": url,
+        "decode": result.decode, "decode_note": result.decode_note}
 
 
 class _Estimate:

@@ -53,7 +53,7 @@ def cmd_render(args: argparse.Namespace) -> int:
         with make_executor(args.executor) as (executor, cluster_workers):
             result = render(spec, workers=cluster_workers or args.workers, executor=executor, on_start=on_start,
                             on_progress=on_progress, keep_work=args.keep_work,
-                            pipelined={"auto": None, "on": True, "off": False}[args.pipeline])
+                            pipelined={"auto": None, "on": True, "off": False}[args.pipeline], decode=args.decode)
     finally:
         if bar is not None:
             bar.close()
@@ -466,6 +466,8 @@ def cmd_queue(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from core.presets import DECODERS
+
     parser = argparse.ArgumentParser(prog="python -m scripts.cli", description="Video Producer studio")
     parser.add_argument("-v", "--verbose", action="store_true", help="log details to the console")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -483,6 +485,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--executor", default=None, metavar="URL",
                    help="where chunks run: local (default: a process pool here) or dask://HOST:PORT (an existing "
                         "Dask cluster; input and $VP_HOME must be on a path every worker sees)")
+    p.add_argument("--decode", choices=DECODERS, default="cpu",
+                   help="where frames decode: cpu (default) or cuda (NVDEC on an NVIDIA GPU, which frees the CPU's "
+                        "decode share for the stages; falls back to the CPU, and says why, where it cannot open); "
+                        "the output is the same")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_render)
 

@@ -214,8 +214,10 @@ def test_queue_page_finished_render(sample: Path, queue) -> None:
 
 def test_settings_render_on_a_cluster(studio_home: Path) -> None:
     """The executor setting: a bad URL is refused with a message and not saved; an unreachable cluster says
-    so when tested; a good URL is saved for the queue worker."""
+    so when tested; a good URL is saved for the queue worker. The decode setting beside it (without a GPU the
+    page says the CPU would decode)."""
     from core import storage
+    from core.hardware import probe_gpus
 
     at = page("settings").run()
     at.text_input(key="set.executor").set_value("spark://a:1")
@@ -227,6 +229,13 @@ def test_settings_render_on_a_cluster(studio_home: Path) -> None:
     assert at.error and "cannot connect to the Dask scheduler at tcp://127.0.0.1:9" in at.error[0].value
     at.button(key="set.executor_save").click().run()
     assert not at.exception and storage.load_settings().executor == "dask://127.0.0.1:9"
+    assert storage.load_settings().decode == "cpu"
+    at.radio(key="set.decode").set_value("cuda").run()
+    if not probe_gpus()[0]:
+        assert any("renders here would decode on the CPU" in c.value for c in at.caption)
+    at.button(key="set.decode_save").click().run()
+    assert not at.exception and storage.load_settings().decode == "cuda"
+    assert storage.load_settings().executor == "dask://127.0.0.1:9"  # the other setting kept
 
 
 def test_settings_watch_folders_enable_and_launcher(studio_home: Path, tmp_path: Path) -> None:

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import json
 import logging
+from fractions import Fraction
 from pathlib import Path
 
+import av
+import numpy as np
 import pytest
 
-from core.io import encoder_opens, probe, resolve_codec
+from core.errors import ConfigError
+from core.io import Reader, _as_stream_format, encoder_opens, probe, resolve_codec
 from core.job import build_job
 from core.pipeline import render
 from core.presets import EncoderConfig
@@ -30,6 +34,40 @@ def test_nvenc_falls_back_with_its_reason(caplog: pytest.LogCaptureFixture) -> N
         assert resolve_codec(EncoderConfig(codec="auto")) == "libx264"
     assert "h264_nvenc unavailable" in caplog.text
     assert encoder_opens("libx264") is None
+
+
+@pytest.mark.parametrize("clip", ["cut", "p10"])
+def test_decoding_on_cuda_gives_the_cpu_frames_or_says_why_not(clips: dict[str, Path], clip: str) -> None:
+    """``decode="cuda"``: NVDEC where it opens (frames rearranged to the stream's format), else the CPU with
+    the reason; either way the frames (RGB and the decoder's own, for pass-through) are a CPU decode's."""
+    info = probe(clips[clip])
+    with Reader(info) as cpu, Reader(info, decode="cuda") as dev:
+        if dev.decode_note:
+            assert dev.decode == "cpu" and dev.decode_note.startswith("cuda decoding unavailable (")
+        else:
+            assert dev.decode == "cuda"
+        for (i, a), (j, b) in zip(cpu.decoded(3, 12), dev.decoded(3, 12), strict=True):
+            assert i == j and a.pts == b.pts and a.format.name == b.format.name == info.pix_fmt
+            assert all(bytes(p) == bytes(q) for p, q in zip(a.planes, b.planes, strict=True))
+        assert all(np.array_equal(a.rgb, b.rgb) for a, b in zip(cpu.frames(0, 5), dev.frames(0, 5), strict=True))
+    with pytest.raises(ValueError, match="'vulkan' is not one of cpu, cuda"):
+        Reader(info, decode="vulkan")
+    with pytest.raises(ConfigError, match="decode: 'vulkan' is not one of cpu, cuda"):
+        render(build_job(clips[clip], clips[clip].with_suffix(".out.mp4"), "none"), decode="vulkan")
+
+
+@pytest.mark.parametrize(("stream", "device"), [("yuv420p", "nv12"), ("yuv420p10le", "p010le")])
+def test_device_frames_return_to_the_stream_format_exactly(stream: str, device: str) -> None:
+    """NVDEC hands back NV12 (8-bit) or P010 (10-bit); rearranged to planar 4:2:0 they are the samples a
+    software decoder gives, bit for bit, with the timestamp kept (checked here without a GPU)."""
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, (96, 160, 3), dtype=np.uint8)
+    sw = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format=stream)
+    hw = sw.reformat(format=device)
+    hw.pts, hw.time_base = 1234, Fraction(1, 12800)
+    back = _as_stream_format(hw, stream)
+    assert back.format.name == stream and back.pts == 1234 and back.time_base == Fraction(1, 12800)
+    assert all(bytes(p) == bytes(q) for p, q in zip(sw.planes, back.planes, strict=True))
 
 
 def test_audio_reencoded_when_container_cannot_hold_it(tmp_path: Path) -> None:
@@ -71,6 +109,11 @@ def test_cli_render_and_preview(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert main(["render", str(clip), "-o", str(out), "--style", "comic", "-q"]) == 0
     line = capsys.readouterr().out.strip().splitlines()[-1]
     assert line.startswith("rendered 20 frames") and "fps" in line and str(out) in line
+    again = tmp_path / "o_cuda.mp4"
+    assert main(["render", str(clip), "-o", str(again), "--style", "comic", "-q", "--decode", "cuda"]) == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert "decoded on cuda" in line or "decoded on the CPU (cuda decoding unavailable (" in line
+    assert again.read_bytes() == out.read_bytes()  # the frames, and so the output, of a CPU decode
     png = tmp_path / "f.png"
     assert main(["preview", str(clip), "--style", "pencil", "--at", "0.3", "-o", str(png)]) == 0
     assert png.stat().st_size > 0

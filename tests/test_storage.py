@@ -29,6 +29,9 @@ def test_settings_exception(studio_home: Path) -> None:
     (studio_home / "settings.yaml").write_text("colour: red\n")
     with pytest.raises(ConfigError, match="unknown key 'colour'"):
         storage.load_settings()
+    (studio_home / "settings.yaml").write_text("decode: gpu\n")
+    with pytest.raises(ConfigError, match="decode: 'gpu' is not one of cpu, cuda"):
+        storage.load_settings()
 
 
 def test_store_upload_never_uses_the_name(studio_home: Path) -> None:

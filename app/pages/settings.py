@@ -13,6 +13,7 @@ from core import storage, watch
 from core.config import schema, to_dict
 from core.presets import (
     BUNDLED_DIR,
+    DECODERS,
     EncoderConfig,
     Preset,
     TemporalConfig,
@@ -57,6 +58,19 @@ with hardware:
         with ui.shown_errors():
             storage.save_settings(dataclasses.replace(storage.load_settings(), executor=url.strip() or "local"))
             st.success("saved: the queue worker renders its next job there")
+
+    st.markdown("**Decode on**: `cpu`, or `cuda`: NVDEC on an NVIDIA GPU, which frees the CPU's decode share for "
+                "the other stages. Where it cannot open, the CPU decodes and the job's result says why; the "
+                "frames, and so the outputs, are the same either way.")
+    d1, d2 = st.columns([3, 1])
+    decode = d1.radio("Decode on", DECODERS, index=DECODERS.index(current.decode), horizontal=True,
+                      key="set.decode", label_visibility="collapsed")
+    if decode == "cuda" and not hw.gpus:
+        d1.caption(f"{hw.gpu_note or 'no NVIDIA GPU'}: renders here would decode on the CPU.")
+    if d2.button("Save", key="set.decode_save"):
+        with ui.shown_errors():
+            storage.save_settings(dataclasses.replace(storage.load_settings(), decode=decode))
+            st.success(f"saved: the queue worker decodes its next job on {decode}")
 
 with presets:
     names = list_presets()
