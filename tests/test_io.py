@@ -70,6 +70,17 @@ def test_device_frames_return_to_the_stream_format_exactly(stream: str, device: 
     assert all(bytes(p) == bytes(q) for p, q in zip(sw.planes, back.planes, strict=True))
 
 
+def test_nvenc_renders_where_it_opens(tmp_path: Path) -> None:
+    """Where NVENC opens (a GPU machine): a render asking for it is encoded by it, every frame there."""
+    why = encoder_opens("h264_nvenc")
+    if why is not None:
+        pytest.skip(f"h264_nvenc does not open here ({why}): the NVENC path is checked on a GPU machine")
+    clip = make_clip(tmp_path / "c.mp4", ClipSpec(frames=24))
+    out = tmp_path / "nvenc.mp4"
+    result = render(build_job(clip, out, "pencil", sets={"encoder.codec": "h264_nvenc"}), workers=1)
+    assert result.codec == "h264_nvenc" and probe(out).frame_count == 24
+
+
 def test_audio_reencoded_when_container_cannot_hold_it(tmp_path: Path) -> None:
     src = make_clip(tmp_path / "pcm.mkv", ClipSpec(frames=25, audio=True, audio_codec="pcm_s16le"))
     assert probe(src).audio[0].codec == "pcm_s16le"

@@ -374,6 +374,25 @@ def test_a_chunk_styled_several_frames_a_call_equals_one_at_a_time(tmp_path: Pat
     assert calls.count(1) == 14 and calls.count(3) == 4 and calls.count(2) == 1  # 14 frames: 1 x 14, then 3+3+3+3+2
 
 
+def test_cuda_batched_frames_match_the_cpu() -> None:
+    """Where ONNX Runtime runs on a GPU: the bundled model through IO binding, several frames a run, gives
+    the CPU's pixels within rounding (cuDNN's kernels are not the CPU's, so not bit for bit)."""
+    if ml_session.choose_provider() != ml_session.CUDA:
+        pytest.skip("no CUDA provider with an NVIDIA GPU here (a CPU machine): the GPU path is checked where one is")
+    path = Path(__file__).resolve().parents[1] / "models" / "sketch-v1.onnx"
+    gpu, cpu = ml_session.get_session(path), ml_session.get_session(path, provider=ml_session.CPU)
+    if gpu.provider != ml_session.CUDA:
+        pytest.skip(f"the CUDA provider is listed but did not load ({gpu.provider} runs the model)")
+    assert gpu.device == "cuda"
+    frames = [frame(360, 640, seed=i) for i in range(5)]
+    per_run = ml_session.frames_per_run(gpu, 360, 640)
+    assert per_run >= 1
+    on_gpu = ml_session.run_tiled_batch(gpu, frames, batch=0)
+    on_cpu = [ml_session.run_tiled(cpu, x) for x in frames]
+    for a, b in zip(on_gpu, on_cpu, strict=True):
+        assert np.abs(a - b).max() < 2 / 255 and psnr(a * 255, b * 255) > 45
+
+
 # ---- a real third-party model -----------------------------------------------------------------------
 
 
