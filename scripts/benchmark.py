@@ -355,7 +355,8 @@ def _stages(args, clips, tmp, home, cores, styles, report) -> None:
     on a shot of ``--stage-loops`` x the clip (30 s by default: a render's fixed start-up, ~0.5 s, is then a
     shot's share, not a third of a 1-second one) the default way (chunks prepared on several threads,
     ``--workers`` unset) and chunk-parallel (a chunk per core, ``--pipeline off``), alternating ``--repeat``
-    times with the cost measurement (medians of each)."""
+    times with the cost measurement (medians of each). The ratios are medians of each round's own ratios,
+    their range printed and kept (``*_runs``): how far one round's reading can fall from another's."""
     import statistics
 
     from core.stages import bottleneck
@@ -379,21 +380,33 @@ def _stages(args, clips, tmp, home, cores, styles, report) -> None:
         keys = {k for c in measured for k in c["busy"]}
         costs = {**measured[0], "busy": {k: statistics.median(c["busy"].get(k, 0.0) for c in measured) for k in keys}}
         ms = {k: 1000 * v / n for k, v in costs["busy"].items()}
-        total = sum(ms.get(k, 0.0) for k in ("decode", "prepare", "process", "encode"))
+        total = _total_ms(costs)
         limit = cores / (total / 1000)
         cost_ms = {k: ms.get(k, 0.0) for k in ("decode", "stylize", "motion", "temporal", "measure")}
         cost_ms["encode"] = ms.get("encode", 0.0) - ms.get("measure", 0.0)  # the encoder's own share of its thread
         fps = {k: statistics.median(r.fps for r in v) for k, v in runs.items()}
         b = bottleneck(costs)
-        of_limit, vs = fps["pipelined"] / limit, fps["pipelined"] / fps["chunk-parallel"]
+        # each round's ratios from the figures measured beside each other (a minute apart), then their median:
+        # this machine's speed drifts by 10-20 % over the section, a round's own figures share its minute
+        of_limit_runs = [p.fps * _total_ms(c) / 1000 / cores for p, c in zip(runs["pipelined"], measured, strict=True)]
+        vs_runs = [p.fps / q.fps for p, q in zip(runs["pipelined"], runs["chunk-parallel"], strict=True)]
+        of_limit, vs = statistics.median(of_limit_runs), statistics.median(vs_runs)
         print(f"  {style:>9}: " + ", ".join(f"{k} {v:.1f}" for k, v in cost_ms.items()) + f" = {total:.1f} ms "
-              f"-> limit {limit:.1f} fps; pipelined {fps['pipelined']:.1f} fps = {of_limit:.0%} of it (goal >= 90%: "
+              f"-> limit {limit:.1f} fps; pipelined {fps['pipelined']:.1f} fps = {of_limit:.0%} of it "
+              f"(rounds {min(of_limit_runs):.0%}-{max(of_limit_runs):.0%}; goal >= 90%: "
               f"{'met' if of_limit >= 0.9 else 'NOT met'}); chunk-parallel {fps['chunk-parallel']:.1f} fps -> "
-              f"{vs:.2f}x (goal >= 1.0: {'met' if vs >= 1.0 else 'NOT met'})")
+              f"{vs:.2f}x (rounds {min(vs_runs):.2f}-{max(vs_runs):.2f}x; goal >= 1.0: "
+              f"{'met' if vs >= 1.0 else 'NOT met'})")
         report["stages"][style] = {"cost_ms": cost_ms, "limit_fps": limit, "pipelined_fps": fps["pipelined"],
                                    "sequential_fps": fps["chunk-parallel"], "of_limit": of_limit,
-                                   "pipelined_vs_sequential": vs, "bottleneck": b.advice if b else "",
+                                   "pipelined_vs_sequential": vs, "of_limit_runs": of_limit_runs,
+                                   "pipelined_vs_sequential_runs": vs_runs, "bottleneck": b.advice if b else "",
                                    "repeat": args.repeat, "shot_frames": n_shot}
+
+
+def _total_ms(costs: dict) -> float:
+    """CPU ms a frame of a one-loop cost measurement: its threads' busy time (the parts are inside them)."""
+    return sum(1000 * costs["busy"].get(k, 0.0) / costs["frames"] for k in ("decode", "prepare", "process", "encode"))
 
 
 def _stage_costs(clip: Path, style: str) -> dict:

@@ -37,12 +37,14 @@ def _sec(d: Any, key: str) -> dict:
     return v if isinstance(v, dict) else {}
 
 
+def _finite(v: Any) -> bool:
+    return not isinstance(v, bool) and isinstance(v, int | float) and math.isfinite(v)
+
+
 def _num(d: Any, key: str) -> float | None:
     """``d[key]`` as a finite float, else None: the tables never print a figure that was not measured."""
     v = d.get(key) if isinstance(d, dict) else None
-    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
-        return None
-    return float(v)
+    return float(v) if _finite(v) else None
 
 
 def _nums(d: Any, *keys: str) -> tuple[float, ...] | None:
@@ -369,17 +371,26 @@ def _stage_rows(report: dict) -> list[list[str]]:
         cells.append(_fps(limit) if limit is not None else "-")
         pipe_cell = _fps(pipe) if pipe is not None else "-"
         if of_limit is not None:
-            pipe_cell += f" ({_pct(of_limit)})" + ("" if OF_LIMIT.met(of_limit) else NOT_MET)
+            spread = _spread(v.get("of_limit_runs"), _pct)
+            pipe_cell += f" ({_pct(of_limit)}{spread})" + ("" if OF_LIMIT.met(of_limit) else NOT_MET)
         cells.append(pipe_cell)
         seq_cell = _fps(seq) if seq is not None else "-"
         if vs_seq is not None:
-            seq_cell += f" (default {_x(vs_seq)})" + ("" if PIPE_VS_SEQ.met(vs_seq) else NOT_MET)
+            spread = _spread(v.get("pipelined_vs_sequential_runs"), _x)
+            seq_cell += f" (default {_x(vs_seq)}{spread})" + ("" if PIPE_VS_SEQ.met(vs_seq) else NOT_MET)
         cells.append(seq_cell)
         bottleneck = v.get("bottleneck")
         cells.append(_cell(bottleneck) if isinstance(bottleneck, str) and bottleneck else "-")
         if any(c != "-" for c in cells[1:]):
             rows.append(cells)
     return rows
+
+
+def _spread(runs: Any, fmt: Callable[[float], str]) -> str:
+    """"; rounds LO-HI" from a section's per-round ratios, when there are several numbers; else ""."""
+    if not isinstance(runs, list) or len(runs) < 2 or not all(_finite(r) for r in runs):
+        return ""
+    return f"; rounds {fmt(min(runs))}-{fmt(max(runs))}"
 
 
 def _dates(report: dict) -> str | None:
@@ -437,7 +448,9 @@ def markdown(report: dict) -> str:
                   "user starts it: a style with temporal state renders one lane of chunks per two cores (each "
                   "chunk carrying the state the one before left), its frames prepared on two threads; a stateless "
                   "one (cinematic) a chunk per core, which is chunk-parallel itself, so its ratio only shows the "
-                  "noise. Chunk-parallel: a lane per core, one loop each (`--pipeline off`). Targets: default fps "
+                  "noise. Chunk-parallel: a lane per core, one loop each (`--pipeline off`). The cost measurement "
+                  "and the two renders alternate; a ratio is the median of each round's own (its range over the "
+                  "rounds beside it: this machine's speed drifts by 10-20 % within minutes). Targets: default fps "
                   f"{OF_LIMIT.text}; default vs chunk-parallel {PIPE_VS_SEQ.text}."]
     return "\n".join(lines) + "\n"
 
