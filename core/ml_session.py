@@ -59,7 +59,8 @@ MEMORY_SHARE = 0.25
 @dataclass(frozen=True)
 class InputSpec:
     """What a model expects: input ``name`` and ``output`` name, ``layout`` "NCHW", ``channels`` "RGB",
-    ``value_range`` 255.0 (pixels 0..255) or 1.0 (0..1), ``size`` a fixed (H, W) or None when dynamic."""
+    ``value_range`` 255.0 (pixels 0..255) or 1.0 (0..1), ``size`` a fixed (H, W) or None when dynamic,
+    ``batch`` a fixed batch size (runs are padded to it) or None when any."""
 
     name: str
     output: str
@@ -67,11 +68,12 @@ class InputSpec:
     channels: str = "RGB"
     value_range: float = 255.0
     size: tuple[int, int] | None = None
-    batch: int | None = None  # a graph's fixed batch size (exported for one image: 1); None when any
+    batch: int | None = None
 
 
 class ModelSession:
-    """One ONNX Runtime session on one provider, with its model's :class:`InputSpec`. Shared: never mutated."""
+    """One ONNX Runtime session on one provider, with its model's :class:`InputSpec`. Shared by threads: its
+    only changing state is each thread's own bound buffers (on a device)."""
 
     def __init__(self, path: Path, ort_session: Any, spec: InputSpec, provider: str, device: str | None = None) -> None:
         self.path = path
