@@ -283,13 +283,19 @@ def _open_decoding(path: Path, decode: str) -> tuple[av.container.InputContainer
     try:
         container = av.open(str(path), mode="r", metadata_errors="ignore",
                             hwaccel=HWAccel(decode, allow_software_fallback=True))
-        return container, ""
     except (av.error.FileNotFoundError, FileNotFoundError):
         raise MediaNotFoundError(f"{path}: no such file") from None
     except Exception as exc:  # PermissionError (no device node), av errors (no driver), ...: decode on the CPU
         why = f"{decode} decoding unavailable ({type(exc).__name__}: {_why(exc) or 'no reason given'})"
-        log.info("%s: %s; decoding on the CPU", path, why)
-        return _open(path), why
+    else:
+        video = container.streams.video
+        if not video or video[0].codec_context.is_hwaccel:
+            return container, ""
+        # the device opened, but it has no decoder for this codec: PyAV decodes in software
+        why = f"{decode} decoding unavailable (no {decode} decoder for {video[0].codec_context.name})"
+        container.close()
+    log.info("%s: %s; decoding on the CPU", path, why)
+    return _open(path), why
 
 
 class Reader:

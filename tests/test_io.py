@@ -56,6 +56,17 @@ def test_decoding_on_cuda_gives_the_cpu_frames_or_says_why_not(clips: dict[str, 
         render(build_job(clips[clip], clips[clip].with_suffix(".out.mp4"), "none"), decode="vulkan")
 
 
+def test_a_device_without_a_decoder_for_the_codec_is_reported(clips: dict[str, Path],
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The device opens but has no decoder for the stream's codec (PyAV then decodes in software, quietly):
+    the reader says so rather than claim the GPU decoded. Simulated: the open ignores the device."""
+    real = av.open
+    monkeypatch.setattr(av, "open", lambda *a, hwaccel=None, **kw: real(*a, **kw))
+    with Reader(probe(clips["cut"]), decode="cuda") as r:
+        assert r.decode == "cpu" and r.decode_note == "cuda decoding unavailable (no cuda decoder for h264)"
+        assert len(list(r.frames(0, 3))) == 3
+
+
 @pytest.mark.parametrize(("stream", "device"), [("yuv420p", "nv12"), ("yuv420p10le", "p010le")])
 def test_device_frames_return_to_the_stream_format_exactly(stream: str, device: str) -> None:
     """NVDEC hands back NV12 (8-bit) or P010 (10-bit); rearranged to planar 4:2:0 they are the samples a
