@@ -26,6 +26,7 @@ class Hardware:
     gpus: list[Gpu] = field(default_factory=list)
     gpu_note: str = ""
     nvenc: str | None = None  # None: NVENC opens here; else why not
+    nvdec: str | None = None  # None: NVDEC decodes here (``--decode cuda``); else why not
     cpu_count: int = 1
     load_1m: float | None = None
     ram_total_gb: float | None = None
@@ -54,6 +55,7 @@ def summary(check_nvenc: bool = True) -> Hardware:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     return Hardware(gpus=[_gpu(g) for g in rep.gpus], gpu_note=rep.gpu_note,
                     nvenc=(None if h264.ok else h264.reason) if h264 else "not checked",
+                    nvdec=rep.nvdec if rep.nvdec != "" else "not checked",
                     cpu_count=rep.cpu_count, load_1m=load,
                     ram_total_gb=total / 2**30 if total else None, ram_available_gb=avail / 2**30 if avail else None,
                     disk_path=rep.disk_path, disk_total_gb=shutil.disk_usage(rep.disk_path).total / 2**30,

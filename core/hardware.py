@@ -63,6 +63,7 @@ class HardwareReport:
     gpu_note: str
     encoders: tuple[EncoderProbe, ...]
     recommendations: tuple[tuple[str, str, str], ...]  # (preset, codec, reason)
+    nvdec: str | None  # None: H.264 decodes on the GPU here (``--decode cuda``); else why not ("" not checked)
     cpu_count: int
     ram_total: int | None
     ram_available: int | None
@@ -84,6 +85,9 @@ class HardwareReport:
         for e in self.encoders:
             state = "ok" if e.ok else f"no ({e.reason})" + (f" -> {e.fallback}" if e.fallback else "")
             out.append(f"encoder {e.codec} {e.bit_depth}-bit: {state}")
+        if self.nvdec != "":
+            out.append("decoder cuda (NVDEC, --decode cuda): " + ("ok" if self.nvdec is None else
+                                                                 f"no ({self.nvdec}) -> the CPU decodes"))
         out += [f"preset {name}: {codec} ({why})" for name, codec, why in self.recommendations]
         out.append(f"CPU cores: {self.cpu_count}")
         out.append(f"RAM: {_gib(self.ram_available)} available of {_gib(self.ram_total)}")
@@ -196,6 +200,42 @@ def _trial_encode(codec: str, pix_fmt: str) -> None:
     ctx.encode(None)  # flush: some encoders only fail once they really produce a packet
 
 
+# ---------------------------------------------------------------------------------------------------- decoders
+
+
+@functools.cache
+def decoder_opens(device: str = "cuda") -> str | None:
+    """None when ``device`` (PyAV's hardware device type; NVDEC is "cuda") really decodes H.264 here (a
+    two-frame clip made in memory, no software fallback allowed), else a one-line reason why not. Cached per
+    process, quiet like :func:`encoder_opens`."""
+    import io
+
+    from av.codec.hwaccel import HWAccel
+
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="mp4") as out:  # the trial clip, encoded on the CPU
+        stream = out.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = _TRIAL_SIZE, _TRIAL_SIZE, "yuv420p"
+        for pts in range(2):
+            frame = av.VideoFrame(_TRIAL_SIZE, _TRIAL_SIZE, "yuv420p")
+            frame.pts = pts
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    buf.seek(0)
+    level = av.logging.get_level()
+    av.logging.set_level(av.logging.ERROR)
+    try:
+        with av.logging.Capture(), av.open(buf, hwaccel=HWAccel(device, allow_software_fallback=False)) as c:
+            if not c.streams.video[0].codec_context.is_hwaccel:
+                return f"no {device} decoder for h264 in this FFmpeg build"
+            next(c.decode(video=0))
+        return None
+    except (av.error.FFmpegError, ValueError, OSError, StopIteration) as exc:
+        return str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+    finally:
+        av.logging.set_level(level)
+
+
 def _family(codec: str) -> str:
     return "hevc" if codec.startswith(("hevc", "libx265")) else "av1" if codec.startswith("av1") else "h264"
 
@@ -259,7 +299,8 @@ def _recommendations() -> tuple[tuple[str, str, str], ...]:
 
 
 def report(check_encoders: bool = True) -> HardwareReport:
-    """Everything above in one value. ``check_encoders=False`` skips the trial encodes (and presets)."""
+    """Everything above in one value. ``check_encoders=False`` skips the trial encodes and decode (and
+    presets)."""
     from .presets import studio_home
     from .storage import free_bytes
 
@@ -274,5 +315,6 @@ def report(check_encoders: bool = True) -> HardwareReport:
         disk = None
     return HardwareReport(gpus=gpus, gpu_note=note, encoders=encoders,
                           recommendations=_recommendations() if check_encoders else (),
+                          nvdec=decoder_opens("cuda") if check_encoders else "",
                           cpu_count=os.cpu_count() or 1, ram_total=total, ram_available=available,
                           disk_path=str(disk_at), disk_free=disk, warnings=tuple(gpu_warnings(gpus)))

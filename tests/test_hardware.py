@@ -62,6 +62,7 @@ def no_nvml(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_smoke_cpu_machine_is_quiet_and_says_no_gpu(no_nvml: None, capfd: pytest.CaptureFixture) -> None:
     hardware.encoder_opens.cache_clear()  # really run the trial encodes under capfd (x265 prints to fd 2)
+    hardware.decoder_opens.cache_clear()  # and the trial decode
     rep = hardware.report()
     out, err = capfd.readouterr()
     assert (out, err) == ("", "")
@@ -72,6 +73,8 @@ def test_smoke_cpu_machine_is_quiet_and_says_no_gpu(no_nvml: None, capfd: pytest
         (c, b) for c in hardware.NVENC_CODECS + hardware.CPU_CODECS for b in (8, 10)}
     assert [r[0] for r in rep.recommendations] == ["balanced", "quality", "speed"]
     assert "GPU: no NVIDIA GPU (nvidia-ml-py is not installed: CPU build)" in rep.lines()
+    assert rep.nvdec  # NVDEC does not decode here, and the report says why
+    assert f"decoder cuda (NVDEC, --decode cuda): no ({rep.nvdec}) -> the CPU decodes" in rep.lines()
     assert ml_session._nvml_free_bytes() is None
 
 
@@ -104,7 +107,8 @@ def test_gpu_path_through_fake_nvml(monkeypatch: pytest.MonkeyPatch) -> None:
         "NVIDIA RTX A5000", 24 * GIB, 20 * GIB, 4 * GIB)
     assert (a5000.temperature_c, a5000.utilisation_pct) == (86.0, 97.0)
     assert (t4.name, t4.temperature_c, t4.utilisation_pct) == ("Tesla T4", None, 3.0)
-    assert rep.gpu_note == "" and rep.encoders == () and rep.recommendations == ()
+    assert rep.gpu_note == "" and rep.encoders == () and rep.recommendations == () and rep.nvdec == ""
+    assert not any(line.startswith("decoder") for line in rep.lines())  # not checked: not shown
     assert len(rep.warnings) == 1 and "86 C" in rep.warnings[0] and "A5000" in rep.warnings[0]
     assert nvml.calls[-1] == "shutdown"
     assert json.loads(rep.to_json())["gpus"][0]["memory_free"] == 20 * GIB

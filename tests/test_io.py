@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from core.errors import ConfigError
+from core.hardware import decoder_opens
 from core.io import Reader, _as_stream_format, encoder_opens, probe, resolve_codec
 from core.job import build_job
 from core.pipeline import render
@@ -46,6 +47,8 @@ def test_decoding_on_cuda_gives_the_cpu_frames_or_says_why_not(clips: dict[str, 
             assert dev.decode == "cpu" and dev.decode_note.startswith("cuda decoding unavailable (")
         else:
             assert dev.decode == "cuda"
+        if clip == "cut":  # H.264 8-bit, what the hardware report's trial decodes
+            assert (dev.decode == "cuda") == (decoder_opens("cuda") is None)
         for (i, a), (j, b) in zip(cpu.decoded(3, 12), dev.decoded(3, 12), strict=True):
             assert i == j and a.pts == b.pts and a.format.name == b.format.name == info.pix_fmt
             assert all(bytes(p) == bytes(q) for p, q in zip(a.planes, b.planes, strict=True))

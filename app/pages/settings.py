@@ -37,6 +37,7 @@ with hardware:
     else:
         st.info(hw.gpu_note or "no NVIDIA GPU")
     st.write(f"NVENC: {'usable' if hw.nvenc is None else f'not usable ({hw.nvenc}); renders use libx264'}")
+    st.write(f"NVDEC: {'usable' if hw.nvdec is None else f'not usable ({hw.nvdec}); renders decode on the CPU'}")
     c1, c2, c3 = st.columns(3)
     c1.metric("CPU cores", hw.cpu_count, help=f"load (1 min): {hw.load_1m:.2f}" if hw.load_1m is not None else None)
     c2.metric("RAM available", f"{hw.ram_available_gb:.1f} / {hw.ram_total_gb:.1f} GB" if hw.ram_total_gb else "?")
