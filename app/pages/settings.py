@@ -66,8 +66,8 @@ with hardware:
     d1, d2 = st.columns([3, 1])
     decode = d1.radio("Decode on", DECODERS, index=DECODERS.index(current.decode), horizontal=True,
                       key="set.decode", label_visibility="collapsed")
-    if decode == "cuda" and not hw.gpus:
-        d1.caption(f"{hw.gpu_note or 'no NVIDIA GPU'}: renders here would decode on the CPU.")
+    if decode == "cuda" and hw.nvdec is not None:  # the trial decode above: a GPU alone does not make NVDEC work
+        d1.caption(f"NVDEC not usable ({hw.nvdec}): renders here would decode on the CPU.")
     if d2.button("Save", key="set.decode_save"):
         with ui.shown_errors():
             storage.save_settings(dataclasses.replace(storage.load_settings(), decode=decode))
