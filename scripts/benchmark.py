@@ -354,9 +354,10 @@ def _stages(args, clips, tmp, home, cores, styles, report) -> None:
     """Per classical style at 720p: the stages' CPU costs, the machine limit they give, and the render's fps
     on a shot of ``--stage-loops`` x the clip (30 s by default: a render's fixed start-up, ~0.5 s, is then a
     shot's share, not a third of a 1-second one) the default way (chunks prepared on several threads,
-    ``--workers`` unset) and chunk-parallel (a chunk per core, ``--pipeline off``), alternating ``--repeat``
-    times with the cost measurement (medians of each). The ratios are medians of each round's own ratios,
-    their range printed and kept (``*_runs``): how far one round's reading can fall from another's."""
+    ``--workers`` unset) and chunk-parallel (a chunk per core, ``--pipeline off``), each first in every other
+    round, ``--repeat`` rounds, each with its own cost measurement (medians of each). The ratios are medians
+    of each round's own ratios, their range printed and kept (``*_runs``): how far one round's reading can
+    fall from another's."""
     import statistics
 
     from core.stages import bottleneck
@@ -371,11 +372,14 @@ def _stages(args, clips, tmp, home, cores, styles, report) -> None:
         # within minutes, and a limit taken in a slow (or fast) minute would skew every ratio against it
         measured: list[dict] = []
         runs: dict[str, list[Run]] = {"pipelined": [], "chunk-parallel": []}
-        for _ in range(args.repeat):
+        commands = {"pipelined": cli_render(shot, tmp / "st_p.mp4", style, 0, home),
+                    "chunk-parallel": cli_render(shot, tmp / "st_c.mp4", style, cores, home, ["--pipeline", "off"])}
+        for i in range(args.repeat):
             measured.append(_stage_costs(clips[720], style))
-            runs["pipelined"].append(measure(cli_render(shot, tmp / "st_p.mp4", style, 0, home), n_shot))
-            runs["chunk-parallel"].append(measure(cli_render(shot, tmp / "st_c.mp4", style, cores, home,
-                                                             ["--pipeline", "off"]), n_shot))
+            # every other round the other one first: a machine speeding up or slowing down over a round
+            # then favours neither side of the ratio
+            for kind in sorted(commands, reverse=i % 2 == 1):
+                runs[kind].append(measure(commands[kind], n_shot))
         n = measured[0]["frames"]
         keys = {k for c in measured for k in c["busy"]}
         costs = {**measured[0], "busy": {k: statistics.median(c["busy"].get(k, 0.0) for c in measured) for k in keys}}

@@ -448,9 +448,10 @@ def markdown(report: dict) -> str:
                   "user starts it: a style with temporal state renders one lane of chunks per two cores (each "
                   "chunk carrying the state the one before left), its frames prepared on two threads; a stateless "
                   "one (cinematic) a chunk per core, which is chunk-parallel itself, so its ratio only shows the "
-                  "noise. Chunk-parallel: a lane per core, one loop each (`--pipeline off`). The cost measurement "
-                  "and the two renders alternate; a ratio is the median of each round's own (its range over the "
-                  "rounds beside it: this machine's speed drifts by 10-20 % within minutes). Targets: default fps "
+                  "noise. Chunk-parallel: a lane per core, one loop each (`--pipeline off`). Each round measures the "
+                  "costs, then renders both ways, the other way first every other round; a ratio is the median of "
+                  "each round's own (its range over the rounds beside it: this machine's speed drifts by 10-20 % "
+                  "within minutes). Targets: default fps "
                   f"{OF_LIMIT.text}; default vs chunk-parallel {PIPE_VS_SEQ.text}."]
     return "\n".join(lines) + "\n"
 
