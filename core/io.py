@@ -7,9 +7,12 @@ time base, so frame count, fps, VFR timing and duration match.
 
 from __future__ import annotations
 
+import bisect
+import contextlib
 import functools
 import itertools
 import logging
+import math
 import os
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -21,7 +24,7 @@ import av
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
-from .errors import MediaNotFoundError, RenderError, UnsupportedVideoError
+from .errors import MediaNotFoundError, UnsupportedVideoError
 from .frames import (
     ColorTags,
     Frame,
@@ -57,11 +60,18 @@ class AudioInfo:
 
 @dataclass(frozen=True)
 class VideoInfo:
-    """What the studio needs to know about an input, from one demux pass plus one decoded frame.
+    """What the studio needs to know about an input, from one demux pass plus a few decoded frames.
 
-    ``pts`` lists every frame's timestamp in presentation order (``time_base`` units); ``keyframes``
-    holds the pts of frames a decoder can start from. ``rotation`` is FFmpeg's display rotation in
+    ``pts`` lists every frame's presentation timestamp in order (``time_base`` units): the output keeps them.
+    ``frame_ids`` holds, where they differ from ``pts``, the stamps the decoder puts on each frame (AVI's
+    decode-order counters, which are not presentation times); ``keyframes`` holds those stamps for frames a
+    decoder can start from and ``seek_points`` (when not empty) what to seek to for each. ``seekable`` is
+    False for streams whose frames carry no usable stamps (a raw elementary stream, duplicated stamps):
+    every range is then decoded from the top and frames are counted. ``timestamps`` says where ``pts`` came
+    from: the packets' "pts", their "dts", or the frame "rate". ``rotation`` is FFmpeg's display rotation in
     degrees counter-clockwise; ``width``/``height`` are the upright (displayed) size.
+    ``frame_count`` counts the frames that decode where the probe decoded them all (``undecodable`` then says
+    how many packets did not), else the packets: a damaged frame found later is reported by the render.
     """
 
     path: str
@@ -87,11 +97,16 @@ class VideoInfo:
     pts: tuple[int, ...] = field(default=(), repr=False)
     durations: tuple[int, ...] = field(default=(), repr=False)
     keyframes: tuple[int, ...] = field(default=(), repr=False)
+    frame_ids: tuple[int, ...] = field(default=(), repr=False)
+    seek_points: tuple[int, ...] = field(default=(), repr=False)
+    seekable: bool = True
+    timestamps: str = "pts"
+    undecodable: int = 0  # packets found not to decode when the probe decoded the whole stream (damaged input)
 
     def to_json(self) -> dict[str, Any]:
         """The probe report: everything but the per-frame lists, with exact fractions as strings."""
         d = asdict(self)
-        for k in ("pts", "durations", "keyframes"):
+        for k in ("pts", "durations", "keyframes", "frame_ids", "seek_points"):
             d.pop(k)
         d["fps"] = f"{self.fps.numerator}/{self.fps.denominator}"
         d["fps_float"] = round(float(self.fps), 6)
@@ -108,7 +123,7 @@ class VideoInfo:
     def keyframe_indices(self) -> tuple[int, ...]:
         """Frame indices (presentation order) a decoder can start from, ascending."""
         keys = set(self.keyframes)
-        return tuple(i for i, p in enumerate(self.pts) if p in keys)
+        return tuple(i for i, p in enumerate(self.frame_ids or self.pts) if p in keys)
 
     @property
     def encoded_size(self) -> tuple[int, int]:
@@ -159,8 +174,111 @@ def _audio_info(container: av.container.InputContainer, extents: dict[int, list[
     return tuple(out)
 
 
+@dataclass
+class _Packets:
+    """What one demux pass learns of the video packets (decode order) and the audio streams' extents."""
+
+    pts: list[int | None] = field(default_factory=list)
+    dts: list[int | None] = field(default_factory=list)
+    durations: list[int] = field(default_factory=list)
+    key: list[bool] = field(default_factory=list)
+    audio: dict[int, list[int]] = field(default_factory=dict)
+    damaged: str = ""  # why the demuxer stopped early, if it did
+
+    def stamped(self) -> bool:
+        """Every packet has a pts, and no two the same: they can name the frames."""
+        return None not in self.pts and len(set(self.pts)) == len(self.pts)
+
+    def in_decode_order(self) -> bool:
+        """Whether the pts only grow in decode order: true of streams without reordering, and of AVI, whose
+        "pts" are decode-order counters even where the decoder reorders (B-frames)."""
+        return all(a < b for a, b in itertools.pairwise(self.pts))  # type: ignore[operator]
+
+
+def _demux(c: av.container.InputContainer, vs: av.video.stream.VideoStream, path: Path) -> _Packets:
+    """One pass over the packets. A damaged container stops the pass; what came before it is kept (the
+    frames FFmpeg would decode too), and the reason is logged."""
+    pk = _Packets()
+    try:
+        for p in c.demux(vs, *c.streams.audio):
+            if p.size == 0 or p.is_discard:  # discarded: an edit list hides it; FFmpeg outputs no frame for it
+                continue
+            if p.stream.type == "audio":
+                if p.pts is not None:
+                    end = p.pts + (p.duration or 0)
+                    ext = pk.audio.setdefault(p.stream.index, [p.pts, end])
+                    ext[0], ext[1] = min(ext[0], p.pts), max(ext[1], end)
+                continue
+            pk.pts.append(p.pts)
+            pk.dts.append(p.dts)
+            pk.durations.append(p.duration or 0)
+            pk.key.append(p.is_keyframe)
+    except av.error.FFmpegError as exc:
+        pk.damaged = _why(exc)
+        log.warning("%s: the container is damaged after %d video packets (%s); reading what came before",
+                    path, len(pk.pts), pk.damaged)
+    return pk
+
+
+def _decoded_stamps(c: av.container.InputContainer, vs: av.video.stream.VideoStream, limit: int | None = None
+                    ) -> tuple[list[int | None], av.VideoFrame | None]:
+    """The stamps (``frame.pts``) of the frames the decoder gives from the top, in its output order, and the
+    first frame: the first ``limit`` frames, or every one (what ``ffmpeg -f null`` counts)."""
+    with contextlib.ExitStack() as stack:
+        try:
+            c.seek(0, stream=vs)
+        except av.error.FFmpegError:  # a raw stream FFmpeg cannot seek in: read it again from the top
+            c = stack.enter_context(_open(Path(c.name)))
+            vs = c.streams.video[0]
+        return _stamps(c, vs, limit)
+
+
+def _stamps(c: av.container.InputContainer, vs: av.video.stream.VideoStream, limit: int | None
+            ) -> tuple[list[int | None], av.VideoFrame | None]:
+    stamps: list[int | None] = []
+    first = None
+    for frame in decode_tolerant(c, vs):
+        if first is None:
+            first = frame
+        stamps.append(frame.pts)
+        if limit is not None and len(stamps) >= limit:
+            break
+    return stamps, first
+
+
+def decode_tolerant(c: av.container.InputContainer, vs: av.video.stream.VideoStream) -> Iterator[av.VideoFrame]:
+    """Decode ``vs`` from where the container stands as FFmpeg's own tools do: a packet that does not decode is
+    skipped (its frame is lost, the next keyframe recovers), and a container damaged part way ends the stream."""
+    packets = c.demux(vs)
+    while True:
+        try:
+            packet = next(packets)
+        except StopIteration:
+            return
+        except av.error.FFmpegError as exc:
+            log.debug("%s: demuxing stopped (%s)", c.name, _why(exc))
+            packet = None  # flush what the decoder holds
+        try:
+            frames = vs.decode(packet)
+        except av.error.FFmpegError as exc:
+            log.debug("%s: a packet did not decode (%s)", c.name, _why(exc))
+            frames = []
+        yield from frames
+        if packet is None:
+            return
+
+
+#: Frames decoded from the top to check that a stream's stamps are presentation times (AVI's are not).
+_CHECKED_FRAMES = 16
+
+
 def probe(path: str | Path) -> VideoInfo:
-    """Probe a video: one demux pass for exact frame timestamps and keyframes, one decoded frame.
+    """Probe a video: one demux pass for the frames' timestamps and keyframes, a few decoded frames.
+
+    The frames are those FFmpeg decodes (``ffmpeg -i X -map 0:v:0 -f null -``), in its order. Their timestamps
+    are the packets' pts where those are presentation times; where they are not (AVI's decode-order stamps
+    with B-frames, missing or repeated stamps), the stream is decoded once to count and name the frames, and
+    the times come from the packets' dts, else from the frame rate.
 
     Raises MediaNotFoundError / UnsupportedVideoError with a one-line reason naming the file.
     """
@@ -178,43 +296,39 @@ def probe(path: str | Path) -> VideoInfo:
         tb = vs.time_base
         if tb is None:
             raise UnsupportedVideoError(f"{path}: video stream has no time base")
-        pts: list[int] = []
-        durs: list[int] = []
-        keys: list[int] = []
-        missing_pts = 0
-        audio_extents: dict[int, list[int]] = {}
+        pk = _demux(c, vs, path)
+        if not pk.pts:
+            raise UnsupportedVideoError(f"{path}: no decodable video frames"
+                                        + (f" ({pk.damaged})" if pk.damaged else ""))
+        trusted = pk.stamped()
         try:
-            for p in c.demux(vs, *c.streams.audio):
-                if p.size == 0:
-                    continue
-                if p.stream.type == "audio":
-                    if p.pts is not None:
-                        end = p.pts + (p.duration or 0)
-                        ext = audio_extents.setdefault(p.stream.index, [p.pts, end])
-                        ext[0], ext[1] = min(ext[0], p.pts), max(ext[1], end)
-                    continue
-                if p.pts is None:
-                    missing_pts += 1
-                    continue
-                pts.append(p.pts)
-                durs.append(p.duration or 0)
-                if p.is_keyframe:
-                    keys.append(p.pts)
+            reorder_check = trusted and pk.in_decode_order()
+            checked, first = _decoded_stamps(c, vs, None if not trusted else _CHECKED_FRAMES if reorder_check else 1)
+            if reorder_check and any(a is None or b is None or b <= a
+                                                         for a, b in itertools.pairwise(checked)):
+                trusted = False  # stamps in decode order, frames reordered: they name packets, not times
+                checked, first = _decoded_stamps(c, vs)
         except av.error.FFmpegError as exc:
-            raise UnsupportedVideoError(f"{path}: unreadable video data ({_why(exc)})") from None
-        if missing_pts and not pts:
-            raise UnsupportedVideoError(f"{path}: video has no timestamps (raw stream?); remux it into .mp4 or .mkv")
-        if not pts:
+            raise UnsupportedVideoError(f"{path}: no decodable video frames ({_why(exc)})") from None
+        if first is None:
             raise UnsupportedVideoError(f"{path}: no decodable video frames")
-        order = np.argsort(np.asarray(pts, dtype=np.int64), kind="stable")
-        pts_sorted = [pts[i] for i in order]
-        if len(set(pts_sorted)) != len(pts_sorted):
-            raise UnsupportedVideoError(f"{path}: duplicate video timestamps; the file is damaged")
-        durs_sorted = _frame_durations(pts_sorted, [durs[i] for i in order])
-        first = _first_frame(c, vs, path)
+        if trusted:
+            ids: list[int] = []
+            order = np.argsort(np.asarray(pk.pts, dtype=np.int64), kind="stable")
+            pts = [pk.pts[i] for i in order]
+            packet_durs = [pk.durations[i] for i in order]
+            # seek on decode stamps where there are (the MPEG-TS and MP4 demuxers search by them; a seek to
+            # a keyframe's pts can land past it), else on pts (Matroska has none)
+            key_seek = sorted((p, d if d is not None else p) for p, d, k in zip(pk.pts, pk.dts, pk.key, strict=True)
+                              if k)
+            keys, seek_points = [k for k, _ in key_seek], [s for _, s in key_seek]
+            seekable, source = True, "pts"
+            if first.pts is not None and first.pts not in set(pts):
+                log.warning("%s: first decoded pts %s not among packet pts", path, first.pts)
+        else:
+            ids, pts, packet_durs, keys, seek_points, seekable, source = _restamp(pk, checked, vs, tb, path)
+        durs = _frame_durations(pts, packet_durs)
         rotation = round(first.rotation or 0) % 360
-        if first.pts is not None and first.pts not in set(pts_sorted):
-            log.warning("%s: first decoded pts %s not among packet pts", path, first.pts)
         tagged = cc.colorspace in (1, 5, 6, 7, 9, 10)
         tags = guess_color_tags(cc.colorspace or first.colorspace, int(cc.color_range or first.color_range),
                                 vs.height or first.height, int(cc.color_primaries or 2), int(cc.color_trc or 2))
@@ -223,22 +337,70 @@ def probe(path: str | Path) -> VideoInfo:
         w, h = first.width, first.height
         if rotation in (90, 270):
             w, h = h, w
-        steps = np.diff(np.asarray(pts_sorted, dtype=np.int64))
+        steps = np.diff(np.asarray(pts, dtype=np.int64))
         # millisecond-rounded time bases jitter by a tick (41/42 ms at 24 fps); that is not VFR
         vfr = bool(len(steps) > 1 and (steps.max() - steps.min()) > max(1.0, 0.1 * steps.mean()))
-        duration_ticks = pts_sorted[-1] + durs_sorted[-1] - pts_sorted[0]
-        # the container's average rate, else measured from the timestamps (guessed_rate is often 1/time_base)
-        fps = vs.average_rate or (
-            (Fraction(len(pts_sorted)) / (Fraction(duration_ticks) * tb)).limit_denominator(1001 * 1000)
-            if duration_ticks else Fraction(25))
+        duration_ticks = pts[-1] + durs[-1] - pts[0]
         return VideoInfo(
             path=str(path.resolve()), size_bytes=path.stat().st_size, container=fmt, codec=cc.name,
             coded_width=first.width, coded_height=first.height, width=w, height=h, rotation=rotation,
-            fps=Fraction(fps), time_base=Fraction(tb), duration=float(duration_ticks * tb),
-            frame_count=len(pts_sorted), vfr=vfr, pix_fmt=fmt_obj.name, bit_depth=bit_depth, color=tags,
-            color_tagged=tagged, stream_index=vs.index, audio=_audio_info(c, audio_extents), pts=tuple(pts_sorted),
-            durations=tuple(durs_sorted), keyframes=tuple(sorted(keys)),
+            fps=_rate(vs, pts, tb), time_base=Fraction(tb),
+            duration=float(duration_ticks * tb), frame_count=len(pts), vfr=vfr, pix_fmt=fmt_obj.name,
+            bit_depth=bit_depth, color=tags, color_tagged=tagged, stream_index=vs.index,
+            audio=_audio_info(c, pk.audio), pts=tuple(pts), durations=tuple(durs), keyframes=tuple(keys),
+            frame_ids=tuple(ids), seek_points=tuple(seek_points), seekable=seekable, timestamps=source,
+            undecodable=0 if trusted else max(0, len(pk.pts) - len(pts)),
         )
+
+
+def _rate(vs: av.video.stream.VideoStream, pts: list[int], tb: Fraction) -> Fraction:
+    """The frame rate: the container's average where it agrees with the frames' own timestamps (within 25 %:
+    dropped or lost frames are not a new rate), else measured from them (an AVI muxed at 60000/1001 with a
+    frame every other tick is 29.97 fps)."""
+    span = Fraction(pts[-1] - pts[0]) * Fraction(tb)
+    measured = (Fraction(len(pts) - 1) / span).limit_denominator(1001 * 1000) if span > 0 else None
+    stated = Fraction(vs.average_rate) if vs.average_rate else None
+    if stated and (measured is None or abs(stated / measured - 1) <= Fraction(1, 4)):
+        return stated
+    if measured:
+        return measured
+    guess = vs.guessed_rate or vs.base_rate
+    return Fraction(guess) if guess else Fraction(25)
+
+
+def _restamp(pk: _Packets, stamps: list[int | None], vs: av.video.stream.VideoStream, tb: Fraction, path: Path
+             ) -> tuple[list[int], list[int], list[int], list[int], list[int], bool, str]:
+    """Frames named and timed when the packets' pts are not presentation times, from a full decode's stamps.
+
+    Returns (frame ids, presentation pts, packet durations, keyframe ids, their seek points, seekable, source).
+    Frames are named by the stamp the decoder gives them where every stamp is there and unique (AVI: the
+    packet's counter); else by their count from the top (not seekable). Times: the packets' dts, sorted, where
+    there is one per frame, all different (AVI, MPEG-TS); else one frame period apart from the first stamp.
+    """
+    n = len(stamps)
+    named = None not in stamps and len(set(stamps)) == n
+    ids = [int(s) for s in stamps] if named else []  # type: ignore[arg-type]
+    keys, seek_points = [], []
+    if named:
+        known = set(ids)
+        for p, d, k in zip(pk.pts, pk.dts, pk.key, strict=True):
+            if k and p in known:
+                keys.append(int(p))  # type: ignore[arg-type]
+                seek_points.append(int(d if d is not None else p))  # type: ignore[arg-type]
+    dts = [d for d in pk.dts if d is not None]
+    if len(dts) == len(pk.dts) == n and len(set(dts)) == n:
+        pts, source = sorted(dts), "dts"
+        step = int(np.median(np.diff(pts))) if n > 1 else max(1, pk.durations[0])
+        packet_durs = [step] * n  # AVI's packet durations count its own ticks, whatever a frame lasts
+    else:
+        rate = Fraction(vs.codec_context.framerate or vs.guessed_rate or vs.average_rate or 25)  # the codec's own first
+        step = Fraction(1) / (rate * Fraction(tb))
+        start = next((s for s in (*pk.dts, *stamps) if s is not None), 0)
+        pts = [int(start + round(i * step)) for i in range(n)]
+        packet_durs, source = [max(1, round(step))] * n, "rate"
+    log.info("%s: packet stamps are not presentation times; %d frames named by %s, timed by %s", path, n,
+             "their decoder stamps" if named else "their count (no seeking)", source)
+    return ids, pts, packet_durs, keys, seek_points, named, source
 
 
 def _frame_durations(pts: list[int], packet_durs: list[int]) -> list[int]:
@@ -246,16 +408,6 @@ def _frame_durations(pts: list[int], packet_durs: list[int]) -> list[int]:
     out = [b - a for a, b in itertools.pairwise(pts)]
     last = packet_durs[-1] if packet_durs and packet_durs[-1] > 0 else (out[-1] if out else 1)
     return [*out, last]
-
-
-def _first_frame(c: av.container.InputContainer, vs: av.video.stream.VideoStream, path: Path) -> av.VideoFrame:
-    c.seek(0, stream=vs)
-    try:
-        for frame in c.decode(vs):
-            return frame
-    except av.error.FFmpegError as exc:
-        raise UnsupportedVideoError(f"{path}: no decodable video frames ({_why(exc)})") from None
-    raise UnsupportedVideoError(f"{path}: no decodable video frames")
 
 
 def _as_stream_format(frame: av.VideoFrame, pix_fmt: str) -> av.VideoFrame:
@@ -302,7 +454,9 @@ class Reader:
     """Decode a range of frames by global index, upright RGB, threaded decode.
 
     Use as a context manager. Seeks to the last keyframe at or before the range and decodes forward,
-    so any range decodes to exactly the frames a full pass would give.
+    so any range decodes to exactly the frames a full pass would give (a stream that cannot be sought,
+    see :attr:`VideoInfo.seekable`, is decoded from the top). A frame that does not decode (damaged input)
+    is skipped, as FFmpeg skips it, and its index is added to :attr:`lost`.
 
     ``decode="cuda"`` decodes on the GPU (NVDEC) where it opens, else on the CPU, with the reason in
     :attr:`decode_note`. Frames come back to system memory in the device's layout (NV12, P010) and are
@@ -312,12 +466,15 @@ class Reader:
 
     def __init__(self, info: VideoInfo, decode: str = "cpu") -> None:
         self.info = info
-        self._index = {p: i for i, p in enumerate(info.pts)}
+        self._index = {p: i for i, p in enumerate(info.frame_ids or info.pts)}
+        seek = dict(zip(info.keyframes, info.seek_points or info.keyframes, strict=True))
+        self._keys = sorted((self._index[k], seek[k]) for k in info.keyframes if k in self._index)
         self._container, self.decode_note = _open_decoding(Path(info.path), decode)
         self.decode = decode if not self.decode_note else "cpu"
         self._stream = self._container.streams.video[0]
         self._stream.thread_type = "AUTO"
         self._reformatter = VideoReformatter()  # one swscale context for the stream, not one per frame
+        self.lost: set[int] = set()  # indices of frames asked for that did not decode
 
     def __enter__(self) -> Reader:
         return self
@@ -329,18 +486,20 @@ class Reader:
         self._container.close()
 
     def _seek_pts(self, start: int) -> int | None:
-        """The pts of the last keyframe at or before frame ``start`` (None: decode from the top)."""
-        target = self.info.pts[start]
-        keys = [k for k in self.info.keyframes if k <= target]
-        return keys[-1] if keys and start > 0 else None
+        """What to seek to for frame ``start``: its last keyframe at or before (None: decode from the top)."""
+        if start == 0 or not self.info.seekable:
+            return None
+        k = bisect.bisect_right(self._keys, (start, math.inf)) - 1
+        return self._keys[k][1] if k >= 0 else None
 
     def frames(self, start: int = 0, stop: int | None = None) -> Iterator[Frame]:
-        """Yield frames ``start <= index < stop`` in order; raises RenderError if any are missing."""
+        """Yield the frames ``start <= index < stop`` that decode, in order (see :attr:`lost`)."""
         for idx, frame in self.decoded(start, stop):
             yield Frame(self.to_rgb(frame), idx, frame.pts, self.info.time_base, self.info.durations[idx])
 
     def decoded(self, start: int = 0, stop: int | None = None) -> Iterator[tuple[int, av.VideoFrame]]:
-        """Like :meth:`frames` but yields (index, the decoder's own frame), for pass-through copies."""
+        """Like :meth:`frames` but yields (index, the decoder's own frame), for pass-through copies. The
+        frame's pts is the presentation time :attr:`VideoInfo.pts` gives it."""
         stop = self.info.frame_count if stop is None else stop
         if not 0 <= start <= stop <= self.info.frame_count:
             raise ValueError(f"frame range {start}..{stop} outside 0..{self.info.frame_count}")
@@ -358,30 +517,44 @@ class Reader:
 
     def _range(self, seek_pts: int | None, start: int, stop: int) -> Iterator[tuple[int, av.VideoFrame]]:
         want = start
-        for frame in self._decode_from(seek_pts):
-            idx = self._index.get(frame.pts)
+        restamp = bool(self.info.frame_ids) or not self.info.seekable
+        for count, frame in enumerate(self._decode_from(seek_pts)):
+            idx = self._index.get(frame.pts) if self.info.seekable else count
             if idx is None or idx < want:
                 continue
             if idx > want:
                 if want == start and seek_pts is not None:
                     raise _SeekMissed
-                raise RenderError(f"{self.info.path}: frame {want} did not decode (damaged input?)")
+                self.lost.update(range(want, min(idx, stop)))  # the decoder skipped them: damaged packets
+                if idx >= stop:
+                    return
             if frame.format.name != self.info.pix_fmt and self.decode != "cpu":  # NV12/P010 from the device
                 frame = _as_stream_format(frame, self.info.pix_fmt)
+            if restamp:
+                frame.pts = self.info.pts[idx]
             yield idx, frame
-            want += 1
+            want = idx + 1
             if want == stop:
                 return
-        raise RenderError(f"{self.info.path}: only {want - start} of {stop - start} frames from frame {start} "
-                          "decoded (damaged input?)")
+        if want == start and seek_pts is not None:  # nothing came after the seek: try again from the top
+            raise _SeekMissed
+        self.lost.update(range(want, stop))
 
     def _decode_from(self, seek_pts: int | None) -> Iterator[av.VideoFrame]:
-        self._container.seek(seek_pts if seek_pts is not None else 0, stream=self._stream, backward=True,
-                             any_frame=False)
         try:
-            yield from self._container.decode(self._stream)
-        except av.error.FFmpegError as exc:
-            raise RenderError(f"{self.info.path}: decoding failed ({_why(exc)})") from None
+            self._container.seek(seek_pts if seek_pts is not None else 0, stream=self._stream, backward=True,
+                                 any_frame=False)
+        except av.error.FFmpegError:
+            if seek_pts is not None:
+                raise _SeekMissed from None
+            self._reopen()  # a raw stream FFmpeg cannot seek in: start it again
+        yield from decode_tolerant(self._container, self._stream)
+
+    def _reopen(self) -> None:
+        self._container.close()
+        self._container, _ = _open_decoding(Path(self.info.path), self.decode)
+        self._stream = self._container.streams.video[0]
+        self._stream.thread_type = "AUTO"
 
     def to_rgb(self, frame: av.VideoFrame) -> np.ndarray:
         """A decoded frame (:meth:`decoded`) as the upright (H, W, 3) uint8 RGB :meth:`frames` gives."""
@@ -397,11 +570,16 @@ class Reader:
         return rotate_upright(av_to_rgbx(frame, self.info.color, self._reformatter), self.info.rotation)
 
     def frame_at(self, seconds: float) -> Frame:
-        """The frame shown at ``seconds`` (the last one starting at or before it)."""
+        """The frame shown at ``seconds`` (the last one starting at or before it; where that one does not
+        decode, the next that does)."""
         t = Fraction(seconds).limit_denominator(1_000_000) / self.info.time_base + self.info.pts[0]
         idx = int(np.searchsorted(np.asarray(self.info.pts), t, side="right")) - 1
         idx = min(max(idx, 0), self.info.frame_count - 1)
-        return next(self.frames(idx, idx + 1))
+        frame = next(self.frames(idx), None)
+        if frame is None:
+            raise UnsupportedVideoError(f"{self.info.path}: no frame decodes at or after {seconds:g} s "
+                                        "(damaged input)")
+        return frame
 
 
 def resolve_codec(cfg: EncoderConfig) -> str:

@@ -38,7 +38,7 @@ from stylizers import Stylizer, get_style
 
 from . import atomic, color, stages
 from .checkpoint import Checkpoint
-from .errors import ConfigError, OutputError, RenderError, StudioError
+from .errors import ConfigError, OutputError, RenderError, StudioError, UnsupportedVideoError
 from .io import OUTPUT_FORMATS, Reader, VideoInfo, Writer, check_input_file, probe, resolve_codec
 from .job import JobSpec
 from .metrics import FrameMetrics, MetricsConfig, MetricsMeter, summarize, write_jsonl
@@ -111,6 +111,7 @@ class RenderResult:
     stages: dict[str, Any] | None = None  # the rendered chunks' merged stage times (core.stages.merge)
     decode: str = "cpu"  # where this run's chunks decoded: "cuda" only when every one of them did
     decode_note: str = ""  # why a chunk asked to decode on a device decoded on the CPU ("" when none did)
+    lost_frames: int = 0  # frames of the input that did not decode (damaged input): not in the output
 
     @property
     def metrics(self) -> str:
@@ -133,8 +134,10 @@ class RenderResult:
         reuse = f", {len(self.reused_chunks)}/{self.chunks} chunks reused" if self.reused_chunks else ""
         dec = f", decoded on {self.decode}" if self.decode != "cpu" else ""
         fell = f", decoded on the CPU ({self.decode_note})" if self.decode_note else ""
+        lost = (f", {self.lost_frames} of {self.frames + self.lost_frames} input frames lost (damaged input, "
+                "not decodable)") if self.lost_frames else ""
         return (f"rendered {self.frames} frames ({self.duration:.2f} s of video) in {self.wall_seconds:.1f} s, "
-                f"{self.fps:.1f} fps, {self.codec} {self.size[0]}x{self.size[1]}{pad}{reuse}{dec}{fell} -> "
+                f"{self.fps:.1f} fps, {self.codec} {self.size[0]}x{self.size[1]}{pad}{reuse}{dec}{fell}{lost} -> "
                 f"{self.output}")
 
 
@@ -383,10 +386,12 @@ def render_chunk(task: ChunkTask) -> dict[str, Any]:
             stages.run(flow.source, flow.process, flow.sink, times, prepare=flow.prepare, threads=task.threads,
                        pipelined=task.pipelined, batch=flow.batch)
             written = writer.frames_written
+            lost = sorted(i for i in reader.lost if chunk.start <= i < chunk.stop)  # pre-roll frames are not ours
             if task.keep_state and carry is not None:
                 carry.save(Path(task.work_dir) / state_file(chunk.id), chunk.stop - 1)
-        if written != chunk.frames:
-            raise RenderError(f"{spec.input}: chunk {chunk.id} wrote {written} of {chunk.frames} frames")
+        if written + len(lost) != chunk.frames:
+            raise RenderError(f"{spec.input}: chunk {chunk.id} wrote {written} of {chunk.frames} frames "
+                              f"({len(lost)} did not decode)")
     report_progress(chunk.id, written)
     times.frames = written
     record = {"file": final.name, "frames": written, "start": chunk.start, "stop": chunk.stop,
@@ -394,6 +399,10 @@ def render_chunk(task: ChunkTask) -> dict[str, Any]:
               "codec": writer.codec, "stages": times.to_json(), "decode": reader.decode}
     if reader.decode_note:
         record["decode_note"] = reader.decode_note
+    if lost:
+        record["lost"] = lost
+        log.warning("%s: chunk %d: %d frames did not decode (damaged input); rendered the other %d", spec.input,
+                    chunk.id, len(lost), written)
     if measured:
         record["metrics"] = write_jsonl(measured, final.with_name(f"metrics_{chunk.id:04d}.jsonl")).name
     if task.keep_state and carry is not None:
@@ -728,7 +737,12 @@ def _render(spec: JobSpec, workers: int | None, executor: Executor | None, on_pr
         _run_chunks(ex, pool, spec, analysis, todo, work_dir, ckpt, already, on_progress, pipelined,
                     threads, at_once, decode)  # step 4
         log.info("chunks done at %.2f s", time.perf_counter() - t0)
-        files = [(work_dir / ckpt.done[c.id]["file"], ckpt.done[c.id]["pts_offset"]) for c in chunks]
+        lost = sum(len(ckpt.done[c.id].get("lost", ())) for c in chunks)
+        if lost == info.frame_count:
+            raise UnsupportedVideoError(f"{spec.input}: no frame decodes (damaged input)")
+        # a chunk whose every frame was lost has nothing to give
+        files = [(work_dir / ckpt.done[c.id]["file"], ckpt.done[c.id]["pts_offset"]) for c in chunks
+                 if ckpt.done[c.id]["frames"]]
         out = Path(spec.output)
         with atomic.atomic_path(out) as tmp:  # step 5
             stitch(files, Path(spec.input), info, tmp)
@@ -739,7 +753,8 @@ def _render(spec: JobSpec, workers: int | None, executor: Executor | None, on_pr
             pool.close(kill=failed)
     cuts = tuple(sorted(i for rec in ckpt.done.values() for i in rec.get("cuts", [])))
     result = RenderResult(
-        output=str(out), frames=info.frame_count, duration=info.duration, wall_seconds=time.perf_counter() - t0,
+        output=str(out), frames=info.frame_count - lost, lost_frames=lost + info.undecodable, duration=info.duration,
+        wall_seconds=time.perf_counter() - t0,
         chunks=len(chunks), reused_chunks=reused, codec=ckpt.done[chunks[0].id].get("codec", "?"),
         size=(info.width + info.width % 2, info.height + info.height % 2),
         padded=bool(info.width % 2 or info.height % 2), cuts=cuts, job_hash=job_hash,
