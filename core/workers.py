@@ -2,6 +2,13 @@
 
 Workers come from a forkserver (fast to start, and free of the threads a parent such as the studio app
 may hold). :func:`warm_up` starts the forkserver early, so its imports overlap with the caller's.
+
+No render process outlives the process that started it (Linux): the forkserver and every pool worker ask
+the kernel for SIGKILL when their parent dies (``PR_SET_PDEATHSIG``), and multiprocessing's resource
+tracker ends on its own once they are gone (it exits when the last holder of its pipe closes it). Without
+that, a ``kill -9`` of a render left the forkserver, the tracker and the pool (~300 MB) alive under init,
+a worker still encoding its chunk. A normal exit stops the forkserver and the tracker and waits for them
+(:func:`stop_server`), so nothing of ours is left running after the process has gone.
 """
 
 from __future__ import annotations
@@ -12,29 +19,167 @@ import multiprocessing as mp
 import os
 import queue
 import signal
-from concurrent.futures import ProcessPoolExecutor
+import sys
+import threading
+import time
+from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any
 
-PRELOAD = ["core.pipeline"]
+#: imported by the forkserver before it forks anyone: this module first, so it arms its death signal
+#: (:func:`_arm_forkserver`) before the heavy imports of the pipeline
+PRELOAD = ["core.workers", "core.pipeline"]
+#: the pid of the process starting the forkserver, for the forkserver to check its parent against
+OWNER_ENV = "VP_FORKSERVER_OWNER"
+#: prctl(2) option: the signal this process gets when its parent (the thread that forked it) ends
+_PR_SET_PDEATHSIG = 1
 
 _progress_queue: Any = None
 _parent_pid: int | None = None
+_server_pid: int | None = None  # set in the forkserver when it armed itself; its pool workers inherit it
+
+
+def die_with_parent(expected_parent: int | None) -> bool:
+    """Have the kernel SIGKILL this process when its parent dies; False where it cannot (not Linux).
+
+    The parent may have died before the request took effect (then the signal never comes): when the
+    parent is no longer ``expected_parent`` the process exits at once. Note the kernel's "parent" is the
+    *thread* that forked this process, so such a parent must start children from a thread that lives as
+    long as it does (:func:`_ensure_server`).
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+            return False
+    except (OSError, AttributeError):
+        return False
+    if expected_parent is not None and os.getppid() != expected_parent:
+        os._exit(1)  # orphaned before the request: nobody will collect what this process would do
+    return True
+
+
+def _arm_forkserver() -> None:
+    """On import in a forkserver that one of our processes started: die with that process.
+
+    The forkserver runs ``python -c "from multiprocessing.forkserver import main; ..."`` and imports
+    :data:`PRELOAD` first thing; its starter put its own pid in :data:`OWNER_ENV`. The variable is removed
+    here, so the pool workers forked from this server do not see it.
+    """
+    global _server_pid
+    owner = os.environ.get(OWNER_ENV, "")
+    if not owner.isdigit() or sys.argv[:1] != ["-c"] or "multiprocessing.forkserver" not in sys.modules:
+        return
+    del os.environ[OWNER_ENV]
+    if die_with_parent(int(owner)):
+        _server_pid = os.getpid()
+
+
+_arm_forkserver()
 
 
 def _context() -> Any:
     ctx = mp.get_context("forkserver")
     with contextlib.suppress(RuntimeError, ValueError):
         ctx.set_forkserver_preload(PRELOAD)
+    _ensure_server()
     return ctx
+
+
+_keeper_lock = threading.Lock()
+_keeper_calls: queue.SimpleQueue = queue.SimpleQueue()
+_keeper: threading.Thread | None = None
+_stop_registered = False
+
+
+def _ensure_server() -> None:
+    """Start the forkserver (and multiprocessing's resource tracker) unless it runs, from a thread that
+    lives as long as this process: the main thread, or else a daemon thread kept for it. A server started
+    from a job's thread would get its death signal when that job ends."""
+    from multiprocessing import forkserver, util
+
+    global _stop_registered
+    os.environ[OWNER_ENV] = str(os.getpid())
+    if threading.current_thread() is threading.main_thread():
+        forkserver.ensure_running()
+    else:
+        _on_keeper(forkserver.ensure_running)
+    with _keeper_lock:
+        if not _stop_registered:
+            # after multiprocessing's own exit work (its semaphores unregister with the tracker at priority 0)
+            util.Finalize(None, stop_server, exitpriority=-100)
+            _stop_registered = True
+
+
+def _on_keeper(fn: Any) -> Any:
+    """Run ``fn()`` on the keeper thread and return its result (or raise its exception)."""
+    global _keeper
+    with _keeper_lock:
+        if _keeper is None or not _keeper.is_alive():
+            _keeper = threading.Thread(target=_keep, daemon=True, name="forkserver-parent")
+            _keeper.start()
+    fut: Future = Future()
+    _keeper_calls.put((fn, fut))
+    return fut.result()
+
+
+def _keep() -> None:
+    while True:
+        fn, fut = _keeper_calls.get()
+        try:
+            fut.set_result(fn())
+        except BaseException as exc:
+            fut.set_exception(exc)
+
+
+def stop_server(timeout: float = 5.0) -> None:
+    """Stop the forkserver and the resource tracker this process started, and wait for them to exit.
+
+    Run at exit (after the pools are shut down): each ends by itself once the last holder of its pipe
+    closes it, but only after this process has gone, and a CLI render then left them running for a moment
+    after it exited. A server that does not end within ``timeout`` seconds (children still running) is
+    killed; its pool workers then die with it. Uses multiprocessing's private state (Python 3.11 to 3.13);
+    where that differs, nothing is done.
+    """
+    from multiprocessing import forkserver, resource_tracker
+
+    server = getattr(forkserver, "_forkserver", None)
+    with contextlib.suppress(AttributeError, OSError), server._lock:
+        pid, fd, address = server._forkserver_pid, server._forkserver_alive_fd, server._forkserver_address
+        if pid is not None:
+            server._forkserver_pid = server._forkserver_alive_fd = server._forkserver_address = None
+            os.close(fd)  # the server's "alive" pipe: at EOF it exits
+            _reap(pid, timeout)
+            if isinstance(address, str) and not address.startswith("\0"):
+                with contextlib.suppress(OSError):
+                    os.unlink(address)
+    tracker = getattr(resource_tracker, "_resource_tracker", None)
+    with contextlib.suppress(AttributeError, OSError), tracker._lock:
+        pid, fd = tracker._pid, tracker._fd
+        if pid is not None and fd is not None:
+            tracker._pid = tracker._fd = None
+            os.close(fd)
+            _reap(pid, timeout)
+
+
+def _reap(pid: int, timeout: float) -> None:
+    """Wait up to ``timeout`` seconds for child ``pid`` to exit, then kill it."""
+    deadline = time.monotonic() + timeout
+    try:
+        while os.waitpid(pid, os.WNOHANG)[0] == 0:
+            if time.monotonic() > deadline:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                return
+            time.sleep(0.01)
+    except ChildProcessError:
+        pass
 
 
 def warm_up() -> None:
     """Start the forkserver (and its imports) now, in the background of whatever the caller does next."""
-    from multiprocessing import forkserver
-
-    _context()
     with contextlib.suppress(Exception):
-        forkserver.ensure_running()
+        _context()
 
 
 def default_workers() -> int:
@@ -42,8 +187,9 @@ def default_workers() -> int:
 
 
 def init_worker(progress_queue: Any, cv_threads: int) -> None:
-    """Pool initializer: progress channel, polite thread counts, die with the parent."""
+    """Pool initializer: die with the parent (the forkserver), progress channel, polite thread counts."""
     global _progress_queue, _parent_pid
+    die_with_parent(_server_pid)
     _progress_queue, _parent_pid = progress_queue, os.getppid()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides what an interrupt means
     tune_process(cv_threads)
