@@ -45,3 +45,24 @@ class ModelError(StudioError, RuntimeError):
     smallest tile on every device; the message names the model file."""
 
     user_error = False
+
+
+class DiskFullError(StudioError, OSError):
+    """A disk with no room left (ENOSPC, EDQUOT, SQLite's "database or disk is full"), or too little free space to
+    start a job; the message names the disk (its mount point and the folder written) and the space needed.
+
+    ``user_error`` stays True (CLI exit 2): nothing of ours failed, the fix is on the user's side (free space
+    or choose another disk), and a queued job fails at once instead of filling the disk three times."""
+
+
+class DatabaseCorruptError(StudioError, RuntimeError):
+    """A studio database SQLite cannot read (not a database, a damaged page); the message names the file and
+    the repair (``python -m scripts.cli queue repair``). Exit 1: the file is ours, not something the user gave."""
+
+    user_error = False
+
+
+class ClusterMismatchError(StudioError, RuntimeError):
+    """A Dask cluster whose workers run other code than ours (cannot import the project, another version of it,
+    of Python or of a package that renders); the message names the address and what differs. Exit 2: the
+    cluster is the user's to fix (or not to use)."""

@@ -15,8 +15,13 @@ States and who moves a job between them::
     cancel: queued/paused -> cancelled at once; running -> requested, the worker stops and releases
     retry: failed/cancelled -> queued with fresh attempts
 
-``attempts`` counts claims (the run in progress included); a clean give-back (:meth:`JobQueue.release`:
-pause, cancel, worker shutdown) returns its attempt, so only failures and dead workers use them up.
+``attempts`` counts the runs that failed, or are running (the run in progress included); a clean give-back
+(:meth:`JobQueue.release`: pause, cancel, worker shutdown) returns its attempt, and so does a lost worker.
+A lost worker (its lease expired: killed, hung, the machine went down) says nothing about the job, so it is
+counted apart, in ``lost``, against its own, higher cap ``max_lost`` (:data:`DEFAULT_MAX_LOST`): ten worker
+kills must not fail a good job, but a job that kills every worker that runs it (it runs out of memory) must
+stop somewhere. An error that will repeat (a :class:`~core.errors.StudioError` with ``user_error``: a bad
+input, model, LUT or setting; a full disk) fails the job at once with its reason (``fail(final=True)``).
 
 Leases: a claim gives the worker ``lease_s`` seconds; each :meth:`~JobQueue.heartbeat` or
 :meth:`~JobQueue.touch` extends it. A worker that dies stops extending it, and the next claim (by any
@@ -52,7 +57,7 @@ from pathlib import Path
 from typing import Any
 
 from . import db
-from .errors import ConfigError, MediaNotFoundError, StudioError
+from .errors import ConfigError, DiskFullError, MediaNotFoundError, StudioError
 
 KINDS = ("render", "train", "autotune")
 STATES = ("queued", "running", "paused", "done", "failed", "cancelled")
@@ -61,6 +66,8 @@ REQUESTS = ("paused", "cancelled")
 #: at most one progress event a job per this many seconds (stage changes and events with data always)
 EVENT_INTERVAL_S = 0.5
 DEFAULT_LEASE_S = 30.0
+#: worker deaths (expired leases) a job survives before it is failed; counted apart from its attempts
+DEFAULT_MAX_LOST = 5
 
 db.register("jobs", [
     """
@@ -106,6 +113,11 @@ db.register("jobs", [
         UNIQUE (job_id, seq)
     );
     """,
+    # 2: worker deaths counted apart from failed runs (issue 16): a killed worker no longer uses an attempt
+    """
+    ALTER TABLE jobs ADD COLUMN lost INTEGER NOT NULL DEFAULT 0 CHECK (lost >= 0);
+    ALTER TABLE jobs ADD COLUMN max_lost INTEGER NOT NULL DEFAULT 5 CHECK (max_lost >= 1);
+    """,
 ])
 
 
@@ -124,7 +136,8 @@ class Job:
     """One row of the queue, as a value. ``spec``: the kind's settings, complete with defaults (see
     :func:`check_spec`); ``progress`` in [0, 1]; times ISO 8601 UTC; ``output``: the file the job makes
     (a render's output from the start, a train job's model once done); ``result``: kind-specific summary
-    once done; ``requested``: "paused"/"cancelled" while a running job has been asked to stop."""
+    once done; ``requested``: "paused"/"cancelled" while a running job has been asked to stop; ``lost``: how
+    many times its worker died under it (lease expired), failed at ``max_lost``."""
 
     id: int
     kind: str
@@ -148,6 +161,14 @@ class Job:
     result: dict[str, Any] | None
     requested: str | None = None
     lease_until: float | None = None
+    lost: int = 0
+    max_lost: int = DEFAULT_MAX_LOST
+    work_key: str | None = None  # a render's job hash: it names the work folder (core.pipeline.work_root)
+
+    def tries(self) -> str:
+        """"attempt 2/3" and, once a worker died under it, ", 1/5 workers lost": for one-line displays."""
+        lost = f", {self.lost}/{self.max_lost} workers lost" if self.lost else ""
+        return f"attempt {self.attempts}/{self.max_attempts}{lost}"
 
 
 @dataclass(frozen=True)
@@ -357,7 +378,8 @@ def _job(row: sqlite3.Row) -> Job:
                finished=row["finished"], progress=row["progress"], fps=row["fps"], eta_s=row["eta_s"],
                message=row["message"], stage=row["stage"], output=row["output"], worker=row["worker"],
                result=json.loads(row["result"]) if row["result"] is not None else None,
-               requested=row["requested"], lease_until=row["lease_until"])
+               requested=row["requested"], lease_until=row["lease_until"], lost=row["lost"],
+               max_lost=row["max_lost"], work_key=row["work_key"])
 
 
 def _event(row: sqlite3.Row) -> Event:
@@ -371,18 +393,35 @@ class JobQueue:
     Cheap to make and safe to share between threads: every call opens its own connection (SQLite
     connections are per thread) and commits before returning, so any number of pages, CLIs and workers
     in any number of processes may use one database at once. The "jobs" schema is migrated on creation.
+
+    On a full disk the reading methods still answer (:func:`core.db.connect_readonly`) and every change
+    raises :class:`~core.errors.DiskFullError` naming the disk; a damaged file raises
+    :class:`~core.errors.DatabaseCorruptError` naming it (see :func:`core.db.repair`).
     """
 
     def __init__(self, db_path: str | Path | None = None) -> None:
         self.path = Path(db_path) if db_path is not None else db.default_path()
-        with self._open() as conn:
-            db.migrate(conn, ["jobs"])
+        try:
+            with self._open() as conn:
+                db.migrate(conn, ["jobs"])
+        except DiskFullError as full:  # no room to write: reading may still work, if nothing needs migrating
+            with self._open(readonly=True) as conn:
+                if db.versions(conn).get("jobs", 0) < len(db.MIGRATIONS["jobs"]):
+                    raise full from None
 
     @contextlib.contextmanager
-    def _open(self) -> Iterator[sqlite3.Connection]:
-        conn = db.connect(self.path)
+    def _open(self, readonly: bool = False) -> Iterator[sqlite3.Connection]:
+        """A connection, closed after the block; SQLite's errors inside it translated (:func:`core.db.translate`).
+        ``readonly``: on a full disk, where a normal open cannot even size its index, open the file immutable."""
         try:
-            yield conn
+            conn = db.connect(self.path)
+        except DiskFullError:
+            if not readonly:
+                raise
+            conn = db.connect_readonly(self.path)
+        try:
+            with db.sqlite_errors(self.path):
+                yield conn
         finally:
             conn.close()
 
@@ -395,7 +434,7 @@ class JobQueue:
 
     def get(self, job_id: int) -> Job:
         """The job ``job_id``; ConfigError naming the id and the database when there is none."""
-        with self._open() as conn:
+        with self._open(readonly=True) as conn:
             return self._get(conn, job_id)
 
     def _get(self, conn: sqlite3.Connection, job_id: int) -> Job:
@@ -420,26 +459,27 @@ class JobQueue:
         if limit is not None:
             sql += " LIMIT ?"
             args = [*args, max(0, int(limit))]
-        with self._open() as conn:
+        with self._open(readonly=True) as conn:
             return [_job(r) for r in conn.execute(sql, args)]
 
     def counts(self) -> dict[str, int]:
         """Jobs per state, every state of :data:`STATES` present (0 when none): one ``GROUP BY`` query, so a
         metrics scrape or a status line never loads every job's spec."""
-        with self._open() as conn:
+        with self._open(readonly=True) as conn:
             rows = conn.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state").fetchall()
         return {**dict.fromkeys(STATES, 0), **dict(rows)}
 
     def events(self, job_id: int, after: int = 0) -> list[Event]:
         """The job's events with ``seq > after``, oldest first (``after=0``: its whole history)."""
-        with self._open() as conn:
+        with self._open(readonly=True) as conn:
             rows = conn.execute("SELECT * FROM job_events WHERE job_id = ? AND seq > ? ORDER BY seq",
                                 (int(job_id), int(after))).fetchall()
         return [_event(r) for r in rows]
 
     # ------------------------------------------------------------------------------------------ adding
 
-    def add(self, kind: str, spec: Mapping[str, Any], *, gpu: bool = False, max_attempts: int = 3) -> int:
+    def add(self, kind: str, spec: Mapping[str, Any], *, gpu: bool = False, max_attempts: int = 3,
+            max_lost: int = DEFAULT_MAX_LOST) -> int:
         """Queue a job at the end and return its id. ``spec`` is checked now (:func:`check_spec`), so a bad
         style, parameter or path is refused at queue time, not when a worker gets to it. A render whose
         output another unfinished job already writes is refused too (the two would overwrite each other)."""
@@ -447,8 +487,9 @@ class JobQueue:
         # runs two at once, or one would remove the folder the other is stitching from.
         full, work_key = _render_job(spec) if kind == "render" and isinstance(spec, Mapping) else (
             check_spec(kind, spec), None)
-        if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1:
-            raise ConfigError(f"{kind} job: max_attempts must be an integer >= 1, got {max_attempts!r}")
+        for name, cap in (("max_attempts", max_attempts), ("max_lost", max_lost)):
+            if isinstance(cap, bool) or not isinstance(cap, int) or cap < 1:
+                raise ConfigError(f"{kind} job: {name} must be an integer >= 1, got {cap!r}")
         output = full.get("output") if kind == "render" else None
         with self._write() as conn:
             if output is not None:
@@ -459,9 +500,10 @@ class JobQueue:
                     raise ConfigError(f"{output}: job {clash[0]} already renders to this output; "
                                       "cancel it or choose another name")
             pos = conn.execute("SELECT COALESCE(MAX(position), 0) + 1 FROM jobs").fetchone()[0]
-            cur = conn.execute("INSERT INTO jobs (kind, spec, position, max_attempts, gpu, created, output, stage, "
-                               "work_key) VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?)",
-                               (kind, _json(full), pos, max_attempts, int(bool(gpu)), _now(), output, work_key))
+            cur = conn.execute("INSERT INTO jobs (kind, spec, position, max_attempts, max_lost, gpu, created, output, "
+                               "stage, work_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?)",
+                               (kind, _json(full), pos, max_attempts, max_lost, int(bool(gpu)), _now(), output,
+                                work_key))
             job_id = int(cur.lastrowid)
             self._event(conn, job_id, "queued", 0.0, None, f"{kind} job queued")
         return job_id
@@ -510,9 +552,11 @@ class JobQueue:
                                 "cancelled")
 
     def retry(self, job_id: int) -> Job:
-        """failed/cancelled -> queued with its attempts reset (the error stays until the next run ends)."""
+        """failed/cancelled -> queued with its attempts and lost workers reset (the error stays until the next
+        run ends)."""
         return self._transition(job_id, "retry", ("failed", "cancelled"),
-                                "state = 'queued', stage = 'queued', attempts = 0, finished = NULL, requested = NULL",
+                                "state = 'queued', stage = 'queued', attempts = 0, lost = 0, finished = NULL, "
+                                "requested = NULL",
                                 (), "retry", "queued again")
 
     def move(self, job_id: int, before: int | None) -> Job:
@@ -559,14 +603,15 @@ class JobQueue:
             cpu_free = running.get(0, 0) < cpu_slots
             if not (gpu_free or cpu_free):
                 return None
-            row = conn.execute("SELECT id, attempts, max_attempts FROM jobs WHERE state = 'queued' AND "
+            row = conn.execute("SELECT id, attempts, max_attempts, lost, max_lost FROM jobs WHERE state = 'queued' AND "
                                "((gpu = 1 AND ?) OR (gpu = 0 AND ?)) AND (work_key IS NULL OR work_key NOT IN "
                                "(SELECT work_key FROM jobs WHERE state = 'running' AND work_key IS NOT NULL)) "
                                "ORDER BY position, id LIMIT 1", (int(gpu_free), int(cpu_free))).fetchone()
             if row is None:
                 return None
             attempt = row["attempts"] + 1
-            message = f"attempt {attempt}/{row['max_attempts']} on worker {worker}"
+            lost = f", {row['lost']}/{row['max_lost']} workers lost" if row["lost"] else ""
+            message = f"attempt {attempt}/{row['max_attempts']}{lost} on worker {worker}"
             conn.execute("UPDATE jobs SET state = 'running', worker = ?, attempts = ?, started = ?, finished = NULL, "
                          "lease_until = ?, lease_s = ?, requested = NULL, stage = 'start', message = ?, fps = NULL, "
                          "eta_s = NULL WHERE id = ?",
@@ -665,9 +710,9 @@ class JobQueue:
             return self._get(conn, job.id)
 
     def requeue_expired(self) -> list[int]:
-        """Re-queue running jobs whose lease has expired (their worker died or hung); a job that has used
-        all its attempts this way fails instead. Returns the ids re-queued or failed. :meth:`claim` calls
-        this itself; pages may call it to show the truth sooner."""
+        """Re-queue running jobs whose lease has expired (their worker died or hung), counting a lost worker
+        (``lost``), not an attempt; a job whose workers died ``max_lost`` times fails instead. Returns the ids
+        re-queued or failed. :meth:`claim` calls this itself; pages may call it to show the truth sooner."""
         with self._write() as conn:
             return self._requeue_expired(conn)
 
@@ -675,21 +720,22 @@ class JobQueue:
         rows = conn.execute("SELECT * FROM jobs WHERE state = 'running' AND lease_until < ?", (time.time(),)).fetchall()
         for row in rows:
             job = _job(row)
+            lost = job.lost + 1
             why = (f"worker {job.worker} stopped reporting during {job.stage or 'start'} "
-                   f"(lease expired; attempt {job.attempts}/{job.max_attempts})")
-            if job.requested is not None or job.attempts < job.max_attempts:
+                   f"(lease expired; worker lost {lost}/{job.max_lost})")
+            if job.requested is not None or lost < job.max_lost:
                 state = job.requested or "queued"
                 msg = f"{why}; {'queued again to resume' if state == 'queued' else state}"
                 conn.execute("UPDATE jobs SET state = ?, error = ?, stage = 'requeued', message = ?, worker = NULL, "
-                             "requested = NULL, lease_until = NULL, eta_s = NULL, fps = NULL WHERE id = ?",
-                             (state, why, msg, job.id))
+                             "attempts = MAX(0, attempts - 1), lost = ?, requested = NULL, lease_until = NULL, "
+                             "eta_s = NULL, fps = NULL WHERE id = ?", (state, why, msg, lost, job.id))
                 self._event(conn, job.id, "requeued", job.progress * 100, None, msg)
             else:
-                msg = f"failed {job.attempts} times; last error: {why}"
-                conn.execute("UPDATE jobs SET state = 'failed', error = ?, stage = 'failed', message = ?, "
+                msg = f"its worker died {lost} times; last: {why}"
+                conn.execute("UPDATE jobs SET state = 'failed', error = ?, stage = 'failed', message = ?, lost = ?, "
                              "finished = ?, requested = NULL, lease_until = NULL, eta_s = NULL, fps = NULL "
                              "WHERE id = ?",
-                             (msg, msg, _now(), job.id))
+                             (msg, msg, lost, _now(), job.id))
                 self._event(conn, job.id, "failed", job.progress * 100, None, msg)
         return [r["id"] for r in rows]
 

@@ -44,6 +44,7 @@ from .job import JobSpec
 from .metrics import FrameMetrics, MetricsConfig, MetricsMeter, summarize, write_jsonl
 from .presets import DECODERS, TemporalConfig, studio_home
 from .stitch import container_holds, stitch
+from .storage import disk_full_guard
 from .temporal import FrameFeatures, Stabiliser, cut_distance, frame_features
 from .workers import LocalPool, default_workers, report_progress
 
@@ -732,7 +733,9 @@ def render(spec: JobSpec, *, workers: int | None = None, executor: Executor | No
     if decode not in DECODERS:
         raise ConfigError(f"decode: {decode!r} is not one of {', '.join(DECODERS)}")
     check_paths(spec)  # step 1
-    with _work_lock(spec.job_hash()):
+    # a full disk anywhere (work folder, checkpoint, output) is one DiskFullError, its partial files removed
+    with disk_full_guard(work_root(), Path(spec.input).stat().st_size,
+                         partials=(work_root() / spec.job_hash(),)), _work_lock(spec.job_hash()):
         return _render(spec, workers, executor, on_progress, on_start, keep_work, pipelined, decode)
 
 
@@ -789,7 +792,8 @@ def _render(spec: JobSpec, workers: int | None, executor: Executor | None, on_pr
         files = [(work_dir / ckpt.done[c.id]["file"], ckpt.done[c.id]["pts_offset"]) for c in chunks
                  if ckpt.done[c.id]["frames"]]
         out = Path(spec.output)
-        with atomic.atomic_path(out) as tmp:  # step 5
+        with disk_full_guard(out.parent, sum(f.stat().st_size for f, _ in files) + Path(spec.input).stat().st_size), \
+                atomic.atomic_path(out) as tmp:  # step 5
             stitch(files, Path(spec.input), info, tmp)
         log.info("stitched and published at %.2f s", time.perf_counter() - t0)
         failed = False

@@ -15,22 +15,37 @@ frozen dataclass saved as ``studio_home()/settings.yaml`` and loaded strictly (a
 value is a :class:`ConfigError` naming the key and the file).
 
 The disk guard, :func:`check_free_space`, refuses a job (:class:`DiskFullError`) when the studio's disk
-has less free space than the settings ask for plus what the job is expected to write.
+has less free space than the settings ask for plus what the job is expected to write. A disk that fills
+anyway (another program wrote, the estimate was low) is caught where we write, by :func:`disk_full_guard`:
+ENOSPC / EDQUOT (PyAV's errors carry the errno too) and SQLite's "database or disk is full" become one
+:class:`DiskFullError` naming the disk's mount point, the folder written and the space needed, after the
+partial files are removed (a half-written chunk must not keep the disk full).
+
+A settings file that is not YAML at all (garbled, half-written by another tool) is a warning naming the
+file and the defaults are used: the studio and its worker must start to let the user fix it. A file that
+parses but holds a bad key or value is still refused, naming the key (it is a mistake worth stopping for).
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
+import logging
+import os
 import shutil
+import sqlite3
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import atomic
 from .config import read_yaml, validate, write_yaml
-from .errors import ConfigError, MediaNotFoundError, OutputError, StudioError
+from .errors import ConfigError, DiskFullError, MediaNotFoundError, OutputError
 from .presets import DECODERS, studio_home
+
+log = logging.getLogger(__name__)
 
 TIERS = ("uploads", "work", "renders")
 VIDEO_EXTS = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mts", ".ts", ".mpg", ".mpeg")
@@ -38,8 +53,7 @@ SETTINGS_FILE = "settings.yaml"
 GIB = 1 << 30
 
 
-class DiskFullError(StudioError, OSError):
-    """Too little free disk space to start a job; the message says how much is free and how much is needed."""
+__all__ = ["DiskFullError"]  # defined in core.errors, kept importable from here (its first home)
 
 
 @dataclass(frozen=True)
@@ -75,12 +89,33 @@ def settings_path() -> Path:
 def load_settings(path: str | Path | None = None) -> StudioSettings:
     """The saved settings, or the defaults when none were saved. ConfigError naming the file if malformed."""
     path = Path(path) if path is not None else settings_path()
+    if _garbled(path):
+        return StudioSettings()
     settings = read_yaml(StudioSettings, path, "the studio settings")
     validate(settings, str(path))
     from .executors import check_url
 
     check_url(settings.executor, f"{path}: executor")
     return settings
+
+
+def _garbled(path: Path) -> bool:
+    """True (after a warning naming the file) when ``path`` exists but is not a YAML mapping at all."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return False
+    except (yaml.YAMLError, OSError, UnicodeDecodeError) as exc:
+        why = f"not readable YAML ({type(exc).__name__}" + (f" at line {m.line + 1})" if (
+            m := getattr(exc, "problem_mark", None)) is not None else ")")
+    else:
+        if data is None or isinstance(data, dict):
+            return False
+        why = f"a {type(data).__name__}, not a mapping of settings"
+    log.warning("%s: the studio settings file is %s; using the defaults until it is saved again", path, why)
+    return True
 
 
 def save_settings(settings: StudioSettings, path: str | Path | None = None) -> Path:
@@ -196,6 +231,108 @@ def check_free_space(path: str | Path | None = None, need_bytes: int = 0,
         raise DiskFullError(f"{where}: only {free / GIB:.1f} GiB free, a job needs {need / GIB:.1f} GiB "
                             f"(min_free_gb {settings.min_free_gb:g} in {settings_path()}); free space or clean up")
     return free
+
+
+#: errno values of a full disk: no space, and a user's quota exhausted
+_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+_SQLITE_FULL = 13  # SQLITE_FULL: "database or disk is full"
+
+
+def is_disk_full(exc: BaseException | None) -> bool:
+    """Whether ``exc``, or an exception it was raised from (``__cause__`` / ``__context__``: a RenderError
+    wrapping a worker's OSError), is a full disk: ENOSPC or EDQUOT (PyAV's ``av.error.OSError`` carries
+    the errno too) or SQLite's SQLITE_FULL."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, DiskFullError):
+            return True
+        if isinstance(exc, OSError) and exc.errno in _FULL_ERRNOS:
+            return True
+        if isinstance(exc, sqlite3.Error) and (
+                (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF == _SQLITE_FULL or "disk is full" in str(exc)):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def mount_point(path: str | Path) -> Path:
+    """The mount point of the disk holding ``path`` (or its nearest existing parent)."""
+    p = _existing(Path(path).absolute())
+    while not os.path.ismount(p) and p != p.parent:
+        p = p.parent
+    return p
+
+
+def human_bytes(n: float) -> str:
+    """``1536`` -> "1.5 KiB": sizes for one-line messages."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"  # unreachable; keeps type checkers content
+
+
+def _written(exc: BaseException | None) -> str | None:
+    """The file a full-disk error names (OSError.filename, PyAV's too), searching the cause chain."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and isinstance(exc.filename, str | os.PathLike) and str(exc.filename):
+            return str(exc.filename)
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def disk_full_error(exc: BaseException | None, where: str | Path, need_bytes: int = 0) -> DiskFullError:
+    """A :class:`DiskFullError` for a write that found the disk full: one line naming the folder written (the
+    file in ``exc`` when it names one, else ``where``), the disk's mount point, what is free there and
+    ``need_bytes`` (the caller's estimate of what the write needed). An existing DiskFullError is returned as is."""
+    if isinstance(exc, DiskFullError):
+        return exc
+    written = _written(exc)
+    folder = _existing(Path(written).absolute().parent if written else Path(where).absolute())
+    mount = mount_point(folder)
+    try:
+        free = human_bytes(shutil.disk_usage(folder).free)
+    except OSError:
+        free = "no space"
+    need = f"; the write needs about {human_bytes(need_bytes)}" if need_bytes > 0 else ""
+    err = DiskFullError(f"{folder}: disk full (the disk mounted at {mount} has {free} free{need}); "
+                        "partial files removed: free space there or write elsewhere")
+    err.errno = errno.ENOSPC  # str() stays the one line; callers testing errno still see a full disk
+    return err
+
+
+def remove_partials(folder: str | Path) -> int:
+    """Remove the hidden temp files of atomic writes in ``folder`` (:mod:`core.atomic`'s ``.NAME.PID.partial.EXT``
+    and ``.NAME.PID.TOKEN.tmp``): what a write cut short by a full disk, or a killed process, left. Only for a
+    folder no one else writes now (a job's work folder under its lock). Returns how many went."""
+    n = 0
+    with contextlib.suppress(OSError):
+        for p in Path(folder).iterdir():
+            if p.name.startswith(".") and (".partial" in p.name or p.name.endswith(".tmp")) and p.is_file():
+                with contextlib.suppress(OSError):
+                    p.unlink()
+                    n += 1
+    return n
+
+
+@contextlib.contextmanager
+def disk_full_guard(where: str | Path, need_bytes: int = 0, *, partials: Iterable[str | Path] = ()) -> Iterator[None]:
+    """Turn a full disk met inside the block into one :class:`DiskFullError` (:func:`disk_full_error`), after
+    removing the partial files in the folders ``partials`` (:func:`remove_partials`). Other errors pass as they are."""
+    try:
+        yield
+    except BaseException as exc:
+        if not is_disk_full(exc):
+            raise
+        for folder in partials:
+            remove_partials(folder)
+        err = disk_full_error(exc, where, need_bytes)
+        if err is exc:
+            raise
+        raise err from None
 
 
 # ---------------------------------------------------------------------------------------------- usage and clean-up

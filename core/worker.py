@@ -12,10 +12,16 @@ are counted over every worker of the database, in the claim), each in its own th
   and keeps its checkpoint (finished chunks), ``finetune`` keeps ``last.pt`` (finished epochs). The job is
   then released (paused / cancelled / queued again) without using up an attempt.
 
-Outcomes: a :class:`~core.errors.StudioError` with ``user_error`` (a missing file, a bad setting) fails the
-job at once with its message, since running it again cannot help; any other exception counts as an
-attempt (the queue re-queues the job until ``max_attempts``). A job is marked done only by
-:meth:`JobQueue.finish`, which checks that the output file exists.
+Outcomes: a :class:`~core.errors.StudioError` with ``user_error`` (a missing file, a bad setting, model or
+LUT, a full disk) fails the job at once with its message, since running it again cannot help; any other
+exception counts as an attempt (the queue re-queues the job until ``max_attempts``). A worker that dies is
+counted apart, by the queue, when its lease expires. A job is marked done only by :meth:`JobQueue.finish`,
+which checks that the output file exists.
+
+A full disk under the studio folder must not leave a job "running" for ever: recording the failure is
+retried, and if the database still has no room the job's own work files (its finished chunks: a failed job
+starts again anyway) are removed to make it. A claim that meets a full disk waits and tries again; the
+worker does not exit over it.
 
 SIGTERM / SIGINT (when run in the main thread): stop claiming, stop the running jobs at their next
 progress report and release them to the queue, then return. SIGKILL cannot be caught: the job's lease
@@ -38,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from . import telemetry
-from .errors import ConfigError, MediaNotFoundError, StudioError
+from .errors import ConfigError, DiskFullError, MediaNotFoundError, StudioError
 from .jobs import DEFAULT_LEASE_S, Job, JobQueue, LeaseLostError, sets_text
 
 log = logging.getLogger(__name__)
@@ -319,12 +325,41 @@ def _stopped(queue: JobQueue, job: Job, worker: str, reason: str) -> str:
         return "lost"
 
 
+#: tries at recording a failure on a full disk, and the seconds between them
+FAIL_TRIES, FAIL_WAIT_S = 3, 0.5
+
+
 def _failed(queue: JobQueue, job: Job, worker: str, error: str, *, final: bool) -> str:
-    try:
-        return queue.fail(job.id, worker, error, final=final).state
-    except LeaseLostError as exc:
-        log.warning("%s", exc)
-        return "lost"
+    for attempt in range(1, FAIL_TRIES + 1):
+        try:
+            return queue.fail(job.id, worker, error, final=final).state
+        except LeaseLostError as exc:
+            log.warning("%s", exc)
+            return "lost"
+        except DiskFullError as exc:  # the database cannot grow: make room with this job's own work files
+            freed = _free_work(job) if attempt == FAIL_TRIES - 1 else 0
+            log.warning("job %d: cannot record its failure yet (%s)%s", job.id, exc,
+                        f"; removed its work files ({freed} bytes)" if freed else "")
+            if attempt == FAIL_TRIES:
+                log.error("job %d: left running; its lease expires and the next claim re-queues it", job.id)
+                return "running"
+            time.sleep(FAIL_WAIT_S)
+    return "running"  # unreachable: the loop returns
+
+
+def _free_work(job: Job) -> int:
+    """Remove a render job's work folder (its chunks and checkpoint: ``work_key`` is the job hash that names
+    it); returns the bytes freed."""
+    import shutil
+
+    from .pipeline import work_root
+
+    folder = work_root() / job.work_key if job.kind == "render" and job.work_key else None
+    if folder is None or not folder.is_dir():
+        return 0
+    size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+    shutil.rmtree(folder, ignore_errors=True)
+    return size
 
 
 @contextlib.contextmanager
@@ -393,7 +428,12 @@ def run_worker(db_path: str | Path | None = None, *, worker_id: str | None = Non
                 running = {i: t for i, t in running.items() if t.is_alive()}
                 job = None
                 if len(running) < cpu_slots + gpu_slots:
-                    job = queue.claim(worker, cpu_slots=cpu_slots, gpu_slots=gpu_slots, lease_s=lease_s)
+                    try:
+                        job = queue.claim(worker, cpu_slots=cpu_slots, gpu_slots=gpu_slots, lease_s=lease_s)
+                    except DiskFullError as exc:  # wait for room rather than exit: the user may free space
+                        log.warning("worker %s: cannot claim a job: %s", worker, exc)
+                        wake.wait(max(poll_s, 5.0))
+                        continue
                 if job is not None:
                     log.info("job %d (%s): claimed, attempt %d/%d", job.id, job.kind, job.attempts, job.max_attempts)
                     thread = threading.Thread(target=one, args=(job,), name=f"job-{job.id}")

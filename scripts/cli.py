@@ -432,8 +432,9 @@ def _job_line(job) -> str:
             "autotune": lambda: f"{Path(s['input']).name} ({s['style']}, budget {s['budget']})"}[job.kind]()
     tail = job.error if job.state == "failed" else job.message
     pending = f" ({job.requested} requested)" if job.requested else ""
+    tries = f"  [{job.tries()}]" if job.attempts or job.lost else ""
     return (f"{job.id:>5}  {job.state + pending:<12} {job.kind:<8} {job.progress * 100:5.1f}%  "
-            f"{'gpu' if job.gpu else 'cpu'}  {what}  {tail}").rstrip()
+            f"{'gpu' if job.gpu else 'cpu'}  {what}  {tail}{tries}").rstrip()
 
 
 def cmd_queue(args: argparse.Namespace) -> int:
@@ -441,6 +442,11 @@ def cmd_queue(args: argparse.Namespace) -> int:
 
     from core.jobs import JobQueue
 
+    if args.action == "repair":  # before JobQueue, which refuses a damaged file
+        from core.db import repair
+
+        print(repair(args.db).line())
+        return 0
     queue = JobQueue(args.db)
     if args.action == "add":
         job_id = queue.add(args.kind, _queue_spec(args), gpu=args.gpu, max_attempts=args.max_attempts)
@@ -678,6 +684,8 @@ def build_parser() -> argparse.ArgumentParser:
     for action in ("cancel", "pause", "resume", "retry"):
         q = q_sub.add_parser(action, help=f"{action} a job")
         q.add_argument("job_id", type=int, metavar="ID")
+    q_sub.add_parser("repair", help="move a damaged studio database aside and start a new one with what can be "
+                                    "read (stop the workers first)")
     p.set_defaults(func=cmd_queue)
     return parser
 

@@ -266,17 +266,62 @@ def test_jobs_sharing_a_work_folder_never_run_at_once(queue: JobQueue, clip: Pat
 
 
 def test_expired_lease_requeues_then_fails(queue: JobQueue, clip: Path, tmp_path: Path) -> None:
-    (a,) = add_n(queue, clip, tmp_path, 1)
-    for attempt in (1, 2, 3):
+    """A dead worker is counted in ``lost``, not in ``attempts``, up to its own cap (issue 16: ten worker kills
+    used to fail good jobs after three)."""
+    a = queue.add("render", render_spec(clip, tmp_path / "o0.mp4"), max_lost=4)
+    for lost in (0, 1, 2, 3):
         job = queue.claim("dead", cpu_slots=1, lease_s=0.05)
-        assert job.attempts == attempt and job.worker == "dead"
+        assert job.attempts == 1 and job.lost == lost and job.worker == "dead"
         queue.heartbeat(a, "dead", stage="render", percent=40)
         time.sleep(0.1)
         assert queue.requeue_expired() == [a]
     job = queue.get(a)
-    assert job.state == "failed"
-    assert "failed 3 times" in job.error and "worker dead stopped reporting during render" in job.error
-    assert [e.stage for e in queue.events(a)].count("requeued") == 2
+    assert job.state == "failed" and job.lost == 4 and job.attempts == 1
+    assert "its worker died 4 times" in job.error and "worker dead stopped reporting during render" in job.error
+    assert [e.stage for e in queue.events(a)].count("requeued") == 3
+
+
+def test_lost_workers_and_failures_counted_apart(queue: JobQueue, clip: Path, tmp_path: Path) -> None:
+    (a,) = add_n(queue, clip, tmp_path, 1)
+    assert queue.get(a).max_lost == 5
+    for _ in range(4):  # four worker deaths: more than max_attempts, the job lives on
+        queue.claim("dead", cpu_slots=1, lease_s=0.05)
+        time.sleep(0.1)
+        queue.requeue_expired()
+    for attempt in (1, 2):
+        job = queue.claim("w", cpu_slots=1)
+        assert (job.attempts, job.lost) == (attempt, 4)
+        assert f"attempt {attempt}/3, 4/5 workers lost" in job.message
+        assert queue.fail(a, "w", "RenderError: boom").state == "queued"
+    queue.claim("w", cpu_slots=1)
+    job = queue.fail(a, "w", "RenderError: boom")
+    assert job.state == "failed" and "failed 3 times" in job.error and job.tries() == "attempt 3/3, 4/5 workers lost"
+    job = queue.retry(a)
+    assert (job.attempts, job.lost) == (0, 0)
+
+
+def test_final_failure_is_not_retried(queue: JobQueue, clip: Path, tmp_path: Path) -> None:
+    (a,) = add_n(queue, clip, tmp_path, 1)
+    queue.claim("w", cpu_slots=1)
+    job = queue.fail(a, "w", "x.cube: not a LUT", final=True)
+    assert job.state == "failed" and job.error == "x.cube: not a LUT" and job.attempts == 1
+
+
+def test_migrates_a_version_1_database(tmp_path: Path, clip: Path) -> None:
+    """A database made before the ``lost`` column gains it (default 0, cap 5) and keeps its jobs."""
+    path = tmp_path / "old.db"
+    conn = db.connect(path)
+    with db.transaction(conn):
+        conn.execute(db._VERSIONS_TABLE)
+        for statement in db._statements(db.MIGRATIONS["jobs"][0]):
+            conn.execute(statement)
+        conn.execute("INSERT INTO schema_versions VALUES ('jobs', 1)")
+        conn.execute("INSERT INTO jobs (kind, spec, position, created, attempts) VALUES ('render', ?, 1, 'now', 2)",
+                     (json.dumps(render_spec(clip, tmp_path / "o.mp4")),))
+    conn.close()
+    job = JobQueue(path).get(1)
+    assert (job.attempts, job.lost, job.max_lost) == (2, 0, 5)
+    assert db.versions(db.connect(path))["jobs"] == len(db.MIGRATIONS["jobs"])
 
 
 def test_lease_lost_to_another_worker(queue: JobQueue, clip: Path, tmp_path: Path) -> None:
