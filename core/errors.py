@@ -41,10 +41,19 @@ class RenderError(StudioError, RuntimeError):
 
 
 class ModelError(StudioError, RuntimeError):
-    """An ONNX model we cannot run: unreadable, an input layout we do not support, or out of memory at the
-    smallest tile on every device; the message names the model file."""
+    """A model that failed while running in a way that is ours to fix (out of memory at the smallest tile on
+    every device, a training or export step that failed); the message names the model file. A model the
+    user gave that we cannot use is a :class:`BadModelError`."""
 
     user_error = False
+
+
+class BadModelError(ModelError, ValueError):
+    """A model file the user gave (or registered) that we cannot use: missing, not ONNX, unreadable, an input
+    layout we do not support, a fixed input too small to tile with, a checksum that does not match. Exit 2:
+    running it again fails the same way, so a queue fails the job at once instead of retrying."""
+
+    user_error = True
 
 
 class DiskFullError(StudioError, OSError):

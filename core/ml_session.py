@@ -3,7 +3,9 @@
 A model's input contract (:class:`InputSpec`) is read from its graph: the input name, NCHW layout, and a
 fixed (H, W) when the spatial axes are integers or None when they are symbolic (dynamic). The value
 range (0..255 or 0..1) is not in the graph: it comes from an explicit argument, else from an optional
-sidecar ``<model>.json`` beside the model (``{"range": 255}`` or ``{"range": 1}``), else 255.
+sidecar ``<model>.json`` beside the model (``{"range": 255}`` or ``{"range": 1}``), else 255. A fixed input
+smaller than :data:`MIN_MODEL_SIDE` on a side is refused: tiles that small run the model once per few pixels
+(a 1x1 model took 85 s for 100 tiny frames and would never finish a 720p clip).
 
 Providers: CUDA only when ONNX Runtime lists it *and* NVML sees a GPU *and* the session really loaded
 it; otherwise CPU. ORT's own logging is silenced to errors. Sessions are created once per
@@ -13,7 +15,8 @@ it; otherwise CPU. ORT's own logging is silenced to errors. Sessions are created
 runs each, and blends them with linear-ramp (feathered) weights; :func:`run_tiled_batch` does the same for
 several frames, their tiles stacked into batches of up to ``batch`` (one call, one upload and one download
 per batch: what keeps a GPU busy between frames). The tile size comes from free memory; an out-of-memory
-error halves the batch, then the tile, then falls back to CPU, then raises :class:`ModelError`.
+error halves the batch, then the tile, then falls back to CPU, then raises :class:`ModelError` (a failure of
+ours, exit 1); a model the user gave that we cannot use raises :class:`BadModelError` (exit 2).
 
 On CUDA a session runs through IO binding (:meth:`ModelSession.run`): each thread keeps a device buffer per
 input shape, filled in place, and the output lands in a device buffer the graph writes once and is then
@@ -35,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ModelError
+from .errors import BadModelError, ModelError
 from .fingerprint import file_sha256
 from .frames import nchw_to_hwc
 
@@ -48,6 +51,8 @@ DEFAULT_OVERLAP = 32
 #: Smallest tile tried after out-of-memory halvings; largest tile the memory heuristic picks.
 MIN_TILE = 64
 MAX_TILE = 1024
+#: Smallest fixed model input (and tile side) accepted, pixels a side.
+MIN_MODEL_SIDE = 16
 #: Dynamic models get tiles padded to this multiple: fast-style nets downsample by 4 and upsample back.
 PAD_MULTIPLE = 8
 #: Memory heuristic: a fast-style net at fp32 keeps roughly 4 KiB of activations and conv scratch per
@@ -125,14 +130,19 @@ def get_session(path: str | Path, value_range: float | None = None, provider: st
     """The process-wide session for the ONNX model at ``path`` (created on first use, then reused).
 
     ``value_range``: 255 or 1 to override the sidecar; None = sidecar, else 255. ``provider``: force
-    ``CPUExecutionProvider`` (the OOM fallback); None = :func:`choose_provider`. Raises ModelError.
+    ``CPUExecutionProvider`` (the OOM fallback); None = :func:`choose_provider`. Raises BadModelError for a
+    missing, unreadable or unsupported model.
     """
     path = Path(path).resolve()
     if not path.is_file():
-        raise ModelError(f"model {path}: no such file")
+        raise BadModelError(f"model {path}: no such file")
     provider = provider or choose_provider()
     value_range = float(value_range) if value_range else sidecar_range(path)
-    key = (file_sha256(path), provider, value_range)
+    try:
+        digest = file_sha256(path)
+    except OSError as exc:
+        raise BadModelError(f"model {path}: cannot read it ({exc.strerror or type(exc).__name__})") from None
+    key = (digest, provider, value_range)
     with _LOCK:
         if key not in _SESSIONS:
             _SESSIONS[key] = _open(path, provider, value_range)
@@ -149,32 +159,41 @@ def choose_provider() -> str:
 
 
 def sidecar_range(path: Path) -> float:
-    """The value range from ``<model>.json`` (``{"range": 255}`` or ``{"range": 1}``); 255 without one."""
+    """The value range from ``<model>.json`` (``{"range": 255}`` or ``{"range": 1}``); 255 without one.
+    Errors name the sidecar and what is wrong, never its text (it may be a link to any file)."""
     side = path.with_suffix(".json")
     if not side.is_file():
         return 255.0
     try:
-        value = json.loads(side.read_text())["range"]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ModelError(f"{side}: expected JSON like {{\"range\": 255}}, got an error: {exc}") from None
-    if value not in (1, 255):
-        raise ModelError(f"{side}: range must be 1 or 255, got {value!r}")
+        value = json.loads(side.read_bytes())["range"]
+    except OSError as exc:
+        raise BadModelError(f"{side}: cannot read the model's sidecar ({exc.strerror or type(exc).__name__})") from None
+    except (ValueError, KeyError, TypeError) as exc:
+        why = "no \"range\" key" if isinstance(exc, KeyError | TypeError) else "not valid JSON"
+        raise BadModelError(f"{side}: expected JSON like {{\"range\": 255}} ({why})") from None
+    if isinstance(value, bool) or value not in (1, 255):
+        got = repr(value) if isinstance(value, int | float) and not isinstance(value, bool) else type(value).__name__
+        raise BadModelError(f"{side}: range must be 1 or 255, got {got}")
     return float(value)
 
 
 def read_spec(ort_session: Any, path: Path, value_range: float) -> InputSpec:
-    """The input contract from the graph: one float32 NCHW 3-channel input; spatial axes fixed or dynamic."""
+    """The input contract from the graph: one float32 NCHW 3-channel input; spatial axes fixed or dynamic, a
+    fixed size at least :data:`MIN_MODEL_SIDE` a side. Raises BadModelError naming the model otherwise."""
     inputs, outputs = ort_session.get_inputs(), ort_session.get_outputs()
     if len(inputs) != 1 or len(outputs) < 1:
-        raise ModelError(f"model {path}: expected one image input, got {len(inputs)} inputs")
+        raise BadModelError(f"model {path}: expected one image input, got {len(inputs)} inputs")
     inp = inputs[0]
     shape = list(inp.shape)
     if inp.type != "tensor(float)" or len(shape) != 4 or (isinstance(shape[1], int) and shape[1] != 3):
-        raise ModelError(f"model {path}: expected a float32 (N, 3, H, W) input, got {inp.type} {shape}")
+        raise BadModelError(f"model {path}: expected a float32 (N, 3, H, W) input, got {inp.type} {shape}")
     fixed = [isinstance(d, int) and d > 0 for d in shape[2:]]
     if fixed[0] != fixed[1]:
-        raise ModelError(f"model {path}: one fixed and one dynamic spatial axis ({shape}) is not supported")
+        raise BadModelError(f"model {path}: one fixed and one dynamic spatial axis ({shape}) is not supported")
     size = (int(shape[2]), int(shape[3])) if all(fixed) else None
+    if size is not None and min(size) < MIN_MODEL_SIDE:
+        raise BadModelError(f"model {path}: its fixed input is {size[1]}x{size[0]} px; a model must take at least "
+                            f"{MIN_MODEL_SIDE}x{MIN_MODEL_SIDE} (smaller tiles run it once per few pixels)")
     batch = int(shape[0]) if isinstance(shape[0], int) and shape[0] > 0 else None
     return InputSpec(name=inp.name, output=outputs[0].name, value_range=value_range, size=size, batch=batch)
 
@@ -188,7 +207,7 @@ def check_external_data(path: Path) -> None:
     try:
         proto = onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # onnx raises DecodeError and friends for non-ONNX bytes
-        raise ModelError(f"model {path}: not an ONNX file ({type(exc).__name__}: {exc})") from None
+        raise BadModelError(f"model {path}: not an ONNX file ({type(exc).__name__})") from None
     folder = path.parent.resolve()
     graphs, tensors = [proto.graph], []
     while graphs:  # subgraphs (If/Loop bodies) may hold initialisers too
@@ -202,8 +221,8 @@ def check_external_data(path: Path) -> None:
         location = ExternalDataInfo(t).location
         target = (folder / location).resolve()
         if Path(location).is_absolute() or not target.is_relative_to(folder):
-            raise ModelError(f"model {path}: tensor {t.name!r} reads external data from {location!r}, outside the "
-                             f"model's folder; refused")
+            raise BadModelError(f"model {path}: tensor {t.name!r} reads external data from {location!r}, outside "
+                                f"the model's folder; refused")
 
 
 def _open(path: Path, provider: str, value_range: float) -> ModelSession:
@@ -217,11 +236,17 @@ def _open(path: Path, provider: str, value_range: float) -> ModelSession:
     try:
         sess = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
     except Exception as exc:  # ORT raises its own pybind types (InvalidGraph, Fail, ...)
-        raise ModelError(f"model {path}: ONNX Runtime cannot load it: {exc}") from None
+        raise BadModelError(f"model {path}: ONNX Runtime cannot load it: {_first_line(exc)}") from None
     used = sess.get_providers()[0]
     if used != provider:
         log.info("model %s: %s did not load, running on %s", path.name, provider, used)
     return ModelSession(path, sess, read_spec(sess, path, value_range), used)
+
+
+def _first_line(exc: BaseException, limit: int = 300) -> str:
+    """An ORT message as one line: its first non-empty line, clipped (some span a graph dump)."""
+    line = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)
+    return line if len(line) <= limit else line[:limit] + "..."
 
 
 # ---- memory --------------------------------------------------------------------------------------
@@ -371,7 +396,8 @@ def _tiled(session: ModelSession, frames: list[np.ndarray], tile: tuple[int, int
             np.multiply(padded[i][y0:y0 + th, x0:x0 + tw].transpose(2, 0, 1), scale, out=x[j])
         y = session.run(x)
         if y.shape != x.shape:
-            raise ModelError(f"model {session.path}: output {y.shape} does not match input {x.shape}")
+            raise BadModelError(f"model {session.path}: output {y.shape} does not match input {x.shape} (an "
+                                "image-to-image model keeps the size)")
         for j, (i, y0, x0) in enumerate(part):
             acc[i][y0:y0 + th, x0:x0 + tw] += nchw_to_hwc(y[j:j + 1]) * ramps[y0, x0]
     outs = []

@@ -39,7 +39,7 @@ from typing import Any
 
 from .assets import ROOT
 from .atomic import fsync_dir, write_bytes, write_json
-from .errors import ConfigError, MediaNotFoundError, ModelError, OutputError
+from .errors import BadModelError, ConfigError, MediaNotFoundError, ModelError, OutputError
 from .fingerprint import file_sha256
 from .presets import studio_home
 
@@ -55,11 +55,9 @@ _LINEAGE: dict[str, tuple[type, ...]] = {"base": (str,), "data_hash": (str,), "e
 Progress = Callable[[int, int | None], None]
 
 
-class ChecksumError(ModelError):
+class ChecksumError(BadModelError):
     """Downloaded bytes whose SHA-256 is not the one the user gave: the user's value or the source is wrong,
     so the CLI reports it as a user error (exit 2). Nothing of the download is kept."""
-
-    user_error = True
 
 
 @dataclass(frozen=True)
@@ -312,14 +310,15 @@ def entry(spec: str) -> ModelEntry:
 def resolve(spec: str) -> Path:
     """The file of ``name`` or ``name@version``, after checking its SHA-256 against the manifest.
 
-    Raises ConfigError (unknown name or version), MediaNotFoundError (file gone), ModelError (file changed).
+    Raises ConfigError (unknown name or version), MediaNotFoundError (file gone), BadModelError (file changed:
+    the same request fails again, so it is refused as a bad model, not retried).
     """
     e = entry(spec)
     if not e.path.is_file():
         raise MediaNotFoundError(f"model {e.spec}: file {e.path} is missing")
     got = file_sha256(e.path)
     if got != e.sha256:
-        raise ModelError(f"model {e.spec}: file {e.path} does not match its manifest "
+        raise BadModelError(f"model {e.spec}: file {e.path} does not match its manifest "
                          f"(sha256 expected {e.sha256}, got {got})")
     return e.path.resolve()
 
@@ -337,7 +336,7 @@ def resolve_weights(spec: str) -> Path:
         raise MediaNotFoundError(f"model {e.spec}: weights file {path} is missing")
     got = file_sha256(path)
     if got != e.weights_sha256:
-        raise ModelError(f"model {e.spec}: weights {path} do not match the manifest "
+        raise BadModelError(f"model {e.spec}: weights {path} do not match the manifest "
                          f"(sha256 expected {e.weights_sha256}, got {got})")
     return path.resolve()
 
@@ -457,8 +456,13 @@ def rollback(name: str) -> ModelEntry:
 # ---------------------------------------------------------------------------------------------- download
 
 def _copy(src: Path, tmp: Path, on_progress: Progress | None) -> str:
-    """Stream a local file to ``tmp`` (fsynced), returning the SHA-256 of what was written."""
-    with open(src, "rb") as fh:
+    """Stream a local file to ``tmp`` (fsynced), returning the SHA-256 of what was written. A source the user
+    gave that cannot be read is a BadModelError naming it."""
+    try:
+        fh = open(src, "rb")  # noqa: SIM115 (closed below; only the open is the user's problem)
+    except OSError as exc:
+        raise BadModelError(f"model file {src}: cannot read it ({exc.strerror or type(exc).__name__})") from None
+    with fh:
         return _stream(fh, src.stat().st_size, tmp, on_progress)
 
 
@@ -483,8 +487,9 @@ def download(url_or_path: str, sha256: str, name: str, *, on_progress: Progress 
     The bytes go to a temp file beside their final place and are renamed in only when the checksum
     matches; on a mismatch or any error the temp file is deleted and the manifest is untouched.
     ``on_progress(done_bytes, total_bytes or None)`` is called after each block.
-    Raises ChecksumError (a ModelError) "checksum mismatch: expected X, got Y", ModelError for a failed
-    transfer, MediaNotFoundError for a missing local path, ConfigError for a malformed sha256 or name.
+    Raises ChecksumError (a BadModelError) "checksum mismatch: expected X, got Y", BadModelError for a URL the
+    server refuses (HTTP 4xx) or a local file that cannot be read, ModelError for another failed transfer,
+    MediaNotFoundError for a missing local path, ConfigError for a malformed sha256 or name.
     """
     expected = sha256.strip().lower()
     if not _SHA.fullmatch(expected):
@@ -501,6 +506,9 @@ def download(url_or_path: str, sha256: str, name: str, *, on_progress: Progress 
                 with urllib.request.urlopen(url_or_path, timeout=60) as resp:
                     length = resp.headers.get("Content-Length")
                     got = _stream(resp, int(length) if length and length.isdigit() else None, tmp, on_progress)
+            except urllib.error.HTTPError as exc:  # the server answered: a 4xx is the URL's fault, a 5xx theirs
+                cls = BadModelError if 400 <= exc.code < 500 else ModelError
+                raise cls(f"download {url_or_path} failed: HTTP {exc.code} {exc.reason}") from None
             except (urllib.error.URLError, OSError) as exc:
                 raise ModelError(f"download {url_or_path} failed: {exc}") from exc
         else:

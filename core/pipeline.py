@@ -213,6 +213,7 @@ def analyze_job(spec: JobSpec) -> Analysis:
     """Probe the input and run the style's job-wide analysis. Runs in a worker process."""
     info = probe(spec.input)
     cls = get_style(spec.style)
+    cls.check_size(spec.input, info.width, info.height)  # tiny frames: one line, before any frame is read
     samples = read_samples(info, sample_indices(info, cls.analysis_samples))
     return Analysis(info=info, shared=cls.analyze(spec.params, samples))
 

@@ -16,6 +16,21 @@ from typing import Any, ClassVar
 import cv2
 import numpy as np
 
+from core.errors import UnsupportedVideoError
+
+
+def flow_min_side(long_side: int) -> int:
+    """Least shorter side, pixels, of frames whose longer side is ``long_side`` that OpenCV's DIS optical flow
+    takes (the temporal stage and the metrics run it on a copy at most 320 px long). Measured on OpenCV 5.0
+    for every size up to 320 px and the ultrafast, fast and medium presets: at 40 px long or more it needs 16
+    px, at 80 or more 32 px; thinner, it raises or crashes the process (a 128x24 frame segfaults). Past 320 px
+    the copy is scaled down, so the frame needs a tenth of its length."""
+    if long_side < 40:
+        return 8
+    if long_side < 80:
+        return 16
+    return max(32, -(-long_side // 10))
+
 
 @dataclass(frozen=True)
 class Styled:
@@ -98,6 +113,25 @@ class Stylizer(ABC):
     requires: ClassVar[str] = ""
     #: True only for styles that leave every pixel as decoded (the pipeline may then copy frames as-is).
     passthrough: bool = False
+    #: Least width and height, in pixels, of frames the style renders. 16 for every style here: the styles
+    #: themselves run on 1x1 frames, but the stages after any style do not (the temporal stage's optical flow,
+    #: the metrics' 7x7 SSIM window). A style needing more raises it.
+    min_size: ClassVar[int] = 16
+
+    @classmethod
+    def check_size(cls, path: str, width: int, height: int) -> None:
+        """Refuse, before any frame is read, a clip whose frames a render in this style cannot take: smaller
+        than :attr:`min_size` on a side, or too thin for the optical flow (:func:`flow_min_side`), which would
+        end in OpenCV's own message or a crashed worker. Raises :class:`~core.errors.UnsupportedVideoError`
+        naming the file, its size and the minimum."""
+        short, long_ = sorted((width, height))
+        if short < cls.min_size:
+            raise UnsupportedVideoError(f"{path}: {width}x{height} frames are too small for style {cls.name!r} "
+                                        f"(at least {cls.min_size}x{cls.min_size})")
+        need = flow_min_side(long_)
+        if short < need:
+            raise UnsupportedVideoError(f"{path}: {width}x{height} frames are too thin for style {cls.name!r} (at "
+                                        f"{long_} px on the longer side, at least {need} px on the shorter)")
 
     @classmethod
     def pin(cls, params: Any) -> Any:
