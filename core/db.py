@@ -147,7 +147,7 @@ def translate(exc: sqlite3.Error, path: str | Path) -> StudioError | None:
         with contextlib.suppress(OSError):
             full = free_bytes(path.parent) < _WRITE_ROOM
     if full:
-        return disk_full_error(exc, path, _WRITE_ROOM)
+        return disk_full_error(exc, path, _WRITE_ROOM, cleaned=False)  # SQLite rolled back: nothing half-written
     return None
 
 
@@ -173,7 +173,7 @@ def _set_wal(conn: sqlite3.Connection, path: Path, timeout: float) -> None:
             break
         except sqlite3.OperationalError as exc:
             if "locked" not in str(exc) or time.monotonic() > deadline:
-                raise OutputError(f"{path}: cannot open the studio database ({exc})") from None
+                raise translate(exc, path) or OutputError(f"{path}: cannot open the studio database ({exc})") from None
             time.sleep(0.02)
     if str(mode).lower() != "wal":
         raise OutputError(f"{path}: the studio database needs WAL mode, SQLite gave {mode!r} "

@@ -284,10 +284,12 @@ def _written(exc: BaseException | None) -> str | None:
     return None
 
 
-def disk_full_error(exc: BaseException | None, where: str | Path, need_bytes: int = 0) -> DiskFullError:
+def disk_full_error(exc: BaseException | None, where: str | Path, need_bytes: int = 0, *,
+                    cleaned: bool = True) -> DiskFullError:
     """A :class:`DiskFullError` for a write that found the disk full: one line naming the folder written (the
     file in ``exc`` when it names one, else ``where``), the disk's mount point, what is free there and
-    ``need_bytes`` (the caller's estimate of what the write needed). An existing DiskFullError is returned as is."""
+    ``need_bytes`` (the caller's estimate of what the write needed); ``cleaned``: the caller removed what the
+    write had begun (the message says so). An existing DiskFullError is returned as is."""
     if isinstance(exc, DiskFullError):
         return exc
     written = _written(exc)
@@ -299,7 +301,7 @@ def disk_full_error(exc: BaseException | None, where: str | Path, need_bytes: in
         free = "no space"
     need = f"; the write needs about {human_bytes(need_bytes)}" if need_bytes > 0 else ""
     err = DiskFullError(f"{folder}: disk full (the disk mounted at {mount} has {free} free{need}); "
-                        "partial files removed: free space there or write elsewhere")
+                        f"{'partial files removed: ' if cleaned else ''}free space there or write elsewhere")
     err.errno = errno.ENOSPC  # str() stays the one line; callers testing errno still see a full disk
     return err
 
@@ -307,29 +309,31 @@ def disk_full_error(exc: BaseException | None, where: str | Path, need_bytes: in
 def remove_partials(folder: str | Path) -> int:
     """Remove the hidden temp files of atomic writes in ``folder`` (:mod:`core.atomic`'s ``.NAME.PID.partial.EXT``
     and ``.NAME.PID.TOKEN.tmp``): what a write cut short by a full disk, or a killed process, left. Only for a
-    folder no one else writes now (a job's work folder under its lock). Returns how many went."""
+    folder no one else writes now (a job's work folder under its lock). Returns the bytes they held."""
     n = 0
     with contextlib.suppress(OSError):
         for p in Path(folder).iterdir():
             if p.name.startswith(".") and (".partial" in p.name or p.name.endswith(".tmp")) and p.is_file():
                 with contextlib.suppress(OSError):
+                    size = p.stat().st_size
                     p.unlink()
-                    n += 1
+                    n += size
     return n
 
 
 @contextlib.contextmanager
 def disk_full_guard(where: str | Path, need_bytes: int = 0, *, partials: Iterable[str | Path] = ()) -> Iterator[None]:
     """Turn a full disk met inside the block into one :class:`DiskFullError` (:func:`disk_full_error`), after
-    removing the partial files in the folders ``partials`` (:func:`remove_partials`). Other errors pass as they are."""
+    removing the partial files in the folders ``partials`` (:func:`remove_partials`). The space needed named is
+    ``need_bytes`` (the caller's estimate) or what the partial files had reached, whichever is more (the write
+    needed at least that). Other errors pass as they are."""
     try:
         yield
     except BaseException as exc:
         if not is_disk_full(exc):
             raise
-        for folder in partials:
-            remove_partials(folder)
-        err = disk_full_error(exc, where, need_bytes)
+        reached = sum(remove_partials(folder) for folder in partials)
+        err = disk_full_error(exc, where, max(need_bytes, reached))
         if err is exc:
             raise
         raise err from None

@@ -431,6 +431,8 @@ def run_worker(db_path: str | Path | None = None, *, worker_id: str | None = Non
                     try:
                         job = queue.claim(worker, cpu_slots=cpu_slots, gpu_slots=gpu_slots, lease_s=lease_s)
                     except DiskFullError as exc:  # wait for room rather than exit: the user may free space
+                        if once and not running:
+                            raise
                         log.warning("worker %s: cannot claim a job: %s", worker, exc)
                         wake.wait(max(poll_s, 5.0))
                         continue
