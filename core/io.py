@@ -268,6 +268,9 @@ def decode_tolerant(c: av.container.InputContainer, vs: av.video.stream.VideoStr
             return
 
 
+#: The largest frame side rendered: a 16384x16384 frame is 800 MB as RGB, and a chunk holds several at once.
+MAX_SIDE = 8192
+
 #: Frames decoded from the top to check that a stream's stamps are presentation times (AVI's are not).
 _CHECKED_FRAMES = 16
 
@@ -335,6 +338,9 @@ def probe(path: str | Path) -> VideoInfo:
         fmt_obj = av.VideoFormat(cc.format.name if cc.format else first.format.name)
         bit_depth = max(comp.bits for comp in fmt_obj.components)
         w, h = first.width, first.height
+        if max(w, h) > MAX_SIDE:
+            raise UnsupportedVideoError(f"{path}: frames of {w}x{h} are larger than the studio renders "
+                                        f"({MAX_SIDE} pixels a side at most); scale the video down first")
         if rotation in (90, 270):
             w, h = h, w
         steps = np.diff(np.asarray(pts, dtype=np.int64))

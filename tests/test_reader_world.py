@@ -184,3 +184,11 @@ def test_cli_renders_every_form_frame_exact(forms: dict[str, Path], form: str, t
     assert got.pts == tuple(sorted(got.pts))
     assert main(["preview", str(forms[form]), "--style", "pencil", "--at", "1.0", "-o", str(tmp_path / "p.png")]) == 0
     capsys.readouterr()
+
+
+def test_a_frame_larger_than_the_studio_renders_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A header may declare 16384x16384 (800 MB a frame as RGB): one line, exit 2, before a chunk starts."""
+    huge = make_clip(tmp_path / "wide.mp4", ClipSpec(width=8200, height=16, frames=3, gop=3))
+    code = main(["render", str(huge), "-o", str(tmp_path / "o.mp4")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.count("\n") == 0 and "8200x16" in err and "8192 pixels a side" in err
