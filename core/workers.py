@@ -68,7 +68,13 @@ def _arm_forkserver() -> None:
     """
     global _server_pid
     owner = os.environ.get(OWNER_ENV, "")
-    if not owner.isdigit() or sys.argv[:1] != ["-c"] or "multiprocessing.forkserver" not in sys.modules:
+    server = sys.modules.get("multiprocessing.forkserver")
+    if not owner.isdigit() or server is None or sys.argv[:1] != ["-c"]:
+        return
+    frame = sys._getframe()
+    while frame is not None and frame.f_code is not server.main.__code__:  # imported by the server's preload
+        frame = frame.f_back
+    if frame is None:
         return
     del os.environ[OWNER_ENV]
     if die_with_parent(int(owner)):
