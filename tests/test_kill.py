@@ -178,7 +178,7 @@ QUEUE_RENDER = ["--style", "pencil", "--chunk-seconds", "0.5", "--workers", "1",
 
 
 def _queue(db: Path) -> list[dict]:
-    with sqlite3.connect(db) as conn:
+    with contextlib.closing(sqlite3.connect(db, timeout=10)) as conn:  # WAL: never blocks the workers
         conn.row_factory = sqlite3.Row
         jobs = [dict(r) for r in conn.execute("SELECT * FROM jobs ORDER BY id")]
         for job in jobs:
