@@ -1,7 +1,9 @@
 """A render job as a value: input, output, style, resolved parameters and preset.
 
 Its hash (over everything that changes pixels, not the output path or worker count) names the work
-folder, so a changed parameter, input or model file starts fresh while a re-run resumes.
+folder, so a changed parameter, input or model file starts fresh while a re-run resumes. Which audio and
+subtitle tracks the output keeps is in the job but not in its hash: only the stitch reads it, so the same
+chunks serve a render with and without them.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from .config import to_dict
 from .errors import ConfigError
 from .fingerprint import file_sha256
 from .presets import Preset, apply_sets, load_preset
+from .stitch import check_keep
 
 #: Bumped whenever a change alters rendered pixels, so old checkpoints are not reused.
 ENGINE_VERSION = 1
@@ -26,16 +29,21 @@ ENGINE_VERSION = 1
 
 @dataclass(frozen=True)
 class JobSpec:
-    """Everything a render (or any one of its chunks, anywhere) needs. Its hash names the work folder."""
+    """Everything a render (or any one of its chunks, anywhere) needs. Its hash names the work folder.
+
+    ``audio`` and ``subtitles``: "all" keeps every such track of the input, "none" leaves them out.
+    """
 
     input: str
     output: str
     style: str = "none"
     params: Any = None
     preset: Preset = field(default_factory=Preset)
+    audio: str = "all"
+    subtitles: str = "all"
 
     def fingerprint(self) -> dict[str, Any]:
-        """What determines the rendered pixels: not the output path, not the worker count."""
+        """What determines the rendered pixels: not the output path, the worker count or the kept tracks."""
         st = os.stat(self.input)
         preset = to_dict(self.preset)
         for k in ("name", "description", "styles"):
@@ -66,13 +74,17 @@ _PRESET_KEYS = {f.name for f in fields(Preset)} - {"name", "description", "style
 
 
 def build_job(input: str | Path, output: str | Path, style: str = "none", preset: str | Preset = "balanced",
-              sets: dict[str, str] | None = None, chunk_seconds: float | None = None) -> JobSpec:
+              sets: dict[str, str] | None = None, chunk_seconds: float | None = None, *, audio: str = "all",
+              subtitles: str = "all") -> JobSpec:
     """Resolve a job from what a user typed: style and preset names plus ``--set`` overrides.
 
     Keys naming preset fields (``chunk_seconds``, ``encoder.*``, ``temporal.*``) change the preset; the
-    rest are the style's parameters. Raises ConfigError naming the bad key or value.
+    rest are the style's parameters. ``audio`` / ``subtitles``: "all" or "none". Raises ConfigError naming
+    the bad key or value.
     """
     get_style(style)
+    check_keep("audio", audio)
+    check_keep("subtitles", subtitles)
     base = preset if isinstance(preset, Preset) else load_preset(preset)
     sets = dict(sets or {})
     preset_sets = {k: v for k, v in sets.items() if k.split(".")[0] in _PRESET_KEYS}
@@ -81,4 +93,5 @@ def build_job(input: str | Path, output: str | Path, style: str = "none", preset
     if chunk_seconds is not None:
         resolved = apply_sets(resolved, {"chunk_seconds": str(chunk_seconds)})
     params = get_style(style).pin(build_params(style, resolved.styles.get(style), style_sets, f"preset {base.name}"))
-    return JobSpec(input=str(Path(input)), output=str(Path(output)), style=style, params=params, preset=resolved)
+    return JobSpec(input=str(Path(input)), output=str(Path(output)), style=style, params=params, preset=resolved,
+                   audio=audio, subtitles=subtitles)

@@ -251,7 +251,7 @@ def _path(value: str) -> str:
 
 
 _RENDER = {"input": _REQUIRED, "output": _REQUIRED, "style": "none", "preset": "balanced", "sets": None,
-           "chunk_seconds": None, "workers": None}
+           "chunk_seconds": None, "workers": None, "audio": "all", "subtitles": "all"}
 
 
 def _check_render(spec: Mapping[str, Any]) -> dict[str, Any]:
@@ -263,6 +263,7 @@ def _render_job(spec: Mapping[str, Any]) -> tuple[dict[str, Any], str]:
     """The complete render spec and its job hash (which names its work folder)."""
     from .job import build_job
     from .pipeline import check_paths
+    from .stitch import KEEP_CHOICES
 
     _unknown("render", spec, _RENDER)
     s = {**_RENDER, **spec}
@@ -271,9 +272,11 @@ def _render_job(spec: Mapping[str, Any]) -> tuple[dict[str, Any], str]:
            "style": _text("render", "style", s["style"]), "preset": _text("render", "preset", s["preset"]),
            "sets": _sets("render", "sets", s["sets"]),
            "chunk_seconds": _number("render", "chunk_seconds", s["chunk_seconds"], lo=0.5, optional=True),
-           "workers": _number("render", "workers", s["workers"], integer=True, lo=1, hi=256, optional=True)}
+           "workers": _number("render", "workers", s["workers"], integer=True, lo=1, hi=256, optional=True),
+           "audio": _text("render", "audio", s["audio"], choices=KEEP_CHOICES),
+           "subtitles": _text("render", "subtitles", s["subtitles"], choices=KEEP_CHOICES)}
     job = build_job(out["input"], out["output"], out["style"], out["preset"], sets_text(out["sets"]),
-                    out["chunk_seconds"])
+                    out["chunk_seconds"], audio=out["audio"], subtitles=out["subtitles"])
     check_paths(job)
     return out, job.job_hash()
 

@@ -795,7 +795,7 @@ def _render(spec: JobSpec, workers: int | None, executor: Executor | None, on_pr
         out = Path(spec.output)
         with disk_full_guard(out.parent, sum(f.stat().st_size for f, _ in files) + Path(spec.input).stat().st_size), \
                 atomic.atomic_path(out) as tmp:  # step 5
-            stitch(files, Path(spec.input), info, tmp)
+            stitch(files, Path(spec.input), info, tmp, audio=spec.audio, subtitles=spec.subtitles)
         log.info("stitched and published at %.2f s", time.perf_counter() - t0)
         failed = False
     finally:

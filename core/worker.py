@@ -147,7 +147,8 @@ def run_render(job: Job, rep: Reporter) -> tuple[str | None, dict[str, Any]]:
     settings = load_settings()
     url = settings.executor  # local, or a Dask cluster set on the Settings page
     source = s["input"] if url == "local" else str(Path(s["input"]).absolute())  # workers' cwd differs
-    spec = build_job(source, s["output"], s["style"], s["preset"], sets_text(s["sets"]), s["chunk_seconds"])
+    spec = build_job(source, s["output"], s["style"], s["preset"], sets_text(s["sets"]), s["chunk_seconds"],
+                     audio=s.get("audio", "all"), subtitles=s.get("subtitles", "all"))  # absent in jobs queued earlier
 
     check_free_space(Path(spec.output).parent, input_size(spec.input))  # the disk guard, also for CLI-queued jobs
     workers = s["workers"] or default_workers()

@@ -23,6 +23,18 @@ def _add_job_args(p: argparse.ArgumentParser) -> None:
                    help="override a style parameter or a preset field (encoder.crf=18); repeatable")
 
 
+#: core.stitch.KEEP_CHOICES, not imported for the parser: it loads PyAV, which most commands do not need
+KEEP_CHOICES = ("all", "none")
+
+
+def _add_track_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--audio", choices=KEEP_CHOICES, default="all",
+                   help="the input's audio tracks: all (default; with their language and title) or none")
+    p.add_argument("--subtitles", choices=KEEP_CHOICES, default="all",
+                   help="the input's subtitle tracks: all (default; converted where the container needs it, e.g. "
+                        "to mov_text in .mp4) or none")
+
+
 def cmd_render(args: argparse.Namespace) -> int:
     from core.workers import warm_up
 
@@ -35,7 +47,8 @@ def cmd_render(args: argparse.Namespace) -> int:
     from core.pipeline import render
 
     source = args.input if args.executor in (None, "local") else Path(args.input).absolute()  # workers' cwd differs
-    spec = build_job(source, args.output, args.style, args.preset, parse_sets(args.sets), args.chunk_seconds)
+    spec = build_job(source, args.output, args.style, args.preset, parse_sets(args.sets), args.chunk_seconds,
+                     audio=args.audio, subtitles=args.subtitles)
     bar: tqdm | None = None
 
     def on_start(total: int, done: int) -> None:
@@ -416,7 +429,8 @@ def _queue_spec(args: argparse.Namespace) -> dict:
 
     if args.kind == "render":
         return {"input": args.input, "output": args.output, "style": args.style, "preset": args.preset,
-                "sets": parse_sets(args.sets), "chunk_seconds": args.chunk_seconds, "workers": args.workers}
+                "sets": parse_sets(args.sets), "chunk_seconds": args.chunk_seconds, "workers": args.workers,
+                "audio": args.audio, "subtitles": args.subtitles}
     if args.kind == "train":
         return {"pairs": args.pairs, "base": args.base, "name": args.name, "epochs": args.epochs, "batch": args.batch,
                 "crop": args.crop, "lr": args.lr, "patience": args.patience, "device": args.device,
@@ -485,6 +499,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--chunk-seconds", type=float, default=None, help="target chunk length (default: preset)")
     p.add_argument("--workers", type=int, default=None, help="worker processes (default: one per core)")
     p.add_argument("--keep-work", action="store_true", help="keep chunk files after publishing")
+    _add_track_args(p)
     p.add_argument("--pipeline", choices=("auto", "on", "off"), default="auto",
                    help="overlap each chunk's decode, stylize and encode in threads: on, off (one loop per chunk), "
                         "or auto (on when the chunks running at once leave cores idle); the output is the same")
@@ -653,6 +668,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_job_args(k)
     k.add_argument("--chunk-seconds", type=float, default=None)
     k.add_argument("--workers", type=int, default=None)
+    _add_track_args(k)
     k = kind_sub.add_parser("train", help="queue a fine-tune (same options as `train`)")
     k.add_argument("--pairs", required=True, metavar="DIR")
     k.add_argument("--base", required=True)

@@ -55,7 +55,8 @@ def test_smoke(queue: JobQueue, clip: Path, tmp_path: Path, studio_home: Path) -
     job = queue.get(job_id)
     assert isinstance(job, Job) and (job.kind, job.state, job.attempts, job.max_attempts) == ("render", "queued", 0, 3)
     assert job.spec == {"input": str(clip), "output": str(tmp_path / "out.mp4"), "style": "cartoon",
-                        "preset": "balanced", "sets": {}, "chunk_seconds": None, "workers": None}
+                        "preset": "balanced", "sets": {}, "chunk_seconds": None, "workers": None, "audio": "all",
+                        "subtitles": "all"}
     assert job.output == str(tmp_path / "out.mp4") and job.progress == 0 and job.result is None
     assert [j.id for j in queue.list()] == [job_id]
     assert [(e.seq, e.stage) for e in queue.events(job_id)] == [(1, "queued")]
@@ -71,7 +72,7 @@ def test_smoke(queue: JobQueue, clip: Path, tmp_path: Path, studio_home: Path) -
 
 def test_spec_round_trip_every_kind(clip: Path, tmp_path: Path) -> None:
     render = render_spec(clip, tmp_path / "r.mkv", preset="speed", sets={"n_colors": "6", "encoder.crf": 20},
-                         chunk_seconds=1.5, workers=2)
+                         chunk_seconds=1.5, workers=2, audio="none", subtitles="all")
     train = {"pairs": str(pairs_dir(tmp_path / "pairs")), "base": "compact", "name": "mine", "epochs": 3, "lr": 2e-3,
              "batch": 4, "crop": 64, "patience": 2, "int8": "try", "min_psnr": 30.0, "device": "cpu"}
     tune = {"input": str(clip), "style": "pencil", "budget": 5, "preset": "quality", "sets": {"blur_sigma": "3"},
