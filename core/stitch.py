@@ -238,11 +238,11 @@ def _to_text(target: str) -> Adder:
                 if cues is None or not any(getattr(r, "ass", b"") for r in cues):
                     continue
                 if group and _start(p) != _start(group[0][0]):
-                    yield _encoded(enc, stream, group)
+                    yield from _encoded(enc, stream, group)
                     group = []
                 group.append((p, cues))
             if group:
-                yield _encoded(enc, stream, group)
+                yield from _encoded(enc, stream, group)
 
         return stream, feed()
 
@@ -253,9 +253,8 @@ def _start(p: av.Packet) -> int:
     return p.pts if p.pts is not None else p.dts
 
 
-def _encoded(enc: av.codec.CodecContext, stream: av.stream.Stream,
-             group: list[tuple[av.Packet, SubtitleSet]]) -> tuple[Fraction, int, av.Packet]:
-    """One output cue for source cues that start together."""
+def _encoded(enc: av.codec.CodecContext, stream: av.stream.Stream, group: list[tuple[av.Packet, SubtitleSet]]) -> Feed:
+    """One output cue for source cues that start together (none, with a debug line, if it does not encode)."""
     p, cues = group[0]
     ms = p.time_base / Fraction(1, 1000)  # AVSubtitle display times are milliseconds
     span = max(c.end_display_time for _, c in group) - cues.start_display_time
@@ -263,13 +262,17 @@ def _encoded(enc: av.codec.CodecContext, stream: av.stream.Stream,
     fields = [r.ass.split(b",", 8) for _, c in group for r in c if getattr(r, "ass", b"").count(b",") >= 8]
     if len(group) > 1 and fields:
         cues = SubtitleSet.create(b",".join([*fields[0][:8], b"\\N".join(f[8] for f in fields)]), 0, span)
-    q = enc.encode_subtitle(cues)
+    try:
+        q = enc.encode_subtitle(cues)
+    except av.error.FFmpegError as exc:
+        log.debug("subtitle cue at %s does not encode as %s (%s); skipped", _start(p), enc.name, exc)
+        return
     q.pts = q.dts = _start(p) + round(group[0][1].start_display_time / ms)
     duration = max(pk.duration or 0 for pk, _ in group)
     q.duration = duration if duration and not group[0][1].start_display_time else max(0, round(span / ms))
     q.time_base = p.time_base
     q.stream = stream
-    return _key(q), _SUBTITLE, q
+    yield _key(q), _SUBTITLE, q
 
 
 def _fits(fmt: str, source: Path, index: int, add: Adder) -> bool:
@@ -283,7 +286,7 @@ def _fits(fmt: str, source: Path, index: int, add: Adder) -> bool:
                 if n >= 3:
                     break
         return True
-    except (av.error.FFmpegError, ValueError):
+    except (av.error.FFmpegError, ValueError, TypeError):  # TypeError: a stream PyAV cannot describe
         return False
 
 

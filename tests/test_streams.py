@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import logging
 import re
+import shutil
 import struct
+import subprocess
 from dataclasses import replace
 from fractions import Fraction
 from pathlib import Path
@@ -305,6 +307,39 @@ def test_bitmap_subtitles_kept_in_mkv_left_out_of_mp4(clips: dict[str, Path], tm
         assert [s.codec_context.codec.canonical_name for s in c.streams.subtitles] == ["mov_text"]
         assert len(c.streams.audio) == 3
     assert_cues(src, tmp_path / "out.mp4")
+
+
+def test_ffmpeg_made_mkv_into_mp4(tmp_path: Path) -> None:
+    """The issue's file, made by the ffmpeg CLI from an .srt and an FFMETADATA file (its own muxer, SubRip with
+    HTML-like tags): three tagged tracks, the SRT as mov_text, chapters and title in the .mp4."""
+    ffmpeg = shutil.which("ffmpeg")
+    if ffmpeg is None:
+        pytest.skip("the ffmpeg CLI is not installed (PyAV-made sources are tested above)")
+    (tmp_path / "a.srt").write_text("1\n00:00:00,200 --> 00:00:00,800\nHello <i>world</i>\n\n"
+                                    "2\n00:00:01,000 --> 00:00:01,500\nSecond line\nsecond row\n")
+    (tmp_path / "meta.txt").write_text(";FFMETADATA1\ntitle=My Film\n" + "".join(
+        f"[CHAPTER]\nTIMEBASE=1/1000\nSTART={a}\nEND={b}\ntitle={t}\n" for a, b, t in CHAPTERS))
+    src = tmp_path / "in.mkv"
+    cmd = [ffmpeg, "-v", "error", "-f", "lavfi", "-i", "testsrc=size=160x120:rate=25:duration=2"]
+    for _, _, hz in TRACKS:
+        cmd += ["-f", "lavfi", "-i", f"sine=frequency={hz}:duration=2"]
+    cmd += ["-i", str(tmp_path / "a.srt"), "-i", str(tmp_path / "meta.txt"), "-map", "0:v"]
+    cmd += [x for i in range(len(TRACKS)) for x in ("-map", f"{i + 1}:a")]
+    cmd += ["-map", "4:s", "-map_metadata", "5", "-map_chapters", "5", "-c:v", "libx264", "-c:a", "aac",
+            "-c:s", "srt", "-disposition:a:1", "0", "-disposition:a:2", "0"]
+    for i, (lang, name, _) in enumerate(TRACKS):
+        cmd += [f"-metadata:s:a:{i}", f"language={lang}", f"-metadata:s:a:{i}", f"title={name}"]
+    subprocess.run([*cmd, str(src)], check=True, timeout=60)
+    out = tmp_path / "out.mp4"
+    run(src, out, "pencil")
+    with av.open(str(out)) as c:
+        assert [(s.metadata.get("language"), title(s)) for s in c.streams.audio] == [(a, t) for a, t, _ in TRACKS]
+        assert [s.codec_context.codec.canonical_name for s in c.streams.subtitles] == ["mov_text"]
+        assert [ch["metadata"]["title"] for ch in c.chapters()] == ["Intro", "Main"]
+        assert c.metadata.get("title") == "My Film"
+    assert audio_payloads(out) == audio_payloads(src)
+    assert_cues(src, out)
+    assert_in_sync(src, out)
 
 
 # ------------------------------------------------------------------------------------------- --audio / --subtitles
