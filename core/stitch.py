@@ -46,6 +46,7 @@ _QUICKTIME_LANGUAGES = {"deu": "ger", "nld": "dut", "ell": "gre", "isl": "ice", 
                         "hye": "arm", "kat": "geo", "bod": "tib", "mya": "bur", "msa": "may", "mkd": "mac",
                         "cym": "wel", "swe": "sve", "hrv": "hr ", "srp": "sr ", "fao": "fo ", "pan": "pa ",
                         "gle": "iri"}
+_EXTENSION = {fmt: ext for ext, fmt in OUTPUT_FORMATS.items()}  # for messages: ".mkv", not "matroska"
 #: Containers that carry attachments (the fonts an ASS track is drawn with, cover art).
 _ATTACHMENTS = frozenset({"matroska"})
 
@@ -326,11 +327,11 @@ def _add_tracks(out: av.container.OutputContainer, src: av.container.InputContai
             continue
         way = _choose(fmt, source, s)
         if way is None:
-            log.warning("%s: %s cannot go into a .%s file; left out", source, _describe(s), fmt)
+            log.warning("%s: %s cannot go into a %s file; left out", source, _describe(s), _EXTENSION[fmt])
             continue
         add, how = way
         if how != "copied":
-            log.info("%s: %s %s for a .%s file", source, _describe(s), how, fmt)
+            log.info("%s: %s %s for a %s file", source, _describe(s), how, _EXTENSION[fmt])
         own = stack.enter_context(av.open(str(source), metadata_errors="ignore"))  # one demuxer per track
         stream, feed = add(out, own, s.index)
         stream.metadata.update(content_tags(s.metadata, fmt))
@@ -340,7 +341,7 @@ def _add_tracks(out: av.container.OutputContainer, src: av.container.InputContai
         if fmt in _ATTACHMENTS:
             out.add_stream_from_template(s).metadata.update(content_tags(s.metadata, fmt))
         else:
-            log.info("%s: attachment %s cannot go into a .%s file; left out", source, s.name, fmt)
+            log.info("%s: attachment %s cannot go into a %s file; left out", source, s.name, _EXTENSION[fmt])
     return feeds
 
 
