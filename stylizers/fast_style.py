@@ -44,9 +44,16 @@ class FastStyleParams:
                                             "help": "pixel range the model takes: 255, 1, or 0 = from the "
                                                     "model's sidecar <model>.json, else 255"})
     tile: int = field(default=0, metadata={"min": 0, "max": 4096,
-                                           "help": "tile side in pixels for any-size models; 0 = from free memory"})
+                                           "help": "tile side in pixels for any-size models (at least 16); "
+                                                   "0 = from free memory"})
     overlap: int = field(default=32, metadata={"min": 0, "max": 256, "help": "feathered overlap between tiles, px"})
     strength: float = field(default=1.0, metadata={"min": 0.0, "max": 1.0, "help": "blend of the style over the input"})
+
+    def __post_init__(self) -> None:
+        # a tile of a few pixels runs the model once per few pixels: hours for one 720p clip
+        if 0 < self.tile < ml_session.MIN_MODEL_SIDE:
+            raise ConfigError(f"neural: tile {self.tile} is too small (0 = from free memory, else at least "
+                              f"{ml_session.MIN_MODEL_SIDE} px)")
 
 
 class FastStyle(Stylizer):

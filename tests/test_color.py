@@ -191,14 +191,16 @@ def test_resolve_shaper_and_keywords_in_any_order(tmp_path: Path) -> None:
         pytest.param("LUT_3D_SIZE 2\n" + "0 0 0\n" * 7, r"expected 8 table rows .* found 7", 8, id="truncated"),
         pytest.param("LUT_1D_SIZE 3\n" + "0 0 0\n" * 4, r"expected 3 table rows .* found 4", 5, id="wrong-count"),
         pytest.param("LUT_1D_SIZE 2\n0 0 0\nnan 1 1\n", r"non-finite", 3, id="nan"),
-        pytest.param("LUT_1D_SIZE 2\n0 0 0\n1 inf 1\n", r"non-finite", 3, id="inf"),
+        pytest.param("LUT_1D_SIZE 2\n0 0 0\n1 inf 1\n", r"non-finite .* column 2", 3, id="inf"),
         pytest.param("LUT_3D_SIZE 1\n0 0 0\n", r"LUT_3D_SIZE 1 out of range \(2\.\.256\)", 1, id="size-1"),
         pytest.param("LUT_3D_SIZE 300\n", r"LUT_3D_SIZE 300 out of range", 1, id="size-300"),
         pytest.param("LUT_1D_SIZE 70000\n", r"LUT_1D_SIZE 70000 out of range \(2\.\.65536\)", 1, id="1d-size"),
         pytest.param("LUT_3D_SIZE two\n", r"must be an integer", 1, id="size-text"),
-        pytest.param("TITLE \"x\"\nLUT_4D_SIZE 2\n", r"unknown keyword 'LUT_4D_SIZE'", 2, id="unknown-keyword"),
-        pytest.param("LUT_1D_SIZE 2\n0 0 0\n0 zero 0\n", r"non-numeric table data 'zero'", 3, id="non-numeric"),
-        pytest.param("LUT_1D_SIZE 2\n0 0 0\nzero 0 0\n", r"non-numeric table data 'zero'", 3, id="non-numeric-first"),
+        pytest.param("TITLE \"x\"\nLUT_4D_SIZE 2\n", r"neither a keyword \(TITLE, .*\) nor a row of 3 numbers", 2,
+                     id="unknown-keyword"),
+        pytest.param("LUT_1D_SIZE 2\n0 0 0\n0 zero 0\n", r"non-numeric table data in column 2", 3, id="non-numeric"),
+        pytest.param("LUT_1D_SIZE 2\n0 0 0\nzero 0 0\n", r"non-numeric table data in column 1", 3,
+                     id="non-numeric-first"),
         pytest.param("LUT_1D_SIZE 2\n0 0\n1 1 1\n", r"expected 3 numbers .* got 2", 2, id="two-values"),
         pytest.param("LUT_1D_SIZE 2\n0 0 0\nTITLE \"late\"\n1 1 1\n", r"after the table data", 3, id="late-keyword"),
         pytest.param("LUT_1D_SIZE 2\nLUT_1D_SIZE 2\n", r"repeated \(first on line 1\)", 2, id="repeated"),
@@ -223,6 +225,32 @@ def test_exception_malformed(tmp_path: Path, text: str, match: str, line: int | 
     msg = str(info.value)
     assert msg.startswith(f"{path}:{line}: " if line else f"{path}: "), msg
     assert "\n" not in msg
+    for word in ("zero", "two", "lut_4d_size", "open"):  # the file's own words are never quoted
+        assert word not in msg.removeprefix(str(path)).lower(), msg
+
+
+def test_exception_never_shows_the_files_text(tmp_path: Path) -> None:
+    """A .cube link to a private file (or any text) names the file and line, never what the line says."""
+    secret = tmp_path / "private.txt"
+    secret.write_text("root:$6$s3cr3tHash:19000:0:99999:7:::\n")
+    link = tmp_path / "look.cube"
+    link.symlink_to(secret)
+    rows = tmp_path / "rows.cube"
+    rows.write_text("LUT_1D_SIZE 2\n0 0 0\n0.5 s3cr3t 1\n")
+    sizes = tmp_path / "sizes.cube"
+    sizes.write_text("LUT_3D_SIZE s3cr3t\n")
+    domain = tmp_path / "domain.cube"
+    domain.write_text("LUT_1D_SIZE 2\nDOMAIN_MIN 0 s3cr3t 0\n0 0 0\n1 1 1\n")
+    title = tmp_path / "title.cube"
+    title.write_text('TITLE "s3cr3t\nLUT_1D_SIZE 2\n')
+    counts = tmp_path / "counts.cube"
+    counts.write_text("LUT_1D_SIZE 2\n0 0 s3cr3t 1\n")
+    for path, line in ((link, 1), (rows, 3), (sizes, 1), (domain, 2), (title, 1), (counts, 2)):
+        with pytest.raises(LutError) as info:
+            read_lut(path)
+        msg = str(info.value)
+        tail = msg.removeprefix(f"{path}:{line}: ")
+        assert tail != msg and "s3cr3t" not in tail and "root" not in tail, msg
 
 
 @pytest.mark.parametrize(

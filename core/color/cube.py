@@ -6,7 +6,9 @@
 
 Keywords (case-insensitive, as OpenColorIO reads them) come in any order before the data; ``#`` comments and
 blank lines may appear anywhere. Data rows are three numbers, red changing fastest in 3D tables. Every problem
-raises :class:`~core.errors.LutError` naming the file and, where there is one, the line.
+raises :class:`~core.errors.LutError` naming the file and, where there is one, the line and column, but never
+quoting the file's text: the path may be a link to any file (a private one, a binary), and its content must not
+reach a terminal or a job's error record.
 """
 
 from __future__ import annotations
@@ -77,14 +79,15 @@ def read_cube(path: str | Path) -> Lut:
         tokens = s.split()
         if _is_number(tokens[0]):
             if len(tokens) != 3:
-                raise LutError(f"{path}:{lineno}: expected 3 numbers in a table row, got {len(tokens)}: {_clip(s)}")
+                raise LutError(f"{path}:{lineno}: expected 3 numbers in a table row, got {len(tokens)} values")
             rows.append(s)
             row_lines.append(lineno)
             continue
         key = tokens[0].upper()
         if key not in _KEYWORDS:
-            what = "non-numeric table data" if rows else "unknown keyword"
-            raise LutError(f"{path}:{lineno}: {what} {_clip(tokens[0])}")
+            if rows:
+                raise LutError(f"{path}:{lineno}: non-numeric table data in column 1")
+            raise LutError(f"{path}:{lineno}: neither a keyword ({', '.join(_KEYWORDS)}) nor a row of 3 numbers")
         if rows:
             raise LutError(f"{path}:{lineno}: keyword {key} after the table data (keywords must come first)")
         if key in header:
@@ -94,7 +97,7 @@ def read_cube(path: str | Path) -> Lut:
             header[key] = (lineno, [])
             continue
         if len(tokens) - 1 != _KEYWORDS[key]:
-            raise LutError(f"{path}:{lineno}: {key} takes {_KEYWORDS[key]} value(s), got {len(tokens) - 1}: {_clip(s)}")
+            raise LutError(f"{path}:{lineno}: {key} takes {_KEYWORDS[key]} value(s), got {len(tokens) - 1}")
         header[key] = (lineno, tokens[1:])
 
     if not rows and not header:
@@ -174,14 +177,10 @@ def _is_number(token: str) -> bool:
     return True
 
 
-def _clip(s: str, n: int = 40) -> str:
-    return repr(s if len(s) <= n else s[:n] + "...")
-
-
 def _parse_title(path: Path, lineno: int, rest: str) -> str:
     if rest.startswith('"'):
         if len(rest) < 2 or not rest.endswith('"'):
-            raise LutError(f"{path}:{lineno}: TITLE has an unterminated quote: {_clip(rest)}")
+            raise LutError(f"{path}:{lineno}: TITLE has an unterminated quote")
         return rest[1:-1]
     return rest
 
@@ -193,7 +192,7 @@ def _size(path: Path, header: dict[str, tuple[int, list[str]]], key: str, bounds
     try:
         size = int(value)
     except ValueError:
-        raise LutError(f"{path}:{lineno}: {key} must be an integer, got {value!r}") from None
+        raise LutError(f"{path}:{lineno}: {key} must be an integer") from None
     lo, hi = bounds
     if not lo <= size <= hi:
         raise LutError(f"{path}:{lineno}: {key} {size} out of range ({lo}..{hi})")
@@ -206,14 +205,15 @@ def _parse_rows(path: Path, rows: list[str], row_lines: list[int]) -> np.ndarray
         values = np.loadtxt(io.StringIO("\n".join(rows)), dtype=np.float64, comments=None, ndmin=2)
     except ValueError:
         for line, lineno in zip(rows, row_lines, strict=True):
-            for t in line.split():
+            for column, t in enumerate(line.split(), 1):
                 if not _is_number(t):
-                    raise LutError(f"{path}:{lineno}: non-numeric table data {_clip(t)}") from None
+                    raise LutError(f"{path}:{lineno}: non-numeric table data in column {column}") from None
         raise
     bad = np.flatnonzero(~np.isfinite(values).all(axis=1))
     if bad.size:
         i = int(bad[0])
-        raise LutError(f"{path}:{row_lines[i]}: non-finite value (NaN or inf) in table row {rows[i]!r}")
+        column = int(np.flatnonzero(~np.isfinite(values[i]))[0]) + 1
+        raise LutError(f"{path}:{row_lines[i]}: non-finite value (NaN or inf) in table column {column}")
     return values
 
 
@@ -222,9 +222,9 @@ def _floats(path: Path, header: dict[str, tuple[int, list[str]]], key: str) -> l
     try:
         vals = [float(t) for t in tokens]
     except ValueError:
-        raise LutError(f"{path}:{lineno}: {key} values must be numbers, got {' '.join(tokens)!r}") from None
+        raise LutError(f"{path}:{lineno}: {key} values must be numbers") from None
     if not np.isfinite(vals).all():
-        raise LutError(f"{path}:{lineno}: {key} values must be finite, got {' '.join(tokens)!r}")
+        raise LutError(f"{path}:{lineno}: {key} values must be finite (no NaN or inf)")
     # OpenColorIO keeps domains as float32 and derives its scale from those: so do we, to match it bit for bit.
     return [float(np.float32(v)) for v in vals]
 
