@@ -1,19 +1,37 @@
 """The studio's command line: ``python -m scripts.cli COMMAND ...`` (see ``--help``).
 
-A thin shell: parse arguments, build a job, call one core function, print the result. A user's
-mistake prints one line and exits 2; a failed render exits 1; Ctrl-C exits 130 and can be resumed.
+A thin shell: parse arguments, build a job, call one core function, print the result.
+
+Exit codes, the same for every command (:func:`main`): 0 done; 2 for anything the user gave (a file, model,
+LUT, parameter or path: fix it and run again); 1 for a failure of ours (a bug, a crashed worker: the traceback
+goes to the log file, never the terminal); 130 interrupted (run it again to resume). Every error is one line
+on stderr, and never quotes the content of a file the user did not mean to show.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import json
+import os
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 from core.errors import ConfigError, StudioError
 
 EXIT_USER, EXIT_FAILED, EXIT_INTERRUPTED = 2, 1, 130
+#: An OSError with one of these on a path is about that path (the user's to fix): exit 2, not a failure of ours.
+PATH_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.EROFS,
+                         errno.ENAMETOOLONG, errno.ELOOP, errno.EEXIST, errno.ENXIO, errno.ENOSPC, errno.EDQUOT,
+                         errno.EFBIG, errno.ETXTBSY})
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error: ``error: PROG: MESSAGE (see PROG --help)``, exit 2, no usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USER, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
 
 
 def _add_job_args(p: argparse.ArgumentParser) -> None:
@@ -488,7 +506,7 @@ def cmd_queue(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from core.presets import DECODERS
 
-    parser = argparse.ArgumentParser(prog="python -m scripts.cli", description="Video Producer studio")
+    parser = _Parser(prog="python -m scripts.cli", description="Video Producer studio")
     parser.add_argument("-v", "--verbose", action="store_true", help="log details to the console")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -707,21 +725,69 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run one command and return its exit code (see the module docstring); never raises, never prints a
+    traceback unless ``-v`` asks for one."""
+    args = build_parser().parse_args(argv)  # a bad option or value: one line and exit 2 (_Parser.error)
     if getattr(args, "workers", None) is not None and args.workers < 1:
         print("error: --workers must be at least 1", file=sys.stderr)
         return EXIT_USER
-    from core.logging_config import setup_logging
-
-    setup_logging(args.verbose)
     try:
+        from core.logging_config import setup_logging
+
+        setup_logging(args.verbose)
         return args.func(args)
     except StudioError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USER if exc.user_error else EXIT_FAILED
+        return _fail(EXIT_USER if exc.user_error else EXIT_FAILED, str(exc))
     except KeyboardInterrupt:
-        print("interrupted; run the same command again to resume", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return _fail(EXIT_INTERRUPTED, "interrupted; run the same command again to resume")
+    except BrokenPipeError:  # `cli ... | head`: the reader left; nothing more to say, and nowhere to say it
+        _drop_stdout()
+        return EXIT_FAILED
+    except OSError as exc:  # a path the user gave that we could not use, caught nowhere nearer
+        if exc.errno in PATH_ERRNOS and exc.filename is not None:
+            return _fail(EXIT_USER, f"{exc.filename}: {exc.strerror or type(exc).__name__}")
+        return _internal(exc, args.verbose)
+    except Exception as exc:
+        return _internal(exc, args.verbose)
+
+
+def _fail(code: int, message: str) -> int:
+    """Print ``error: MESSAGE`` as one line (a message spanning lines is joined) and return ``code``."""
+    line = " ".join(message.split())
+    try:
+        print(line if code == EXIT_INTERRUPTED else f"error: {line}", file=sys.stderr)
+    except OSError:  # stderr itself is gone: the exit code still tells
+        pass
+    return code
+
+
+def _internal(exc: BaseException, verbose: bool) -> int:
+    """A failure of ours: the traceback to the log file (and to the console with ``-v``), one line here.
+    The line names only the exception's type: its text may quote a file the user never meant to show."""
+    import logging
+    import traceback
+
+    record = logging.getLogger("scripts.cli").makeRecord(
+        "scripts.cli", logging.ERROR, __file__, 0, "unexpected %s", (type(exc).__name__,),
+        (type(exc), exc, exc.__traceback__))
+    logged = [h for h in logging.getLogger().handlers
+              if isinstance(h, logging.FileHandler) and getattr(h, "_studio", False)]  # ours, not a test's
+    for handler in logged:
+        handler.handle(record)
+    if verbose:
+        traceback.print_exception(exc, file=sys.stderr)
+    where = f"; the traceback is in {logged[0].baseFilename}" if logged else ""
+    return _fail(EXIT_FAILED, f"internal error ({type(exc).__name__}), not caused by your input{where}")
+
+
+def _drop_stdout() -> None:
+    """Point stdout at /dev/null, so Python's flush at exit does not raise BrokenPipeError a second time."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # no real stdout (captured, closed): nothing to flush at exit either
+        pass
 
 
 if __name__ == "__main__":
