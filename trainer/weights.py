@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from core import atomic
-from core.errors import ConfigError, MediaNotFoundError, ModelError
+from core.errors import BadModelError, ConfigError, MediaNotFoundError
 
 from .model import ARCHS, Arch, TransformerNet
 
@@ -41,9 +41,9 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # unpickling errors come in many types; none is the user's code running
-        raise ModelError(f"{path}: not a readable training checkpoint ({exc})") from None
+        raise BadModelError(f"{path}: not a readable training checkpoint ({type(exc).__name__})") from None
     if not isinstance(state, dict) or "model" not in state or "arch" not in state:
-        raise ModelError(f"{path}: not a training checkpoint (expected a dict with 'model' and 'arch')")
+        raise BadModelError(f"{path}: not a training checkpoint (expected a dict with 'model' and 'arch')")
     return state
 
 
@@ -52,7 +52,7 @@ def net_from_state(state: dict[str, Any], where: Path) -> TransformerNet:
         net = TransformerNet(Arch.from_json(state["arch"]))
         net.load_state_dict(state["model"])
     except (ValueError, RuntimeError, TypeError) as exc:
-        raise ModelError(f"{where}: weights do not fit the network ({exc})") from None
+        raise BadModelError(f"{where}: weights do not fit the network ({exc})") from None
     return net
 
 
@@ -73,7 +73,7 @@ def load_npz(path: Path) -> TransformerNet:
             arch = Arch.from_json(json.loads(z[ARCH_KEY].tobytes().decode()))
             state = {k: torch.from_numpy(z[k].copy()) for k in z.files if k != ARCH_KEY}
     except (OSError, ValueError, KeyError, json.JSONDecodeError) as exc:
-        raise ModelError(f"{path}: not a weights file written by the trainer ({exc})") from None
+        raise BadModelError(f"{path}: not a weights file written by the trainer ({type(exc).__name__})") from None
     return net_from_state({"arch": arch.to_json(), "model": state}, path)
 
 
