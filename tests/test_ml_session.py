@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from core import ml_session
-from core.errors import ConfigError, ModelError
+from core.errors import BadModelError, ConfigError, ModelError
 from core.frames import to_float
 from core.io import probe
 from core.job import build_job
@@ -109,8 +109,39 @@ def test_exception(tmp_path: Path) -> None:
         ml_session.get_session(tmp_path / "missing.onnx")
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"not a model")
-    with pytest.raises(ModelError, match=r"bad\.onnx"):
+    with pytest.raises(ModelError, match=r"bad\.onnx") as info:
         ml_session.get_session(bad)
+    assert isinstance(info.value, BadModelError) and info.value.user_error  # the user's file: exit 2
+    assert "not a model" not in str(info.value)
+
+
+@pytest.mark.parametrize(("h", "w"), [(1, 1), (8, 8), (15, 64), (64, 15)])
+def test_exception_fixed_input_too_small(tmp_path: Path, h: int, w: int) -> None:
+    """A fixed input under 16 px a side would run the model once per few pixels (1x1: 85 s for 100 tiny
+    frames, never done at 720p): refused, naming the file and its size."""
+    path = save_model(tmp_path / f"tiny{h}x{w}.onnx", invert(255.0), h, w)
+    with pytest.raises(BadModelError) as info:
+        ml_session.get_session(path)
+    msg = str(info.value)
+    assert msg.startswith(f"model {path}: ") and f"fixed input is {w}x{h} px" in msg and "16x16" in msg, msg
+    assert info.value.user_error and "\n" not in msg
+
+
+def test_smallest_fixed_input_runs(tmp_path: Path) -> None:
+    sess = ml_session.get_session(save_model(tmp_path / "m16.onnx", invert(255.0), 16, 16))
+    x = frame(20, 37)
+    np.testing.assert_allclose(ml_session.run_tiled(sess, x, overlap=4), 1 - x, atol=1e-5)
+
+
+@pytest.mark.parametrize(("text", "why"), [("s3cr3t", "not valid JSON"), ('{"range": "s3cr3t"}', "got str"),
+                                           ('["s3cr3t"]', 'no "range" key'), ('{"range": 7}', "got 7")])
+def test_exception_sidecar_never_quoted(models: dict[str, Path], tmp_path: Path, text: str, why: str) -> None:
+    path = tmp_path / "m.onnx"
+    path.write_bytes(models["dynamic"].read_bytes())
+    path.with_suffix(".json").write_text(text)
+    with pytest.raises(BadModelError, match=r"m\.json") as info:
+        ml_session.get_session(path)
+    assert why in str(info.value) and "s3cr3t" not in str(info.value)
 
 
 def _external(path: Path, location: str) -> Path:
@@ -212,8 +243,9 @@ def test_out_of_memory_halves_tile(models: dict[str, Path], monkeypatch: pytest.
     np.testing.assert_allclose(out, 1 - x, atol=1e-5)
 
     monkeypatch.setattr(ml_session, "MIN_TILE", 128)
-    with pytest.raises(ModelError, match="out of memory"):
+    with pytest.raises(ModelError, match="out of memory") as info:
         ml_session.run_tiled(sess, x, tile=128)
+    assert not isinstance(info.value, BadModelError) and not info.value.user_error  # ours to fix: exit 1
 
 
 def test_other_errors_propagate(models: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
@@ -322,6 +354,9 @@ def test_style_params(models: dict[str, Path]) -> None:
         FastStyle(FastStyleParams(model="nope"))
     with pytest.raises(ConfigError):
         build_params("neural", None, {"model": "x", "range": "2"}, "test")
+    with pytest.raises(ConfigError, match="tile 15 is too small"):
+        build_params("neural", None, {"model": "x", "tile": "15"}, "test")
+    assert build_params("neural", None, {"model": "x", "tile": "16"}, "test").tile == 16
 
 
 def test_style_by_name_in_studio_models(models: dict[str, Path], studio_home: Path) -> None:
