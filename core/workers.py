@@ -23,6 +23,7 @@ import sys
 import threading
 import time
 from concurrent.futures import Future, ProcessPoolExecutor
+from pathlib import Path
 from typing import Any
 
 #: imported by the forkserver before it forks anyone: this module first, so it arms its death signal
@@ -106,6 +107,8 @@ def _ensure_server() -> None:
 
     global _stop_registered
     os.environ[OWNER_ENV] = str(os.getpid())
+    with _keeper_lock:
+        _own_temp_dir()
     if threading.current_thread() is threading.main_thread():
         forkserver.ensure_running()
     else:
@@ -115,6 +118,38 @@ def _ensure_server() -> None:
             # after multiprocessing's own exit work (its semaphores unregister with the tracker at priority 0)
             util.Finalize(None, stop_server, exitpriority=-100)
             _stop_registered = True
+
+
+#: prefix of the folder multiprocessing keeps the forkserver's socket in, followed by the owner's pid
+TEMP_PREFIX = "vp-mp-"
+
+
+def _own_temp_dir() -> None:
+    """Give multiprocessing a temp folder named after this process, and remove those of processes gone.
+
+    multiprocessing keeps the forkserver's socket in a temp folder (``pymp-*``) that it removes at exit; a
+    killed process left one behind each time (hundreds in ``/tmp`` after a day of tests). Named
+    ``vp-mp-<pid>-*``, the next process that starts a forkserver knows them and removes them. Uses
+    multiprocessing's private ``_config`` (as :func:`multiprocessing.util.get_temp_dir` does).
+    """
+    import shutil
+    import tempfile
+    from multiprocessing import process, util
+
+    from .atomic import pid_alive
+
+    config = getattr(process.current_process(), "_config", None)
+    if not isinstance(config, dict) or config.get("tempdir") is not None:
+        return
+    base = Path(tempfile.gettempdir())
+    with contextlib.suppress(OSError):
+        for old in base.glob(f"{TEMP_PREFIX}*"):
+            pid = old.name[len(TEMP_PREFIX):].split("-", 1)[0]
+            if pid.isdigit() and not pid_alive(int(pid)) and old.is_dir() and not old.is_symlink():
+                shutil.rmtree(old, ignore_errors=True)
+    tempdir = tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-")
+    util.Finalize(None, shutil.rmtree, args=(tempdir, True), exitpriority=-100)
+    config["tempdir"] = tempdir
 
 
 def _on_keeper(fn: Any) -> Any:

@@ -320,3 +320,34 @@ for _ in range(2):
     finally:
         proc.kill()
         kill_tagged(tag)
+
+
+@linux_only
+def test_multiprocessing_temp_folders_of_killed_processes_are_removed(tmp_path: Path) -> None:
+    """The forkserver's socket lives in a temp folder removed at exit; a killed process's is removed by the next."""
+    from core.workers import TEMP_PREFIX
+
+    tag = uuid.uuid4().hex
+    script = tmp_path / "pool.py"
+    script.write_text(_POOL)
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    env = tagged_env(tag, PYTHONPATH=str(ROOT), TMPDIR=str(temp))
+    try:
+        proc = subprocess.Popen([sys.executable, str(script), "wait"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                                text=True)
+        proc.stdout.readline()
+        killed = sorted(p.name for p in temp.iterdir())
+        assert killed and all(n.startswith(f"{TEMP_PREFIX}{proc.pid}-") for n in killed), killed
+        proc.kill()
+        proc.wait()
+        assert not wait_gone(tag, 2.0)
+        assert sorted(p.name for p in temp.iterdir()) == killed  # nobody removed it: it was killed
+        other = temp / f"{TEMP_PREFIX}{os.getpid()}-alive"  # a running process's is kept
+        other.mkdir()
+        done = subprocess.run([sys.executable, str(script), "exit"], cwd=ROOT, env=env, capture_output=True, text=True,
+                              timeout=120)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert [p.name for p in temp.iterdir()] == [other.name]  # its own removed at exit, the killed one's too
+    finally:
+        kill_tagged(tag)
