@@ -368,8 +368,11 @@ def repair(path: str | Path | None = None) -> RepairReport:
         for tail in ("", "-wal", "-shm", "-journal"):
             with contextlib.suppress(FileNotFoundError):
                 scratch.with_name(scratch.name + tail).unlink()
-        with contextlib.suppress(FileNotFoundError):  # the index reading it made; the log stays with the file
+        with contextlib.suppress(FileNotFoundError):  # the index reading it made
             aside.with_name(aside.name + "-shm").unlink()
+        with contextlib.suppress(FileNotFoundError):  # a log with rows stays with the file; an empty one goes
+            if (wal := aside.with_name(aside.name + "-wal")).stat().st_size == 0:
+                wal.unlink()
     return RepairReport(path, aside, rows, method if any(rows.values()) else "", why)
 
 

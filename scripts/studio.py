@@ -3,6 +3,8 @@
 ``python -m scripts.studio [--port N] [--lan | --address ADDR] [--no-worker] [--no-sample]`` (``make run``).
 The worker (``python -m scripts.cli worker``) runs queued jobs; it is stopped when the app exits, and any
 job it was running resumes from its checkpoint next time. The port may also come from ``VP_PORT``.
+A damaged studio database is moved aside on start and a new one made with what can be read
+(:func:`core.db.repair`), before anything opens it: the studio starts instead of failing on every page.
 """
 
 from __future__ import annotations
@@ -32,6 +34,21 @@ def ensure_sample() -> Path:
         make_clip(path, ClipSpec(width=640, height=360, frames=150, fps=Fraction(25), audio=True, cut_at=90, gop=25,
                                  seed=7))
     return path
+
+
+def check_database() -> None:
+    """Repair a damaged ``studio.db`` before the worker and the pages open it; say so in one line. A database
+    that cannot even be checked (a full disk) is left alone with a warning: the pages show what they can."""
+    from core.db import repair
+    from core.errors import StudioError
+
+    try:
+        report = repair()
+    except StudioError as exc:
+        print(f"warning: {exc}", file=sys.stderr)
+        return
+    if report.moved_to is not None:
+        print(f"studio: {report.line()}", file=sys.stderr)
 
 
 def streamlit_command(port: int, address: str) -> list[str]:
@@ -77,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     if address not in ("127.0.0.1", "localhost", "::1"):
         print(f"warning: serving the studio on {address}: anyone who can reach this machine can use it",
               file=sys.stderr)
+    check_database()
     if not args.no_sample:
         ensure_sample()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # stop the children too (the finally below)

@@ -179,3 +179,59 @@ def test_killed_inside_transaction(tmp_path: Path) -> None:
     assert [r[0] for r in conn.execute("SELECT x FROM t")] == ["after"]
     assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     conn.close()
+
+
+# ------------------------------------------------------------------------------------------------ faults (issue 16)
+
+
+def test_exception_full_database_is_disk_full(tmp_path: Path) -> None:
+    """SQLITE_FULL inside a transaction (here a page cap; on a real disk ENOSPC) is a DiskFullError naming the file
+    and its disk, and the transaction is rolled back, leaving the connection usable."""
+    from core.errors import DiskFullError
+
+    conn = db.connect(tmp_path / "t.db")
+    with db.transaction(conn):
+        conn.execute("CREATE TABLE blobs (b BLOB)")
+    conn.execute(f"PRAGMA max_page_count = {conn.execute('PRAGMA page_count').fetchone()[0] + 2}")
+    with pytest.raises(DiskFullError, match=rf"{tmp_path}/t\.db: disk full \(the disk mounted at /"), \
+            db.transaction(conn):
+        conn.execute("INSERT INTO blobs VALUES (zeroblob(1000000))")
+    assert not conn.in_transaction and conn.execute("SELECT COUNT(*) FROM blobs").fetchone()[0] == 0
+    with db.transaction(conn):
+        conn.execute("INSERT INTO blobs VALUES (x'00')")
+
+
+def test_exception_damaged_file_names_it(tmp_path: Path) -> None:
+    from core.errors import DatabaseCorruptError
+
+    path = tmp_path / "t.db"
+    path.write_bytes(b"this is no database" * 300)
+    with pytest.raises(DatabaseCorruptError, match=rf"{tmp_path}/t\.db: the studio database is damaged \(file is not "
+                                                   r"a database\); `python -m scripts.cli queue repair`"):
+        db.connect(path)
+    assert DatabaseCorruptError.user_error is False  # exit 1: the file is ours, not something the user gave
+    assert db.damage(path) == "file is not a database"
+
+
+def test_readonly_open_writes_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "t.db"
+    conn = db.connect(path)
+    with db.transaction(conn):
+        conn.execute("CREATE TABLE t (x)")
+        conn.execute("INSERT INTO t VALUES (1)")
+    conn.close()
+    before = sorted(p.name for p in tmp_path.iterdir())
+    ro = db.connect_readonly(path)
+    assert [tuple(r) for r in ro.execute("SELECT x FROM t")] == [(1,)]
+    with pytest.raises(sqlite3.OperationalError):
+        ro.execute("INSERT INTO t VALUES (2)")
+    ro.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # no -wal, no -shm made
+
+
+def test_repair_a_healthy_or_absent_database_does_nothing(tmp_path: Path) -> None:
+    assert db.repair(tmp_path / "none.db").moved_to is None and not (tmp_path / "none.db").exists()
+    path = tmp_path / "t.db"
+    db.connect(path).close()
+    report = db.repair(path)
+    assert report.moved_to is None and "healthy" in report.line() and list(tmp_path.glob("*corrupt*")) == []

@@ -130,7 +130,7 @@ def test_sigkill_mid_render_resumes_from_checkpoint_identically(clip: Path, tmp_
     time.sleep(max(0.0, dead.lease_until - time.time()) + 0.1)
     assert run_worker(once=True, poll_s=0.05, lease_s=5) == 1
     job = queue.get(job_id)
-    assert (job.state, job.attempts) == ("done", 2)
+    assert (job.state, job.attempts, job.lost) == ("done", 1, 1)  # a dead worker is no failed attempt
     assert job.result["reused_chunks"] == [0, 1]
     assert _sha(out) == ref  # the resumed render is byte-identical to the uninterrupted one
     stages = [e.stage for e in queue.events(job_id)]
@@ -239,6 +239,21 @@ def test_a_user_error_fails_at_once(clip: Path, tmp_path: Path, monkeypatch: pyt
     assert run_worker(once=True, poll_s=0.05) == 1
     job = queue.get(job_id)
     assert (job.state, job.attempts, job.error) == ("failed", 1, "--set n_colors=99: out of range")
+
+
+def test_a_damaged_input_fails_at_once(clip: Path, tmp_path: Path) -> None:
+    """An input that turned to garbage after it was queued: the real render's refusal is final (issue 16: a
+    deterministic input error was retried three times)."""
+    src = tmp_path / "in.mp4"
+    src.write_bytes(clip.read_bytes())
+    queue = JobQueue()
+    job_id = queue.add("render", {"input": str(src), "output": str(tmp_path / "o.mp4"), **RENDER})
+    src.write_bytes(b"\x00garbage" * 4096)
+    assert run_worker(once=True, poll_s=0.05) == 1
+    job = queue.get(job_id)
+    assert (job.state, job.attempts) == ("failed", 1), job.error
+    assert str(src) in job.error and "failed 1 times" not in job.error
+    assert [e.stage for e in queue.events(job_id)].count("error") == 0
 
 
 def test_done_needs_the_output(clip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
