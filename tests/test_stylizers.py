@@ -11,9 +11,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from core.errors import ConfigError
+from core.errors import ConfigError, UnsupportedVideoError
 from core.frames import to_uint8
 from stylizers import READY_STYLES, STYLIZERS, Stylizer, build_params
+from stylizers.base import flow_min_side
 from stylizers.cartoon import Cartoon, CartoonParams
 from stylizers.comic import Comic
 from stylizers.pencil import Pencil, PencilParams
@@ -204,3 +205,47 @@ def test_comic_bands_compose_the_whole_frame_exactly(monkeypatch: pytest.MonkeyP
     banded = Comic().stylize(rgb, 0).base
     monkeypatch.setattr(comic, "BAND_ROWS", 10_000)
     np.testing.assert_array_equal(banded, Comic().stylize(rgb, 0).base)
+
+
+# ---- frames too small for a render ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("w", "h"), [(2, 2), (4, 4), (1, 64), (64, 1), (15, 200), (16, 15)])
+@pytest.mark.parametrize("name", sorted(STYLIZERS))
+def test_exception_frames_smaller_than_min_size(name: str, w: int, h: int) -> None:
+    cls = STYLIZERS[name]
+    with pytest.raises(UnsupportedVideoError) as info:
+        cls.check_size("clip.mp4", w, h)
+    msg = str(info.value)
+    assert msg == f"clip.mp4: {w}x{h} frames are too small for style {name!r} (at least 16x16)"
+    assert info.value.user_error
+
+
+@pytest.mark.parametrize(("w", "h", "need"), [(128, 24, 32), (24, 128, 32), (320, 31, 32), (640, 63, 64),
+                                              (1920, 120, 192)])
+def test_exception_frames_too_thin_for_the_flow(w: int, h: int, need: int) -> None:
+    with pytest.raises(UnsupportedVideoError, match=rf"{w}x{h} frames are too thin for style 'pencil' \(at "
+                                                    rf"{max(w, h)} px on the longer side, at least {need} px"):
+        Pencil.check_size("clip.mp4", w, h)
+
+
+@pytest.mark.parametrize(("w", "h"), [(16, 16), (79, 16), (80, 32), (320, 32), (640, 64), (1280, 128), (1920, 1080)])
+def test_sizes_a_render_takes(w: int, h: int) -> None:
+    for cls in STYLIZERS.values():
+        cls.check_size("clip.mp4", w, h)
+        cls.check_size("clip.mp4", h, w)
+
+
+@pytest.mark.parametrize("preset", ["ultrafast", "fast", "medium"])
+def test_flow_runs_at_the_least_side_it_is_promised(preset: str) -> None:
+    """At :func:`flow_min_side` DIS gives a flow (below it, it raises or crashes the process, so that side is
+    not run here): the long sides cover each step of the rule and the 320 px copy the stages make."""
+    from core.flow import FlowEstimator
+
+    rng = np.random.default_rng(0)
+    for long_side in (16, 39, 40, 72, 79, 80, 128, 200, 320):
+        short = max(flow_min_side(long_side), 8)
+        for h, w in ((short, long_side), (long_side, short)):
+            a = rng.integers(0, 256, (h, w), dtype=np.uint8)
+            flow = FlowEstimator(preset)(a, np.roll(a, 1, axis=1))  # a fresh estimator: DIS keeps per-size state
+            assert flow.shape == (h, w, 2)
