@@ -177,3 +177,23 @@ def test_preview_bad_time(good: Path, tmp_path: Path, capsys: pytest.CaptureFixt
     assert code == 2 and "outside the clip" in err
     code, err = run_cli(capsys, "preview", str(good), "--at", "0", "-o", str(tmp_path / "f.gif"))
     assert code == 2 and "unsupported image type" in err
+
+
+@pytest.mark.parametrize(("w", "h", "pix_fmt", "why"), [
+    (2, 2, "yuv420p", "too small for style 'cartoon' (at least 16x16)"),
+    (4, 4, "yuv420p", "too small for style 'cartoon' (at least 16x16)"),
+    (1, 32, "yuv444p", "too small for style 'cartoon' (at least 16x16)"),
+    (32, 1, "yuv444p", "too small for style 'cartoon' (at least 16x16)"),
+    (640, 16, "yuv420p", "too thin for style 'cartoon' (at 640 px on the longer side, at least 64 px"),
+])
+@pytest.mark.parametrize("command", ["render", "preview"])
+def test_frames_too_small_for_the_style(w: int, h: int, pix_fmt: str, why: str, command: str, tmp_path: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """A 2x2 or 1xN clip: refused before a chunk starts with the file, its size and the style's minimum, not
+    OpenCV's message from deep in the optical flow (nor a worker crashed by it)."""
+    src = make_clip(tmp_path / f"tiny_{w}x{h}.mp4", ClipSpec(width=w, height=h, frames=6, pix_fmt=pix_fmt))
+    out = tmp_path / "out" / ("o.mp4" if command == "render" else "o.png")
+    code, err = run_cli(capsys, command, str(src), "-o", str(out), "--style", "cartoon")
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert err.startswith(f"error: {src}: {w}x{h} frames are {why}"), err
+    assert "OpenCV" not in err and not out.exists()
