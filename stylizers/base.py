@@ -124,14 +124,19 @@ class Stylizer(ABC):
         than :attr:`min_size` on a side, or too thin for the optical flow (:func:`flow_min_side`), which would
         end in OpenCV's own message or a crashed worker. Raises :class:`~core.errors.UnsupportedVideoError`
         naming the file, its size and the minimum."""
+        cls.check_min_size(path, width, height)
         short, long_ = sorted((width, height))
-        if short < cls.min_size:
-            raise UnsupportedVideoError(f"{path}: {width}x{height} frames are too small for style {cls.name!r} "
-                                        f"(at least {cls.min_size}x{cls.min_size})")
         need = flow_min_side(long_)
         if short < need:
             raise UnsupportedVideoError(f"{path}: {width}x{height} frames are too thin for style {cls.name!r} (at "
                                         f"{long_} px on the longer side, at least {need} px on the shorter)")
+
+    @classmethod
+    def check_min_size(cls, path: str, width: int, height: int) -> None:
+        """The :attr:`min_size` half of :meth:`check_size`."""
+        if min(width, height) < cls.min_size:
+            raise UnsupportedVideoError(f"{path}: {width}x{height} frames are too small for style {cls.name!r} "
+                                        f"(at least {cls.min_size}x{cls.min_size})")
 
     @classmethod
     def pin(cls, params: Any) -> Any:

@@ -22,6 +22,13 @@ class Identity(Stylizer):
     Params = IdentityParams
     stabilise = False
 
+    @classmethod
+    def check_size(cls, path: str, width: int, height: int) -> None:
+        """Only :attr:`min_size`: nothing stabilises this style, so no optical flow runs on its frames and a
+        thin clip (8192x64) renders. Known gap: a clip that cannot be copied as decoded (another pixel format)
+        goes through the per-frame metrics, whose flow needs what :func:`.base.flow_min_side` says."""
+        cls.check_min_size(path, width, height)
+
     @property
     def passthrough(self) -> bool:
         """True when the pipeline may skip the RGB frame contract for this style altogether."""

@@ -249,3 +249,12 @@ def test_flow_runs_at_the_least_side_it_is_promised(preset: str) -> None:
             a = rng.integers(0, 256, (h, w), dtype=np.uint8)
             flow = FlowEstimator(preset)(a, np.roll(a, 1, axis=1))  # a fresh estimator: DIS keeps per-size state
             assert flow.shape == (h, w, 2)
+
+
+def test_identity_takes_thin_frames() -> None:
+    """Nothing stabilises ``none``: a thin clip is copied as decoded, so only the 16 px minimum holds."""
+    STYLIZERS["none"].check_size("clip.mp4", 8192, 64)
+    with pytest.raises(UnsupportedVideoError, match="too small"):
+        STYLIZERS["none"].check_size("clip.mp4", 8192, 8)
+    with pytest.raises(UnsupportedVideoError, match="too thin"):
+        STYLIZERS["pencil"].check_size("clip.mp4", 8192, 64)
