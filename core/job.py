@@ -24,7 +24,7 @@ from .presets import Preset, apply_sets, load_preset
 from .stitch import check_keep
 
 #: Bumped whenever a change alters rendered pixels, so old checkpoints are not reused.
-ENGINE_VERSION = 1
+ENGINE_VERSION = 2  # 2: the chunk plan no longer depends on the worker count (lanes per 90 s of video)
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import shutil
 import signal
@@ -83,10 +84,15 @@ def test_identity_psnr(clips: dict[str, Path], tmp_path: Path, passthrough: str)
     assert worst >= 40, worst
 
 
-def test_chunked_equals_single(clips: dict[str, Path], tmp_path: Path) -> None:
+def test_chunked_equals_single(clips: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Lanes whose first chunk warms up on pre-roll (a lane per 2 s here, as a long clip is cut) give a
+    single pass's frames to rounding."""
+    from core import pipeline
+
     lossless = {"encoder.codec": "ffv1"}  # FFV1 in RGB (bgr0): what the stages produced, bit for bit
     one, many = tmp_path / "one.mkv", tmp_path / "many.mkv"
     r1 = render(build_job(clips["long"], one, "cartoon", "balanced", lossless, chunk_seconds=100), workers=1)
+    monkeypatch.setattr(pipeline, "LANE_SECONDS", 2.0)
     r4 = render(build_job(clips["long"], many, "cartoon", "balanced", lossless, chunk_seconds=1), workers=2)
     assert r1.chunks == 1 and r4.chunks >= 3
     a, b = np.stack(decode_all(one)).astype(np.int16), np.stack(decode_all(many)).astype(np.int16)
@@ -170,16 +176,18 @@ def test_chunks_cover_every_frame_once(clips: dict[str, Path]) -> None:
             chunks = plan_chunks(info, secs, preroll=5)
             covered = [i for c in chunks for i in range(c.start, c.stop)]
             assert covered == list(range(info.frame_count))
-            # one lane (one chunk at a time): every chunk after the first carries its predecessor's state
+            # a clip shorter than a lane is one lane: every chunk after the first carries its predecessor's state
             assert not chunks[0].carry and all(c.carry and c.preroll == 0 for c in chunks[1:])
-            for lanes in (2, 3):
-                plan = plan_chunks(info, secs, preroll=5, min_chunks=lanes)
+            for lane_s in (0.9, 1.5):  # the plan of a longer clip: a lane per lane_s seconds
+                plan = plan_chunks(info, secs, preroll=5, lane_seconds=lane_s)
                 assert [i for c in plan for i in range(c.start, c.stop)] == list(range(info.frame_count))
                 starts = [c for c in plan if not c.carry]
-                # lanes of a second at least, about
-                assert len(starts) == min(lanes, len(plan), max(1, round(info.duration))) and starts[0].id == 0
+                assert len(starts) == int(info.duration // lane_s) and starts[0].id == 0
                 assert all(c.preroll == min(5, c.start) for c in starts)
                 assert all(c.preroll == 0 for c in plan if c.carry)
+            stateless = plan_chunks(info, secs, preroll=0)  # an even count, of a second at least (about)
+            assert [i for c in stateless for i in range(c.start, c.stop)] == list(range(info.frame_count))
+            assert len(stateless) == min(max(1, round(info.duration)), 2 * math.ceil(info.duration / secs / 2))
 
 
 def test_plan_balances_the_pre_roll_work(tmp_path: Path) -> None:
@@ -188,10 +196,10 @@ def test_plan_balances_the_pre_roll_work(tmp_path: Path) -> None:
     from core.samples import make_clip
 
     info = probe(make_clip(tmp_path / "k.mp4", ClipSpec(frames=120, fps=Fraction(24), gop=1, width=64, height=48)))
-    a, b = plan_chunks(info, 100, preroll=20, min_chunks=2)
+    a, b = plan_chunks(info, 100, preroll=20, lane_seconds=2.5)  # a 5-s clip, two lanes
     assert (a.frames, b.frames, b.preroll) == (70, 50, 20)
-    assert [c.frames for c in plan_chunks(info, 100, preroll=0, min_chunks=2)] == [60, 60]
-    assert sum(c.frames for c in plan_chunks(info, 1, preroll=200, min_chunks=2)) == 120  # pre-roll > chunk
+    assert [c.frames for c in plan_chunks(info, 100, preroll=0)] == [60, 60]
+    assert sum(c.frames for c in plan_chunks(info, 1, preroll=200, lane_seconds=2.5)) == 120  # pre-roll > chunk
 
 
 def test_plan_ends_the_workers_together_on_sparse_keyframes(tmp_path: Path) -> None:
@@ -210,15 +218,16 @@ def test_plan_ends_the_workers_together_on_sparse_keyframes(tmp_path: Path) -> N
         begin = c.start - c.preroll
         return c.frames + c.preroll + DECODE_SHARE * (begin - max(k for k in keys if k <= begin))
 
-    a, b = plan_chunks(info, 100, preroll=20, min_chunks=2)  # two lanes of one chunk
+    a, b = plan_chunks(info, 100, preroll=20, lane_seconds=5)  # two lanes of one chunk
     assert b.preroll == 20 and abs(work(a) - work(b)) <= 1.5
-    for chunk_s, workers in ((2.5, 2), (1.2, 2), (2, 3)):
-        plan = plan_chunks(info, chunk_s, preroll=0, min_chunks=workers)
+    for chunk_s in (2.5, 1.2, 2):  # a stateless plan: balanced for two workers at once
+        plan = plan_chunks(info, chunk_s, preroll=0)
+        workers = 2
         assert len(plan) % workers == 0 and len(plan) > workers
         free = [0.0] * workers  # each worker takes the next chunk when it is free
         for c in plan:
             heapq.heappush(free, heapq.heappop(free) + work(c))
-        assert max(free) - min(free) <= 1.5, (chunk_s, workers, [(c.start, c.stop) for c in plan])
+        assert max(free) - min(free) <= 1.5, (chunk_s, [(c.start, c.stop) for c in plan])
 
 
 def test_pipeline_auto_only_where_cores_are_idle(clips: dict[str, Path], tmp_path: Path) -> None:
@@ -237,8 +246,8 @@ def test_pipeline_auto_only_where_cores_are_idle(clips: dict[str, Path], tmp_pat
 
 
 def test_chunks_prefer_keyframes(clips: dict[str, Path]) -> None:
-    info = probe(clips["long"])  # keyframe every 25 frames = 1 s
-    chunks = plan_chunks(info, 1.1, preroll=0)
+    info = probe(clips["long"])  # keyframe every 25 frames = 1 s; one lane, whose chunks run one by one
+    chunks = plan_chunks(info, 1.1, preroll=5)
     keys = {info.pts.index(k) for k in info.keyframes}
     assert all(c.start in keys for c in chunks)
 
