@@ -41,16 +41,18 @@ class Case:
     """One corpus entry: where the file is, what must happen, and how many frames its source had.
 
     ``frames``: frames the file was made with (None when it has no meaning, e.g. a text file), used to
-    demand a "lost" report when fewer decode. ``indexed``: the container states its frame count (mp4,
-    avi), so the loss can be counted exactly. ``output``: the render's output name (its extension picks
-    the container); ``commands``: what else runs on it besides ``render --style none``.
+    demand a "lost" report when fewer decode. ``knows``: what the container states of its length, so what
+    a reader can say of the loss: "count" (mp4, mov, avi index every frame: the loss exactly), "duration"
+    (mkv: that frames are missing), "" (MPEG-TS, raw streams: nothing). ``output``: the render's output
+    name (its extension picks the container); ``commands``: what else runs on it besides
+    ``render --style none``.
     """
 
     name: str
     path: Path
     expect: str
     frames: int | None = None
-    indexed: bool = False
+    knows: str = ""
     output: str = "out.mp4"
     commands: tuple[str, ...] = ("probe",)
 
@@ -205,26 +207,31 @@ def av_pair(s: Sources, dst: Path, video_s: float, audio_s: float) -> Path:
 Builder = Callable[[Sources, Path], Case]
 
 
+def knows(path: Path) -> str:
+    """What ``path``'s container states of its length (see ``Case.knows``)."""
+    return {".mp4": "count", ".mov": "count", ".avi": "count", ".mkv": "duration"}.get(path.suffix, "")
+
+
 def _clip(spec: ClipSpec, expect: str = "ok", ext: str = ".mp4", **kw: object) -> Builder:
     def build(s: Sources, dst: Path) -> Case:
         path = make_clip(dst.with_suffix(ext), spec)
-        return Case(dst.name, path, expect, spec.frames, ext in (".mp4", ".mov", ".avi"), **kw)  # type: ignore[arg-type]
+        return Case(dst.name, path, expect, spec.frames, knows(path), **kw)  # type: ignore[arg-type]
     return build
 
 
 def _ff(make: Callable[[Sources, Path], Path], ext: str, frames: int | None, expect: str = "ok",
         **kw: object) -> Builder:
     def build(s: Sources, dst: Path) -> Case:
-        return Case(dst.name, make(s, dst.with_suffix(ext)), expect, frames, ext in (".mp4", ".mov", ".avi"),
-                    **kw)  # type: ignore[arg-type]
+        path = make(s, dst.with_suffix(ext))
+        return Case(dst.name, path, expect, frames, knows(path), **kw)  # type: ignore[arg-type]
     return build
 
 
 def _damage(source: str, how: Callable[[Path, Path], Path]) -> Builder:
     def build(s: Sources, dst: Path) -> Case:
         src: Path = getattr(s, source)
-        return Case(dst.name, how(src, dst.with_suffix(src.suffix)), "decodable", BASE.frames,
-                    src.suffix in (".mp4", ".avi"))
+        path = how(src, dst.with_suffix(src.suffix))
+        return Case(dst.name, path, "decodable", BASE.frames, knows(path))
     return build
 
 
@@ -269,7 +276,7 @@ SMALL = ClipSpec(width=80, height=64, frames=25, gop=12)
 CASES: dict[str, Builder] = {
     # Containers and codecs users have
     "mp4_h264_aac": _clip(BASE),
-    "mp4_faststart": lambda s, d: Case(d.name, s.faststart, "ok", BASE.frames, True),
+    "mp4_faststart": lambda s, d: Case(d.name, s.faststart, "ok", BASE.frames, "count"),
     "mov_h264_aac": _clip(BASE, ext=".mov"),
     "mov_prores_422_10bit": _ff(lambda s, d: ffmpeg("-i", s.mp4, "-c:v", "prores_ks", "-profile:v", "2",
                                                     "-c:a", "pcm_s16le", out=d), ".mov", BASE.frames),
@@ -320,7 +327,7 @@ CASES: dict[str, Builder] = {
     "tiny_4x4": _clip(ClipSpec(width=4, height=4, frames=10), "either"),
     "tiny_16x16": _clip(ClipSpec(width=16, height=16, frames=10), "either"),
     "tiny_odd_17x13": _clip(ClipSpec(width=17, height=13, frames=10, pix_fmt="yuv444p"), "either"),
-    "thin_8192x64": _clip(ClipSpec(width=8192, height=64, frames=3, gop=3)),
+    "thin_8192x64": _clip(ClipSpec(width=8192, height=64, frames=3, gop=3), "either"),
     "wide_8200x16": _clip(ClipSpec(width=8200, height=16, frames=3, gop=3), "refuse"),
     "huge_declared_y4m": _bytes(b"YUV4MPEG2 W16384 H16384 F25:1 Ip A1:1 C420jpeg\nFRAME\n" + bytes(4096), ".y4m"),
     "huge_declared_png_as_mp4": _bytes(png_declaring(16384, 16384), ".mp4"),
@@ -358,7 +365,7 @@ def build(root: Path, name: str, sources: Sources) -> Case:
     """Make case ``name`` under ``root``; raises ``LookupError`` when it needs the ffmpeg CLI and there is none."""
     case = CASES[name](sources, root / name)
     extra = (("render_pencil",) if name in PENCIL else ()) + (("preview",) if name in PREVIEW else ())
-    return Case(case.name, case.path, case.expect, case.frames, case.indexed, case.output,
+    return Case(case.name, case.path, case.expect, case.frames, case.knows, case.output,
                 case.commands + extra)
 
 
