@@ -37,7 +37,22 @@ class FlowEstimator:
         gb = b if b.ndim == 2 else gray(b)
         if ga.shape != gb.shape:
             raise ValueError(f"flow: frames differ in size, {ga.shape} vs {gb.shape}")
-        return self._dis.calc(ga, gb, None)
+        h, w = ga.shape
+        ph, pw = dis_shape(h, w)
+        if (ph, pw) == (h, w):
+            return self._dis.calc(ga, gb, None)
+        pad = (0, ph - h, 0, pw - w, cv2.BORDER_REPLICATE)  # a frame too small or thin for DIS: padded, cropped
+        return np.ascontiguousarray(self._dis.calc(cv2.copyMakeBorder(ga, *pad), cv2.copyMakeBorder(gb, *pad),
+                                                   None)[:h, :w])
+
+
+def dis_shape(h: int, w: int) -> tuple[int, int]:
+    """The least (h, w) at or above a frame's that OpenCV's DIS takes: 16 px a side, 32 on the shorter from 80
+    on the longer (measured on OpenCV 5.0 for every size up to 320 px and 640/1280, all presets). Thinner, it
+    raises or segfaults (a 128x24 frame crashes the process); sizes it takes are passed as they are."""
+    h2, w2 = max(h, 16), max(w, 16)
+    need = 32 if max(h2, w2) >= 80 else 16
+    return (max(h2, need), w2) if h2 <= w2 else (h2, max(w2, need))
 
 
 def backward_warp(img: np.ndarray, flow: np.ndarray, border: int = cv2.BORDER_REPLICATE) -> np.ndarray:

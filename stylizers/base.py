@@ -19,17 +19,11 @@ import numpy as np
 from core.errors import UnsupportedVideoError
 
 
-def flow_min_side(long_side: int) -> int:
-    """Least shorter side, pixels, of frames whose longer side is ``long_side`` that OpenCV's DIS optical flow
-    takes (the temporal stage and the metrics run it on a copy at most 320 px long). Measured on OpenCV 5.0
-    for every size up to 320 px and the ultrafast, fast and medium presets: at 40 px long or more it needs 16
-    px, at 80 or more 32 px; thinner, it raises or crashes the process (a 128x24 frame segfaults). Past 320 px
-    the copy is scaled down, so the frame needs a tenth of its length."""
-    if long_side < 40:
-        return 8
-    if long_side < 80:
-        return 16
-    return max(32, -(-long_side // 10))
+def thin_min_side(long_side: int) -> int:
+    """Least shorter side, pixels, of a frame whose longer side is ``long_side`` that a render takes: its
+    per-frame metrics run on a copy at most 320 px long, whose SSIM needs a 7x7 window (7 px of 320). The
+    optical flow takes any size (:func:`core.flow.dis_shape` pads what DIS cannot)."""
+    return -(-7 * long_side // 320)
 
 
 @dataclass(frozen=True)
@@ -114,19 +108,19 @@ class Stylizer(ABC):
     #: True only for styles that leave every pixel as decoded (the pipeline may then copy frames as-is).
     passthrough: bool = False
     #: Least width and height, in pixels, of frames the style renders. 16 for every style here: the styles
-    #: themselves run on 1x1 frames, but the stages after any style do not (the temporal stage's optical flow,
-    #: the metrics' 7x7 SSIM window). A style needing more raises it.
+    #: themselves run on 1x1 frames, but the per-frame metrics after any style need a 7x7 SSIM window (and DIS
+    #: flow is padded below 16 px). A style needing more raises it.
     min_size: ClassVar[int] = 16
 
     @classmethod
     def check_size(cls, path: str, width: int, height: int) -> None:
         """Refuse, before any frame is read, a clip whose frames a render in this style cannot take: smaller
-        than :attr:`min_size` on a side, or too thin for the optical flow (:func:`flow_min_side`), which would
-        end in OpenCV's own message or a crashed worker. Raises :class:`~core.errors.UnsupportedVideoError`
+        than :attr:`min_size` on a side, or too thin for the metrics' copy (:func:`thin_min_side`: a 8192x64
+        clip), which would end in a library's own message. Raises :class:`~core.errors.UnsupportedVideoError`
         naming the file, its size and the minimum."""
         cls.check_min_size(path, width, height)
         short, long_ = sorted((width, height))
-        need = flow_min_side(long_)
+        need = thin_min_side(long_)
         if short < need:
             raise UnsupportedVideoError(f"{path}: {width}x{height} frames are too thin for style {cls.name!r} (at "
                                         f"{long_} px on the longer side, at least {need} px on the shorter)")

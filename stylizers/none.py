@@ -24,9 +24,9 @@ class Identity(Stylizer):
 
     @classmethod
     def check_size(cls, path: str, width: int, height: int) -> None:
-        """Only :attr:`min_size`: nothing stabilises this style, so no optical flow runs on its frames and a
-        thin clip (8192x64) renders. Known gap: a clip that cannot be copied as decoded (another pixel format)
-        goes through the per-frame metrics, whose flow needs what :func:`.base.flow_min_side` says."""
+        """Only :attr:`min_size`: frames copied as decoded are never measured, so a thin clip (8192x64)
+        renders. Known gap: a clip that cannot be copied (another pixel format, ``passthrough`` off) goes
+        through the per-frame metrics, whose SSIM needs what :func:`.base.thin_min_side` says."""
         cls.check_min_size(path, width, height)
 
     @property

@@ -67,7 +67,7 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {
         "clip": make_clip(root / "clip.mp4", ClipSpec(width=64, height=48, frames=6)),
         "tiny": make_clip(root / "tiny.mp4", ClipSpec(width=4, height=4, frames=6)),
-        "thin": make_clip(root / "thin.mp4", ClipSpec(width=128, height=24, frames=6)),
+        "thin": make_clip(root / "thin.mp4", ClipSpec(width=2048, height=40, frames=4, gop=4)),
         "leak": leak, "binary": binary, "not_video": not_video, "not_model": not_model,
         "model_1x1": invert_model(root / "one_pixel.onnx", 1, 1),
         "model_bad_output": invert_model(root / "fixed.onnx", 32, 32),
@@ -93,7 +93,7 @@ CASES: list[tuple[str, list[str], int, str]] = [
     ("render-tiny-frames", ["render", "{tiny}", "-o", "{tmp}/o.mp4", "--style", "pencil"], 2,
      "4x4 frames are too small for style 'pencil' (at least 16x16)"),
     ("render-thin-frames", ["render", "{thin}", "-o", "{tmp}/o.mp4", "--style", "cartoon"], 2,
-     "128x24 frames are too thin"),
+     "2048x40 frames are too thin"),
     ("render-unknown-key", ["render", "{clip}", "-o", "{tmp}/o.mp4", "--set", "bogus=1"], 2, "unknown key"),
     ("render-bad-option", ["render", "{clip}", "-o", "{tmp}/o.mp4", "--workers", "x"], 2, "invalid int value"),
     ("render-zero-workers", ["render", "{clip}", "-o", "{tmp}/o.mp4", "--workers", "0"], 2, "at least 1"),
