@@ -143,6 +143,13 @@ def streams_of(path: Path) -> tuple[int, int, int]:
         return len(c.streams.audio), len(c.streams.subtitles), len(c.chapters())
 
 
+def languages(path: Path) -> list[str | None]:
+    """Each audio track's language tag, in order (None where untagged or "und")."""
+    with av.open(str(path)) as c:
+        return [None if s.metadata.get("language", "und") == "und" else s.metadata["language"]
+                for s in c.streams.audio]
+
+
 def step(times: list[float | None], fallback: float) -> float:
     """One frame's duration as the stamps show it (their median gap; ``fallback`` with fewer than two): the
     stated rate can disagree (an mp4 copied into AVI states 50 fps for 25)."""
@@ -173,6 +180,7 @@ def assert_rendered(run: Run, case: Case, expected: list[float | None]) -> None:
     assert audio == in_audio, f"{case.name}: {audio} audio tracks out of {in_audio}"
     if run.output.suffix in (".mkv", ".mp4", ".mov"):
         assert subs == in_subs, f"{case.name}: {subs} subtitle tracks out of {in_subs}"
+        assert languages(run.output) == languages(case.path), f"{case.name}: audio languages not kept"
     if run.output.suffix == ".mkv":
         assert chapters == in_chapters, f"{case.name}: {chapters} chapters out of {in_chapters}"
     if case.frames is not None and len(expected) < case.frames and case.knows:
