@@ -512,6 +512,7 @@ def tune(path: str | Path, style: str, budget: int = 24, *, preset: str = "balan
 
     # 2. the frames, once
     info = probe(path)
+    cls.check_size(path, info.width, info.height)  # tiny frames: one line, before any frame is read
     windows = read_windows(path, config.frames, config.warmup, info)
     samples = read_samples(info, sample_indices(info, cls.analysis_samples))
     temporal = spec.preset.temporal

@@ -183,6 +183,7 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     from core.metrics import MetricsConfig, compare_videos, write_jsonl
 
     cfg = MetricsConfig(long_side=args.long_side, every=args.every, flow_preset=args.flow_preset)
+    _check_measurable(args.input, cfg.long_side)
     bar = tqdm(unit="frame", desc="metrics", dynamic_ncols=True, disable=args.quiet or None, file=sys.stderr)
 
     def on_progress(done: int, total: int) -> None:
@@ -197,6 +198,20 @@ def cmd_metrics(args: argparse.Namespace) -> int:
         write_jsonl(records, Path(args.jsonl))
     print(json.dumps(summary, indent=2))
     return 0
+
+
+def _check_measurable(path: str, long_side: int) -> None:
+    """Refuse a clip whose working copy (longer side ``long_side``) is under 7 px across, SSIM's window, with
+    one line naming it, instead of scikit-image's message from the first frame."""
+    from core.errors import UnsupportedVideoError
+    from core.io import probe
+
+    info = probe(path)
+    w, h = info.width, info.height
+    k = long_side / max(w, h) if 0 < long_side < max(w, h) else 1.0
+    if min(round(w * k), round(h * k)) < 7:
+        raise UnsupportedVideoError(f"{path}: {w}x{h} frames are too small to measure (SSIM needs 7 px across "
+                                    f"the {min(long_side or max(w, h), max(w, h))}-px working copy)")
 
 
 def cmd_lut(args: argparse.Namespace) -> int:

@@ -116,6 +116,8 @@ CASES: list[tuple[str, list[str], int, str]] = [
     ("download-model-bad-sha", ["download-model", "{not_model}", "--sha256", "00", "--name", "m"], 2, "64 hex"),
     ("train-missing-pairs", ["train", "--pairs", "{missing}", "--base", "compact"], 2, "does not exist"),
     ("metrics-not-video", ["metrics", "{clip}", "{not_video}", "-q"], 2, "not a video"),
+    ("metrics-tiny-frames", ["metrics", "{tiny}", "{tiny}", "-q"], 2, "4x4 frames are too small to measure"),
+    ("autotune-tiny-frames", ["autotune", "{tiny}", "--style", "pencil", "-q"], 2, "4x4 frames are too small"),
     ("metrics-jsonl-under-a-file", ["metrics", "{clip}", "{clip}", "-q", "--jsonl", "{a_file}/m.jsonl"], 2, "a_file"),
     ("lut-check-leak", ["lut", "check", "{leak}"], 2, "leak.cube:1:"),
     ("lut-check-binary", ["lut", "check", "{binary}"], 2, "binary data"),
