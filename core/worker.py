@@ -182,7 +182,7 @@ def run_render(job: Job, rep: Reporter) -> tuple[str | None, dict[str, Any]]:
         "padded": result.padded, "cuts": list(result.cuts), "job_hash": result.job_hash,
         "record": getattr(result, "record", None), "summary": result.summary(),
         "perf": perf.to_json() if (perf := result.bottleneck()) else None, "executor": url,
-        "decode": result.decode, "decode_note": result.decode_note}
+        "decode": result.decode, "decode_note": result.decode_note, "lost_frames": result.lost_frames}
 
 
 class _Estimate:
