@@ -184,6 +184,7 @@ class _Packets:
     key: list[bool] = field(default_factory=list)
     audio: dict[int, list[int]] = field(default_factory=dict)
     damaged: str = ""  # why the demuxer stopped early, if it did
+    skipped: int = 0  # video packets left out: empty (a dropped frame in AVI) or discarded by an edit list
 
     def stamped(self) -> bool:
         """Every packet has a pts, and no two the same: they can name the frames."""
@@ -202,6 +203,7 @@ def _demux(c: av.container.InputContainer, vs: av.video.stream.VideoStream, path
     try:
         for p in c.demux(vs, *c.streams.audio):
             if p.size == 0 or p.is_discard:  # discarded: an edit list hides it; FFmpeg outputs no frame for it
+                pk.skipped += p.stream.type == "video" and not (p.size == 0 and p.pts is None and p.dts is None)
                 continue
             if p.stream.type == "audio":
                 if p.pts is not None:
@@ -355,8 +357,25 @@ def probe(path: str | Path) -> VideoInfo:
             bit_depth=bit_depth, color=tags, color_tagged=tagged, stream_index=vs.index,
             audio=_audio_info(c, pk.audio), pts=tuple(pts), durations=tuple(durs), keyframes=tuple(keys),
             frame_ids=tuple(ids), seek_points=tuple(seek_points), seekable=seekable, timestamps=source,
-            undecodable=0 if trusted else max(0, len(pk.pts) - len(pts)),
+            undecodable=(0 if trusted else max(0, len(pk.pts) - len(pts))) + _missing(vs, pk, pts, durs, tb),
         )
+
+
+def _missing(vs: av.video.stream.VideoStream, pk: _Packets, pts: list[int], durs: list[int], tb: Fraction) -> int:
+    """Frames the container says it has but whose data is gone (a truncated file): the index's frame count
+    (MP4 and MOV list every sample; AVI's count is of its header's ticks, not frames) beyond the packets
+    found, else a stream duration (Matroska's DURATION tag) more than a frame beyond the frames found."""
+    if vs.frames and "mp4" in vs.container.format.name:
+        return max(0, vs.frames - len(pk.pts) - pk.skipped)
+    stated = vs.metadata.get("DURATION") or vs.metadata.get("duration") or ""
+    try:
+        h, m, s = stated.split(":")
+        seconds = int(h) * 3600 + int(m) * 60 + float(s)
+    except ValueError:
+        return 0
+    step = float(Fraction(int(np.median(durs)) if durs else 1) * tb)
+    have = float(Fraction(pts[-1] + durs[-1] - pts[0]) * tb)
+    return round((seconds - have) / step) if step > 0 and seconds - have > 1.5 * step else 0
 
 
 def _rate(vs: av.video.stream.VideoStream, pts: list[int], tb: Fraction) -> Fraction:

@@ -42,8 +42,8 @@ class Case:
 
     ``frames``: frames the file was made with (None when it has no meaning, e.g. a text file), used to
     demand a "lost" report when fewer decode. ``knows``: what the container states of its length, so what
-    a reader can say of the loss: "count" (mp4, mov, avi index every frame: the loss exactly), "duration"
-    (mkv: that frames are missing), "" (MPEG-TS, raw streams: nothing). ``output``: the render's output
+    a reader can say of the loss: "count" (mp4, mov index every frame: the loss exactly), "duration"
+    (mkv, avi: that frames are missing), "" (MPEG-TS, raw streams: nothing). ``output``: the render's output
     name (its extension picks the container); ``commands``: what else runs on it besides
     ``render --style none``.
     """
@@ -209,7 +209,9 @@ Builder = Callable[[Sources, Path], Case]
 
 def knows(path: Path) -> str:
     """What ``path``'s container states of its length (see ``Case.knows``)."""
-    return {".mp4": "count", ".mov": "count", ".avi": "count", ".mkv": "duration"}.get(path.suffix, "")
+    # AVI's header counts its time base's ticks, not frames (an mp4 copied in at 25 fps states 50 per second),
+    # so a reader knows that frames are missing there, not how many
+    return {".mp4": "count", ".mov": "count", ".avi": "duration", ".mkv": "duration"}.get(path.suffix, "")
 
 
 def _clip(spec: ClipSpec, expect: str = "ok", ext: str = ".mp4", **kw: object) -> Builder:
