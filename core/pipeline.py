@@ -262,6 +262,8 @@ def plan_chunks(info: VideoInfo, chunk_seconds: float, preroll: int,
     times.append(times[-1] + float(info.durations[-1] * tb))  # where the last frame ends
     n_all = info.frame_count
     seconds = max(1, round(info.duration))  # pieces that run at once are a second long at least, about
+    if not info.seekable:  # every chunk would decode from the top (a raw stream): one pass, not n^2 decoding
+        return [Chunk(id=0, start=0, stop=n_all, preroll=0)]
     if preroll <= 0:
         count = math.ceil(math.ceil(info.duration / chunk_seconds) / PLANNED_AT_ONCE) * PLANNED_AT_ONCE
         bounds = _balanced(info, 0, n_all, min(count, seconds), 0, at_once=PLANNED_AT_ONCE)

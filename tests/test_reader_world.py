@@ -192,3 +192,12 @@ def test_a_frame_larger_than_the_studio_renders_is_refused(tmp_path: Path, capsy
     code = main(["render", str(huge), "-o", str(tmp_path / "o.mp4")])
     err = capsys.readouterr().err.strip()
     assert code == 2 and err.count("\n") == 0 and "8200x16" in err and "8192 pixels a side" in err
+
+
+def test_a_stream_that_cannot_be_sought_renders_in_one_pass(forms: dict[str, Path]) -> None:
+    """Each chunk of a raw stream would decode it from the top: n chunks, n^2/2 frames decoded."""
+    from core.pipeline import plan_chunks
+
+    info = probe(forms["raw_h264"])
+    assert [(c.start, c.stop) for c in plan_chunks(info, 0.5, 0)] == [(0, info.frame_count)]
+    assert len(plan_chunks(probe(forms["ts"]), 0.5, 0)) > 1
