@@ -140,17 +140,19 @@ def _strict(out: av.container.OutputContainer) -> bool:
 
 
 def _in_order(src: av.container.InputContainer, index: int, kind: int, strict: bool) -> Iterator[av.Packet]:
-    """The stream's packets that carry data and a stamp. A subtitle packet whose decode stamp goes back (a
-    damaged source), or repeats the one before where the muxer is ``strict``, is skipped with a debug line:
-    the muxer would refuse it, and one cue must not cost the render. Audio goes as it comes."""
+    """The stream's packets that carry data and a stamp. A packet whose decode stamp goes back (a damaged
+    source: bit flips in an MPEG-TS), repeats the one before where the muxer is ``strict``, or comes before
+    its own decode stamp is skipped with a debug line: the muxer would refuse it, and one cue or one audio
+    packet of a damaged file must not cost the render."""
     last: int | None = None
     for p in src.demux(src.streams[index]):
         if p.size == 0 or (p.dts is None and p.pts is None):
             continue
         ts = p.dts if p.dts is not None else p.pts
-        if kind == _SUBTITLE and last is not None and (ts < last or (strict and ts == last)):
-            log.debug("%s: subtitle stream %d: a cue at %s does not follow the one at %s; skipped", src.name,
-                      index, ts, last)
+        if (last is not None and (ts < last or (strict and ts == last))) or (p.pts is not None and p.dts is not None
+                                                                          and p.pts < p.dts):
+            log.debug("%s: stream %d: a packet at %s does not follow the one at %s; skipped", src.name, index, ts,
+                      last)
             continue
         last = ts
         yield p
@@ -371,8 +373,16 @@ def stitch(chunks: list[tuple[Path, int]], source: Path, info: VideoInfo, out_pa
         if src.chapters():
             out.set_chapters(src.chapters())  # the output keeps the source's timeline, so their times hold
         feeds = [_video_packets(chunks, info, ov), *_add_tracks(out, src, source, fmt, keep, stack)]
+        skipped = 0
         try:
-            for _, _, packet in heapq.merge(*feeds, key=lambda t: (t[0], t[1])):
-                out.mux(packet)
+            for _, kind, packet in heapq.merge(*feeds, key=lambda t: (t[0], t[1])):
+                try:
+                    out.mux(packet)
+                except av.error.InvalidDataError:
+                    if kind == _VIDEO:
+                        raise
+                    skipped += 1  # a damaged source packet (a garbled AAC header); FFmpeg drops it too
         except av.error.FFmpegError as exc:
             raise RenderError(f"{out_path}: stitching failed ({exc})") from None
+        if skipped:
+            log.warning("%s: %d damaged audio or subtitle packets left out", source, skipped)

@@ -201,3 +201,20 @@ def test_a_stream_that_cannot_be_sought_renders_in_one_pass(forms: dict[str, Pat
     info = probe(forms["raw_h264"])
     assert [(c.start, c.stop) for c in plan_chunks(info, 0.5, 0)] == [(0, info.frame_count)]
     assert len(plan_chunks(probe(forms["ts"]), 0.5, 0)) > 1
+
+
+def test_a_garbled_audio_packet_costs_only_itself(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Bit flips in an MPEG-TS can break an AAC frame's ADTS header: the mp4 muxer refuses that packet, and the
+    render must leave it out (as FFmpeg does), not fail at the stitch."""
+    src = make_clip(tmp_path / "clip.ts", ClipSpec(width=96, height=64, frames=50, audio=True))
+    data = bytearray(src.read_bytes())
+    headers = [i for i in range(len(data) - 7) if data[i] == 0xFF and data[i + 1] & 0xF6 == 0xF0]
+    assert len(headers) > 20
+    data[headers[20] + 2] |= 0x3C  # sampling-frequency index 15: no such rate
+    bad = tmp_path / "garbled.ts"
+    bad.write_bytes(bytes(data))
+    out = tmp_path / "out.mp4"
+    assert main(["render", str(bad), "-o", str(out), "-q"]) == 0
+    capsys.readouterr()
+    info = probe(out)
+    assert info.frame_count == 50 and len(info.audio) == 1
