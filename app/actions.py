@@ -22,11 +22,11 @@ ACTIVE_STATES = ("queued", "running", "paused")
 def queue_render(queue: Any, input: str | Path, style: str, preset: str, sets: Mapping[str, str] | None = None,
                  *, output: str | Path | None = None, chunk_seconds: float | None = None,
                  workers: int | None = None) -> int:
-    """Add a render to ``queue`` (a :class:`core.jobs.JobQueue`, which checks the style, preset, every
+    """Add a render to ``queue`` (a :class:`core.studio.queue.JobQueue`, which checks the style, preset, every
     ``--set`` and the paths as ``render`` would) after the disk guard; returns the job id. ``output``
     defaults to a new file under renders/. Raises the queue's ConfigError / MediaNotFoundError /
-    OutputError, and :class:`core.storage.DiskFullError`."""
-    from core import storage
+    OutputError, and :class:`core.errors.DiskFullError`."""
+    from core.studio import storage
 
     out = Path(output) if output is not None else storage.render_path(input, style)
     storage.check_free_space(out.parent, 2 * storage.input_size(input))  # the output and its chunks, roughly
@@ -66,7 +66,7 @@ def in_use_paths(queue: Any) -> list[Path]:
 
 
 def frame_seconds(info: Any, index: int) -> float:
-    """The time (s from the clip's start) that :meth:`core.io.Reader.frame_at` maps to frame ``index``:
+    """The time (s from the clip's start) that :meth:`core.video.reader.Reader.frame_at` maps to frame ``index``:
     the middle of the frame, so rounding cannot land on its neighbour."""
     pts = info.pts
     if not 0 <= index < len(pts):
@@ -78,7 +78,8 @@ def frame_seconds(info: Any, index: int) -> float:
 
 def source_frame(path: str | Path, seconds: float) -> np.ndarray:
     """The input frame shown at ``seconds``, as (H, W, 3) uint8 RGB (what a preview stylizes)."""
-    from core.io import Reader, probe
+    from core.video.probe import probe
+    from core.video.reader import Reader
 
     with Reader(probe(path)) as r:
         return r.frame_at(seconds).rgb
@@ -86,7 +87,7 @@ def source_frame(path: str | Path, seconds: float) -> np.ndarray:
 
 def frame_metrics(inp: np.ndarray, out: np.ndarray) -> dict[str, float]:
     """Single-frame metrics of a stylized frame against its input (temporal ones need two frames)."""
-    from core.metrics import MetricsMeter
+    from core.quality.metrics import MetricsMeter
 
     rec = MetricsMeter().update(0, inp, out)
     return {k: v for k, v in rec.to_json().items() if k != "index" and v is not None} if rec else {}
@@ -107,10 +108,10 @@ class Rendered:
 
 def render_variant(path: str | Path, seconds: float, style: str, preset: str, sets: Mapping[str, str],
                    source: np.ndarray | None = None) -> Rendered:
-    """Stylize the frame at ``seconds`` as a render with these settings would (core.pipeline.preview_frame)."""
+    """Stylize the frame at ``seconds`` as a render with these settings would (core.render.pipeline.preview_frame)."""
     from core.config import to_dict
-    from core.job import build_job
-    from core.pipeline import preview_frame
+    from core.render.pipeline import preview_frame
+    from core.render.spec import build_job
 
     spec = build_job(path, Path(path).with_suffix(".preview.mp4"), style, preset, dict(sets))
     rgb = preview_frame(spec, seconds)
@@ -122,8 +123,8 @@ def render_variant(path: str | Path, seconds: float, style: str, preset: str, se
 
 def record_rating(clip: str | Path, index: int, a: Rendered, b: Rendered, source: np.ndarray, *, choice: str,
                   rater: str, rating: int | None, comment: str) -> int:
-    """Store an A/B judgement of frame ``index`` (core.feedback.record_ab); returns the record id."""
-    from core.feedback import Variant, record_ab
+    """Store an A/B judgement of frame ``index`` (core.learn.feedback.record_ab); returns the record id."""
+    from core.learn.feedback import Variant, record_ab
 
     va, vb = (Variant(style=r.style, params=r.params, model=r.model, metrics=r.metrics or None) for r in (a, b))
     return record_ab(str(clip), int(index), va, vb, a.rgb, b.rgb, source, choice=choice, rater=rater,
@@ -131,11 +132,11 @@ def record_rating(clip: str | Path, index: int, a: Rendered, b: Rendered, source
 
 
 def propose_pair(clip: str | Path, style: str, preset: str, budget: int) -> dict[str, Any]:
-    """The pair the auto-tuner thinks most worth rating next (core.autotune): with a fitted preference
+    """The pair the auto-tuner thinks most worth rating next (core.learn.autotune): with a fitted preference
     model, the two candidates it is least sure about; without one, the best candidate by the metrics
     against the base parameters. ``{"a": {param: value}, "b": {...}, "p_a": float | None}``."""
-    from core.autotune import TuneConfig, tune
-    from core.preference import PreferenceModel, default_path
+    from core.learn.autotune import TuneConfig, tune
+    from core.learn.preference import PreferenceModel, default_path
 
     model = PreferenceModel.load() if default_path().is_file() else None
     result = tune(clip, style, budget, preset=preset, model=model, config=TuneConfig(frames=2, warmup=1),

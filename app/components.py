@@ -29,11 +29,11 @@ def shown_errors() -> Iterator[None]:
 
 
 def job_queue() -> Any:
-    """The studio's job queue (core.jobs.JobQueue), or None with an error shown when it is unavailable."""
+    """The studio's job queue (core.studio.queue.JobQueue), or None with an error shown when it is unavailable."""
     try:
-        from core.jobs import JobQueue
+        from core.studio.queue import JobQueue
     except ImportError:
-        st.error("the job queue (core/jobs.py) is not installed in this checkout")
+        st.error("the job queue (core/studio/queue.py) is not installed in this checkout")
         return None
     return JobQueue()
 
@@ -47,7 +47,7 @@ def mtime(path: str | Path) -> float:
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def probe_info(path: str, stamp: float) -> Any:
-    from core.io import probe
+    from core.video.probe import probe
 
     return probe(path)
 
@@ -62,29 +62,29 @@ def source_frame(path: str, stamp: float, seconds: float) -> np.ndarray:
 @st.cache_data(show_spinner="Rendering a preview frame...", max_entries=32)
 def preview(path: str, stamp: float, style: str, preset: str, sets: tuple[tuple[str, str], ...],
             seconds: float) -> np.ndarray:
-    from core.job import build_job
-    from core.pipeline import preview_frame
+    from core.render.pipeline import preview_frame
+    from core.render.spec import build_job
 
     return preview_frame(build_job(path, Path(path).with_suffix(".preview.mp4"), style, preset, dict(sets)), seconds)
 
 
 @st.cache_data(show_spinner="Analysing the clip...", max_entries=16)
 def worst_frames(path: str, stamp: float, k: int) -> list[Any]:
-    from core.sampling import worst_frames as pick
+    from core.learn.sampling import worst_frames as pick
 
     return pick(path, k)
 
 
 @st.cache_data(show_spinner="Analysing shots...", max_entries=16)
 def shot_analysis(path: str, stamp: float) -> dict[str, Any]:
-    from core.analysis import analyze
+    from core.quality.shots import analyze
 
     return analyze(path).to_json()
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
 def preference_model(path: str, stamp: float) -> Any:
-    from core.preference import PreferenceModel
+    from core.learn.preference import PreferenceModel
 
     return PreferenceModel.load(path)
 
@@ -146,7 +146,7 @@ def style_params_form(style: str, preset: str, key: str) -> dict[str, str]:
 
 def media_picker(key: str, label: str = "Input clip") -> Path | None:
     """Choose a video from the media folders and uploads, or upload one (stored under its content hash)."""
-    from core import storage
+    from core.studio import storage
 
     files = storage.list_media()
     how = st.radio(label, ["From media folders", "Upload"], horizontal=True, key=f"{key}.how")

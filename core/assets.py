@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .errors import ConfigError
-from .presets import studio_home
+from .paths import studio_home
 
 ROOT = Path(__file__).resolve().parent.parent
 

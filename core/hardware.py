@@ -301,8 +301,8 @@ def _recommendations() -> tuple[tuple[str, str, str], ...]:
 def report(check_encoders: bool = True) -> HardwareReport:
     """Everything above in one value. ``check_encoders=False`` skips the trial encodes and decode (and
     presets)."""
-    from .presets import studio_home
-    from .storage import free_bytes
+    from .disk import free_bytes
+    from .paths import studio_home
 
     gpus, note = probe_gpus()
     encoders = probe_encoders() if check_encoders else ()

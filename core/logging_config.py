@@ -6,7 +6,7 @@ import logging
 import logging.handlers
 import sys
 
-from .presets import studio_home
+from .paths import studio_home
 
 FORMAT = "%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s"
 

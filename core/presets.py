@@ -8,7 +8,6 @@ unknown key or a wrong type is an error naming the key and the file. Bundled pre
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -18,18 +17,11 @@ import yaml
 from . import atomic
 from .config import from_mapping, replace_path, to_dict, validate
 from .errors import ConfigError
+from .paths import studio_home
 
 BUNDLED_DIR = Path(__file__).resolve().parent.parent / "presets"
 
 
-def studio_home() -> Path:
-    """The studio's data folder (work dirs, logs, custom presets): ``$VP_HOME`` or ``~/.video-producer``."""
-    return Path(os.environ.get("VP_HOME") or Path.home() / ".video-producer")
-
-
-#: where a render's frames may decode: the CPU (FFmpeg's threaded software decoders) or NVIDIA's NVDEC
-#: (``core.io.Reader``; not a preset field: it never changes the frames, so it is no part of a job's hash)
-DECODERS = ("cpu", "cuda")
 
 
 @dataclass(frozen=True)
@@ -98,7 +90,8 @@ def user_dir() -> Path:
     return studio_home() / "presets"
 
 
-def _find(name_or_path: str) -> Path:
+def preset_file(name_or_path: str) -> Path:
+    """The YAML file a preset name (custom first, then bundled) or path stands for; ConfigError if none."""
     p = Path(name_or_path)
     if p.suffix in (".yaml", ".yml") or p.exists():
         if not p.is_file():
@@ -112,8 +105,12 @@ def _find(name_or_path: str) -> Path:
 
 
 def load_preset(name_or_path: str = "balanced") -> Preset:
-    """A preset by name (custom first, then bundled) or by path to a YAML file."""
-    path = _find(name_or_path)
+    """A preset by name (custom first, then bundled) or by path to a YAML file.
+
+    Its structure is checked here; its ``styles`` mappings are the style registry's to check
+    (:func:`stylizers.checked_preset`): presets are data the styles read, and this module knows no style.
+    """
+    path = preset_file(name_or_path)
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
@@ -125,12 +122,6 @@ def load_preset(name_or_path: str = "balanced") -> Preset:
     data.setdefault("name", path.stem)
     preset = from_mapping(Preset, data, str(path))
     validate(preset, str(path))
-    from stylizers import STYLIZERS, build_params  # local: stylizers import core
-
-    for style, params in preset.styles.items():
-        if style not in STYLIZERS:
-            raise ConfigError(f"{path}: styles: unknown style {style!r}")
-        build_params(style, params, {}, str(path))
     return preset
 
 

@@ -119,10 +119,12 @@ def make_input(path: Path, width: int, height: int, frames: int, loops: int = 1)
     """An H.264 clip at width x height: the real traffic clip upscaled when ../shared is there, else synthetic."""
     import cv2
 
-    from core.frames import ColorTags
-    from core.io import Reader, Writer, probe
     from core.presets import EncoderConfig
-    from core.samples import ClipSpec, make_clip
+    from core.video.frames import ColorTags
+    from core.video.probe import probe
+    from core.video.reader import Reader
+    from core.video.synthetic import ClipSpec, make_clip
+    from core.video.writer import Writer
 
     if not SHARED_CLIP.is_file():
         return make_clip(path, ClipSpec(width=width, height=height, frames=frames * loops, gop=250))
@@ -360,7 +362,7 @@ def _stages(args, clips, tmp, home, cores, styles, report) -> None:
     fall from another's."""
     import statistics
 
-    from core.stages import bottleneck
+    from core.render.stages import bottleneck
 
     report["stages"] = {}
     n_shot = args.frames * args.stage_loops
@@ -414,11 +416,11 @@ def _total_ms(costs: dict) -> float:
 
 
 def _stage_costs(clip: Path, style: str) -> dict:
-    """:func:`core.pipeline.stage_costs` in a fresh process (this one's lingering threads would be billed),
+    """:func:`core.render.pipeline.stage_costs` in a fresh process (this one's lingering threads would be billed),
     tuned like a pool worker beside others: OpenCV on one thread, glibc keeping freed buffers."""
     code = ("import json, sys\n"
-            "from core.job import build_job\nfrom core.pipeline import stage_costs\n"
-            "from core.workers import tune_process\n"
+            "from core.render.spec import build_job\nfrom core.render.pipeline import stage_costs\n"
+            "from core.render.pool import tune_process\n"
             "tune_process(1)\n"
             "print(json.dumps(stage_costs(build_job(sys.argv[1], sys.argv[1] + '.costs.mp4', sys.argv[2]))))\n")
     out = subprocess.run([sys.executable, "-c", code, str(clip), style], cwd=ROOT, capture_output=True, text=True)
@@ -473,9 +475,10 @@ def _neural(args, clips, tmp, home, cores, report) -> None:
 
     import onnxruntime as ort
 
-    from core import ml_session
-    from core.frames import hwc_to_nchw, to_float
-    from core.io import Reader, probe
+    from core.ml import session as ml_session
+    from core.video.frames import hwc_to_nchw, to_float
+    from core.video.probe import probe
+    from core.video.reader import Reader
     from trainer.export_onnx import export
     from trainer.model import COMPACT, JOHNSON, Exportable, TransformerNet
     from trainer.quantize import quantize_int8
@@ -588,7 +591,7 @@ def _gpu(args, clips, tmp, home, cores, report) -> None:
     import statistics
 
     from core.hardware import encoder_opens, probe_gpus
-    from core.telemetry import gpu_collector
+    from core.studio.telemetry import gpu_collector
 
     gpus, why = probe_gpus()
     collector = gpu_collector() if gpus else None
@@ -649,12 +652,13 @@ def _loop(args, clips, tmp, home, cores, report) -> None:
     reduction on a real clip: warping error of the flow-stabilised render vs the per-frame render, with the
     SSIM between them (issue goal <= 0.25x at SSIM >= 0.95).
     """
-    from core.analysis import analyze
-    from core.io import Reader, probe
-    from core.metrics import MetricsMeter
-    from core.pipeline import RENDER_METRICS
     from core.presets import load_preset
-    from core.temporal import Stabiliser
+    from core.quality.metrics import MetricsMeter
+    from core.quality.shots import analyze
+    from core.render.pipeline import RENDER_METRICS
+    from core.render.temporal import Stabiliser
+    from core.video.probe import probe
+    from core.video.reader import Reader
     from stylizers import STYLIZERS
 
     render = measure(cli_render(clips[720], tmp / "loop_cartoon.mp4", "cartoon", 0, home), args.frames)
@@ -699,7 +703,7 @@ def _loop(args, clips, tmp, home, cores, report) -> None:
             vals = [x.warping_error for i, (a, b) in enumerate(zip(real, seq, strict=True))
                     if (x := m.update(i, a, b)) is not None and x.warping_error is not None]
             err[name] = float(np.mean(vals))
-        from core.metrics import ssim
+        from core.quality.metrics import ssim
 
         sim = float(np.mean([ssim(a, b) for a, b in zip(stable, per_frame, strict=True)]))
         ratio = err["stable"] / err["per_frame"]
@@ -715,8 +719,8 @@ def _studio(args, clips, tmp, home, cores, report) -> None:
     Batch queue page with 200 jobs rendered in Streamlit's AppTest, goal <= 2 s."""
     import statistics
 
-    from core.job import build_job
-    from core.pipeline import preview_frame
+    from core.render.pipeline import preview_frame
+    from core.render.spec import build_job
 
     print("\nstudio: 1080p one-frame preview (Dashboard's core call), seconds, median of 3:")
     report["studio"] = {"preview_1080p": {}}
@@ -737,7 +741,7 @@ def _studio(args, clips, tmp, home, cores, report) -> None:
 
     from streamlit.testing.v1 import AppTest
 
-    from core.jobs import JobQueue
+    from core.studio.queue import JobQueue
 
     queue = JobQueue()
     for i in range(200):

@@ -41,7 +41,7 @@ def _add_job_args(p: argparse.ArgumentParser) -> None:
                    help="override a style parameter or a preset field (encoder.crf=18); repeatable")
 
 
-#: core.stitch.KEEP_CHOICES, not imported for the parser: it loads PyAV, which most commands do not need
+#: core.video.stitch.KEEP_CHOICES, not imported for the parser: it loads PyAV, which most commands do not need
 KEEP_CHOICES = ("all", "none")
 
 
@@ -54,15 +54,15 @@ def _add_track_args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    from core.workers import warm_up
+    from core.render.pool import warm_up
 
     if args.executor in (None, "local"):
         warm_up()  # the worker forkserver imports while we do
     from tqdm import tqdm
 
-    from core.executors import make_executor
-    from core.job import build_job, parse_sets
-    from core.pipeline import render
+    from core.render.executors import make_executor
+    from core.render.pipeline import render
+    from core.render.spec import build_job, parse_sets
 
     source = args.input if args.executor in (None, "local") else Path(args.input).absolute()  # workers' cwd differs
     spec = build_job(source, args.output, args.style, args.preset, parse_sets(args.sets), args.chunk_seconds,
@@ -96,9 +96,9 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 
 def cmd_preview(args: argparse.Namespace) -> int:
-    from core.job import build_job, parse_sets
-    from core.pipeline import preview_frame
-    from core.stills import write_image
+    from core.render.pipeline import preview_frame
+    from core.render.spec import build_job, parse_sets
+    from core.video.stills import write_image
 
     out = Path(args.output)
     spec = build_job(args.input, out.with_suffix(".mp4"), args.style, args.preset, parse_sets(args.sets))
@@ -108,7 +108,7 @@ def cmd_preview(args: argparse.Namespace) -> int:
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
-    from core.io import probe
+    from core.video.probe import probe
 
     print(json.dumps(probe(args.input).to_json(), indent=2))
     return 0
@@ -125,7 +125,7 @@ def cmd_hardware(args: argparse.Namespace) -> int:
 def cmd_analyze(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from core.analysis import analyze
+    from core.quality.shots import analyze
 
     bar = tqdm(unit="frame", desc="analyse", dynamic_ncols=True, disable=args.quiet or None, file=sys.stderr)
 
@@ -163,16 +163,17 @@ def cmd_presets(args: argparse.Namespace) -> int:
     import yaml
 
     from core.config import to_dict
-    from core.job import parse_sets
-    from core.presets import apply_sets, list_presets, load_preset, save_preset
+    from core.presets import apply_sets, list_presets, save_preset
+    from core.render.spec import parse_sets
+    from stylizers import checked_preset
 
     if args.action == "list":
         for name in list_presets():
-            print(f"{name}: {load_preset(name).description}")
+            print(f"{name}: {checked_preset(name).description}")
     elif args.action == "show":
-        print(yaml.safe_dump(to_dict(load_preset(args.name)), sort_keys=False), end="")
+        print(yaml.safe_dump(to_dict(checked_preset(args.name)), sort_keys=False), end="")
     else:
-        preset = apply_sets(load_preset(args.base), parse_sets(args.sets))
+        preset = apply_sets(checked_preset(args.base), parse_sets(args.sets))
         print(f"saved {save_preset(preset, args.name)}")
     return 0
 
@@ -180,7 +181,7 @@ def cmd_presets(args: argparse.Namespace) -> int:
 def cmd_metrics(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from core.metrics import MetricsConfig, compare_videos, write_jsonl
+    from core.quality.metrics import MetricsConfig, compare_videos, write_jsonl
 
     cfg = MetricsConfig(long_side=args.long_side, every=args.every, flow_preset=args.flow_preset)
     _check_measurable(args.input, cfg.long_side)
@@ -204,7 +205,7 @@ def _check_measurable(path: str, long_side: int) -> None:
     """Refuse a clip whose working copy (longer side ``long_side``) is under 7 px across, SSIM's window, with
     one line naming it, instead of scikit-image's message from the first frame."""
     from core.errors import UnsupportedVideoError
-    from core.io import probe
+    from core.video.probe import probe
 
     info = probe(path)
     w, h = info.width, info.height
@@ -221,7 +222,7 @@ def cmd_lut(args: argparse.Namespace) -> int:
     if args.lut_action == "check":
         print("\n".join(summarize(lut).lines()))
         return 0
-    from core.stills import read_image, write_image
+    from core.video.stills import read_image, write_image
 
     rgb = read_image(args.input)
     out = write_image(args.output, apply_u8(bake_u8(lut), rgb))
@@ -230,14 +231,14 @@ def cmd_lut(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from core import models
+    from core.ml import registry
 
     if args.action == "list":
-        entries = models.list_models()
+        entries = registry.list_models()
         if not entries:
             print("no models registered (add one with `download-model`)")
         for e in entries:
-            mark = "*" if models.info(e.name).active == e.version else " "
+            mark = "*" if registry.info(e.name).active == e.version else " "
             fps = f", {e.measured_fps:.1f} fps" if e.measured_fps is not None else ""
             print(f"{mark} {e.spec}  {e.style or '-'}  ({e.licence or 'licence unknown'}{fps})  {e.path}")
         return 0
@@ -248,11 +249,11 @@ def cmd_models(args: argparse.Namespace) -> int:
         name, _, version = args.target.partition("@")
         if not version.isdigit():
             raise ConfigError(f"models activate: expected NAME@VERSION, got {args.target!r}")
-        print(f"active: {models.activate(name, int(version)).spec}")
+        print(f"active: {registry.activate(name, int(version)).spec}")
     elif args.action == "rollback":
-        print(f"active: {models.rollback(args.target).spec}")
+        print(f"active: {registry.rollback(args.target).spec}")
     else:
-        info = models.info(args.target)
+        info = registry.info(args.target)
         print(json.dumps({"name": info.name, "active": info.active, "history": list(info.history),
                           "versions": [{**e.to_json(), "path": str(e.path)} for e in info.versions]}, indent=2))
     return 0
@@ -261,7 +262,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 def cmd_download_model(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from core.models import download
+    from core.ml.registry import download
 
     bar: tqdm | None = None
 
@@ -285,7 +286,8 @@ def cmd_download_model(args: argparse.Namespace) -> int:
 
 def _calibration_frames(clips: list[str], per_clip: int = 8) -> list:
     """A few frames spread over each clip, for int8 calibration."""
-    from core.io import Reader, probe
+    from core.video.probe import probe
+    from core.video.reader import Reader
 
     frames = []
     for clip in clips:
@@ -347,7 +349,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_feedback(args: argparse.Namespace) -> int:
-    from core import feedback
+    from core.learn import feedback
 
     if args.action == "list":
         records = feedback.list_records(clip=args.clip, rater=args.rater)
@@ -362,7 +364,7 @@ def cmd_feedback(args: argparse.Namespace) -> int:
     elif args.action == "export":
         print(f"wrote {feedback.export_jsonl(args.path)} records to {args.path}")
     elif args.action == "fit":
-        from core.preference import PreferenceModel
+        from core.learn.preference import PreferenceModel
 
         model = PreferenceModel.fit(feedback.ab_dataset())
         path = model.save()
@@ -378,17 +380,17 @@ def cmd_feedback(args: argparse.Namespace) -> int:
 
 
 def models_active(entry) -> bool:
-    from core import models
+    from core.ml import registry
 
-    return models.info(entry.name).active == entry.version
+    return registry.info(entry.name).active == entry.version
 
 
 def cmd_autotune(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from core.autotune import TuneConfig, tune
-    from core.job import parse_sets
-    from core.preference import PreferenceModel, default_path
+    from core.learn.autotune import TuneConfig, tune
+    from core.learn.preference import PreferenceModel, default_path
+    from core.render.spec import parse_sets
 
     restrict: dict[str, str] = {}
     for item in args.params:
@@ -419,7 +421,7 @@ def cmd_autotune(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from core.worker import default_worker_id, run_worker
+    from core.studio.worker import default_worker_id, run_worker
 
     worker = default_worker_id()
     where = args.db or "the studio database"
@@ -435,7 +437,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 def cmd_watch(args: argparse.Namespace) -> int:
     import threading
 
-    from core.watch import WatchFolder, interrupt_on_signals, load_watch_settings, run_watchers, watch_path
+    from core.studio.watch import WatchFolder, interrupt_on_signals, load_watch_settings, run_watchers, watch_path
 
     if args.folder is not None:
         folders = (WatchFolder(folder=str(Path(args.folder).absolute()), style=args.style, preset=args.preset,
@@ -458,7 +460,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
 
 def _queue_spec(args: argparse.Namespace) -> dict:
     """The job spec of ``queue add KIND``, from the same options the direct commands take."""
-    from core.job import parse_sets
+    from core.render.spec import parse_sets
 
     if args.kind == "render":
         return {"input": args.input, "output": args.output, "style": args.style, "preset": args.preset,
@@ -487,10 +489,10 @@ def _job_line(job) -> str:
 def cmd_queue(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
-    from core.jobs import JobQueue
+    from core.studio.queue import JobQueue
 
     if args.action == "repair":  # before JobQueue, which refuses a damaged file
-        from core.db import repair
+        from core.studio.repair import repair
 
         print(repair(args.db).line())
         return 0
@@ -519,7 +521,7 @@ def cmd_queue(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from core.presets import DECODERS
+    from core.video.reader import DECODERS
 
     parser = _Parser(prog="python -m scripts.cli", description="Video Producer studio")
     parser.add_argument("-v", "--verbose", action="store_true", help="log details to the console")

@@ -17,11 +17,11 @@ from core.errors import StudioError
 def main(argv: list[str] | None = None) -> int:
     from tqdm import tqdm
 
-    from core.job import build_job
     from core.logging_config import setup_logging
-    from core.pipeline import render
-    from core.presets import studio_home
-    from core.samples import ClipSpec, make_clip
+    from core.paths import studio_home
+    from core.render.pipeline import render
+    from core.render.spec import build_job
+    from core.video.synthetic import ClipSpec, make_clip
     from stylizers import STYLIZERS
 
     ap = argparse.ArgumentParser(prog="python -m scripts.demo", description=__doc__.splitlines()[0])

@@ -4,7 +4,7 @@
 The worker (``python -m scripts.cli worker``) runs queued jobs; it is stopped when the app exits, and any
 job it was running resumes from its checkpoint next time. The port may also come from ``VP_PORT``.
 A damaged studio database is moved aside on start and a new one made with what can be read
-(:func:`core.db.repair`), before anything opens it: the studio starts instead of failing on every page.
+(:func:`core.studio.repair.repair`), before anything opens it: the studio starts instead of failing on every page.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ SAMPLE_NAME = "sample_640x360.mp4"
 
 def ensure_sample() -> Path:
     """The demo's synthetic sample clip in ``$VP_HOME/samples`` (a default media folder), made once."""
-    from core.presets import studio_home
-    from core.samples import ClipSpec, make_clip
+    from core.paths import studio_home
+    from core.video.synthetic import ClipSpec, make_clip
 
     path = studio_home() / "samples" / SAMPLE_NAME
     if not path.exists():
@@ -39,8 +39,8 @@ def ensure_sample() -> Path:
 def check_database() -> None:
     """Repair a damaged ``studio.db`` before the worker and the pages open it; say so in one line. A database
     that cannot even be checked (a full disk) is left alone with a warning: the pages show what they can."""
-    from core.db import repair
     from core.errors import StudioError
+    from core.studio.repair import repair
 
     try:
         report = repair()
@@ -62,7 +62,7 @@ def worker_command() -> list[str]:
 
 def watch_command() -> list[str] | None:
     """``cli watch`` over the folders of ``$VP_HOME/watch.yaml`` when the Settings page enabled them."""
-    from core.watch import load_watch_settings
+    from core.studio.watch import load_watch_settings
 
     cfg = load_watch_settings()
     return [sys.executable, "-m", "scripts.cli", "watch"] if cfg.enabled and cfg.folders else None

@@ -27,11 +27,12 @@ from pathlib import Path
 
 import numpy as np
 
-from core import models
 from core.atomic import write_bytes, write_json
 from core.fingerprint import file_sha256
-from core.io import Reader, probe
-from core.stills import write_image
+from core.ml import registry
+from core.video.probe import probe
+from core.video.reader import Reader
+from core.video.stills import write_image
 from stylizers import STYLIZERS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -116,7 +117,7 @@ def bundle(s: Starter, report, sources: list[str], cfg) -> None:
     """Copy the exported model into models/ and record it in the bundled manifest (next version)."""
     out = ROOT / "models"
     src = report.entry.path
-    manifest_path = out / models.MANIFEST
+    manifest_path = out / registry.MANIFEST
     manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {"format": 1, "models": [],
                                                                                      "active": {}}
     version = max((m["version"] for m in manifest["models"] if m["name"] == s.name), default=0) + 1
@@ -140,7 +141,7 @@ def remeasure() -> int:
 
     from trainer.train import measure_fps
 
-    path = ROOT / "models" / models.MANIFEST
+    path = ROOT / "models" / registry.MANIFEST
     manifest = json.loads(path.read_text())
     for entry in manifest["models"]:
         fps = measure_fps(ROOT / "models" / entry["file"], runs=5)
@@ -198,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
             bar.close()
             bundle(s, report, sources, cfg)
             shutil.rmtree(tmp / "home", ignore_errors=True)
-    digest = hashlib.sha256((ROOT / "models" / models.MANIFEST).read_bytes()).hexdigest()[:12]
+    digest = hashlib.sha256((ROOT / "models" / registry.MANIFEST).read_bytes()).hexdigest()[:12]
     print(f"models/manifest.json {digest}")
     return 0
 

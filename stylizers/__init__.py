@@ -6,6 +6,7 @@ from typing import Any
 
 from core.config import from_mapping, replace_path, validate
 from core.errors import ConfigError
+from core.presets import Preset, load_preset, preset_file
 
 from .base import Styled, Stylizer, compose
 from .cartoon import Cartoon
@@ -27,7 +28,7 @@ STYLIZERS: dict[str, type[Stylizer]] = {
 #: Styles that render with their default parameters (the rest name what they need in ``requires``).
 READY_STYLES = [name for name, cls in STYLIZERS.items() if not cls.requires]
 
-__all__ = ["READY_STYLES", "STYLIZERS", "Styled", "Stylizer", "build_params", "compose", "get_style"]
+__all__ = ["READY_STYLES", "STYLIZERS", "Styled", "Stylizer", "build_params", "checked_preset", "compose", "get_style"]
 
 
 def get_style(name: str) -> type[Stylizer]:
@@ -46,3 +47,17 @@ def build_params(name: str, base: dict[str, Any] | None, sets: dict[str, str], s
     for key, text in sets.items():
         params = replace_path(params, key, text, f"--set (style {name})")
     return params
+
+
+def checked_preset(name_or_path: str) -> Preset:
+    """:func:`core.presets.load_preset`, with every style it names known and its parameters valid.
+
+    A ConfigError names the preset's file and the bad style or key, as for any other field of it.
+    """
+    preset = load_preset(name_or_path)
+    source = str(preset_file(name_or_path))
+    for style, params in preset.styles.items():
+        if style not in STYLIZERS:
+            raise ConfigError(f"{source}: styles: unknown style {style!r}")
+        build_params(style, params, {}, source)
+    return preset

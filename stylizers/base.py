@@ -22,7 +22,7 @@ from core.errors import UnsupportedVideoError
 def thin_min_side(long_side: int) -> int:
     """Least shorter side, pixels, of a frame whose longer side is ``long_side`` that a render takes: its
     per-frame metrics run on a copy at most 320 px long, whose SSIM needs a 7x7 window (7 px of 320). The
-    optical flow takes any size (:func:`core.flow.dis_shape` pads what DIS cannot)."""
+    optical flow takes any size (:func:`core.video.flow.dis_shape` pads what DIS cannot)."""
     return -(-7 * long_side // 320)
 
 
@@ -65,7 +65,7 @@ def _ink_image(shape: tuple[int, ...], dtype: str, ink: tuple[int, int, int]) ->
 
 
 def _scratch_to_uint8(x: np.ndarray) -> np.ndarray:
-    """:func:`core.frames.to_uint8` on an array nobody else holds, overwriting it instead of allocating."""
+    """:func:`core.video.frames.to_uint8` on an array nobody else holds, overwriting it instead of allocating."""
     np.multiply(x, 255.0, out=x)
     np.add(x, 0.5, out=x)
     np.clip(x, 0, 255, out=x)

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 from core.errors import ConfigError
-from core.frames import to_float, to_uint8
+from core.video.frames import to_float, to_uint8
 
 from .base import Styled, Stylizer
 from .outlines import ink_outlines

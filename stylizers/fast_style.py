@@ -2,7 +2,7 @@
 
 Any third-party fast-style model with one float32 (N, 3, H, W) RGB input works, whether its spatial axes
 are dynamic or fixed (e.g. 720x720 only), and whether it takes 0..255 or 0..1 pixels (``range``, or a
-sidecar ``<model>.json``): :mod:`core.ml_session` reads the graph, picks CPU or CUDA and tiles. The
+sidecar ``<model>.json``): :mod:`core.ml.session` reads the graph, picks CPU or CUDA and tiles. The
 render engine's temporal stabiliser runs after this style like after any other.
 """
 
@@ -15,24 +15,24 @@ from typing import Any
 
 import numpy as np
 
-from core import ml_session
 from core.assets import resolve_asset
 from core.errors import ConfigError
-from core.frames import to_float, to_uint8
+from core.ml import session as ml_session
+from core.video.frames import to_float, to_uint8
 
 from .base import Styled, Stylizer
 
 
 def resolve_model(name: str) -> Path:
     """A model path from a registered ``name`` or ``name@version`` (checksum-verified, see
-    :mod:`core.models`), else from a path or a file name in ``models/`` or ``$VP_HOME/models``."""
+    :mod:`core.ml.registry`), else from a path or a file name in ``models/`` or ``$VP_HOME/models``."""
     if not name:
         raise ConfigError("neural: no model given (set model to a registered name such as sketch or teal, "
                           "a .onnx file, or a file name in the models folders)")
-    from core import models
+    from core.ml import registry
 
-    if models.is_registered(name):
-        return models.resolve(name)
+    if registry.is_registered(name):
+        return registry.resolve(name)
     return resolve_asset(name, "models", ".onnx")
 
 
@@ -70,10 +70,10 @@ class FastStyle(Stylizer):
     def pin(cls, params: FastStyleParams) -> FastStyleParams:
         """A registered ``name`` becomes ``name@<active version>``: activating another version while a job
         runs (or before it resumes) cannot mix two models in one output. The version joins the job hash."""
-        from core import models
+        from core.ml import registry
 
-        if params.model and "@" not in params.model and models.is_registered(params.model):
-            return replace(params, model=models.entry(params.model).spec)
+        if params.model and "@" not in params.model and registry.is_registered(params.model):
+            return replace(params, model=registry.entry(params.model).spec)
         return params
 
     @classmethod
@@ -89,7 +89,7 @@ class FastStyle(Stylizer):
         return self.stylize_batch([rgb], [index])[0]
 
     def batch_size(self, height: int, width: int) -> int:
-        """As many frames as :func:`core.ml_session.frames_per_run` fits in one run (1 on CPU)."""
+        """As many frames as :func:`core.ml.session.frames_per_run` fits in one run (1 on CPU)."""
         p = self.params
         return ml_session.frames_per_run(self._session, height, width, p.tile, p.overlap)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from core.frames import gray, to_float
+from core.video.frames import gray, to_float
 
 
 def ink_outlines(rgb: np.ndarray, low: int, high: int, width: int, *, median: bool = False,

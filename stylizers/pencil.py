@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from core.errors import ConfigError
-from core.frames import gray, gray_to_rgb, to_float, to_uint8
+from core.video.frames import gray, gray_to_rgb, to_float, to_uint8
 
 from .base import Styled, Stylizer
 

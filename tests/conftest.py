@@ -10,8 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.io import Reader, probe
-from core.samples import ClipSpec, make_clip
+from core.video.probe import probe
+from core.video.reader import Reader
+from core.video.synthetic import ClipSpec, make_clip
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared"
 MEDIA = SHARED / "media"

@@ -27,7 +27,7 @@ import av
 import cv2
 import numpy as np
 
-from core.samples import ClipSpec, make_clip, scene_frame
+from core.video.synthetic import ClipSpec, make_clip, scene_frame
 
 FFMPEG = shutil.which("ffmpeg")
 SRT = (b"1\n00:00:00,100 --> 00:00:00,600\nHello\n\n2\n00:00:00,800 --> 00:00:01,500\nWorld\n\n")

@@ -14,26 +14,22 @@ import cv2
 import numpy as np
 import pytest
 
-from core import analysis as an
-from core.analysis import (
-    SCORE_NAMES,
-    ClipAnalysis,
+from core.errors import MediaNotFoundError, UnsupportedVideoError
+from core.presets import TemporalConfig
+from core.quality.shots import SCORE_NAMES, ClipAnalysis, analyze, blur_effect, colourfulness, noise_sigma
+from core.render import cost
+from core.render.cost import (
     CostModel,
     RenderRecord,
-    analyze,
-    blur_effect,
-    colourfulness,
     estimate_seconds,
     fit_style,
     measure_style_cost,
-    noise_sigma,
     read_history,
     record_render,
 )
-from core.errors import MediaNotFoundError, UnsupportedVideoError
-from core.io import Reader, probe
-from core.presets import TemporalConfig
-from core.temporal import CutDetector
+from core.video.cuts import CutDetector
+from core.video.probe import probe
+from core.video.reader import Reader
 
 from .conftest import MEDIA, need_shared
 
@@ -304,19 +300,19 @@ def test_cost_model_recovers_the_law() -> None:
 def test_cost_model_needs_enough_records(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """With fewer than MIN_RECORDS renders of a style, the measured constant is used (measured once, kept)."""
     calls: list[str] = []
-    real = an.measure_style_cost
+    real = cost.measure_style_cost
 
-    def counting(style: str, size: tuple[int, int] = (1280, 720), **kw: object) -> an.StyleCost:
+    def counting(style: str, size: tuple[int, int] = (1280, 720), **kw: object) -> cost.StyleCost:
         calls.append(style)
         return real(style, (320, 180), frames=2)
 
-    monkeypatch.setattr(an, "measure_style_cost", counting)
-    model = CostModel.fit(_records("pencil", 0.05, 0.0, np.random.default_rng(2), n=an.MIN_RECORDS - 1))
+    monkeypatch.setattr(cost, "measure_style_cost", counting)
+    model = CostModel.fit(_records("pencil", 0.05, 0.0, np.random.default_rng(2), n=cost.MIN_RECORDS - 1))
     spf, source = model.seconds_per_frame("pencil", 640, 360)
     assert source == "measured" and spf > 0
     again, _ = model.seconds_per_frame("pencil", 1280, 720)
     assert calls == ["pencil"] and again == pytest.approx(4 * spf)
-    assert "pencil" in json.loads(an.style_costs_path().read_text())
+    assert "pencil" in json.loads(cost.style_costs_path().read_text())
 
 
 def test_measure_style_cost_and_estimate() -> None:

@@ -13,7 +13,7 @@ from streamlit.testing.v1 import AppTest
 
 from app.events import epoch_records
 from app.wipe import wipe
-from core.samples import ClipSpec, make_clip
+from core.video.synthetic import ClipSpec, make_clip
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = ROOT / "app" / "pages"
@@ -40,7 +40,7 @@ def sample(studio_home: Path) -> Path:
 
 @pytest.fixture
 def queue(studio_home: Path):
-    from core.jobs import JobQueue
+    from core.studio.queue import JobQueue
 
     return JobQueue()
 
@@ -111,7 +111,7 @@ def test_queue_page_200_jobs(sample: Path, queue) -> None:
 
 
 def test_style_lab_rate_and_approve(sample: Path) -> None:
-    from core import feedback
+    from core.learn import feedback
 
     at = page("style_lab").run()
     no_errors(at)
@@ -137,8 +137,8 @@ def test_style_lab_rate_and_approve(sample: Path) -> None:
 
 
 def test_trainer_launch(studio_home: Path, queue) -> None:
-    from core import feedback
-    from core.stills import write_image
+    from core.learn import feedback
+    from core.video.stills import write_image
 
     folder = feedback.pairs_folder()
     for sub in ("inputs", "targets"):
@@ -199,7 +199,7 @@ def test_epoch_records() -> None:
 
 def test_queue_page_finished_render(sample: Path, queue) -> None:
     from app.actions import queue_render
-    from core.worker import run_worker
+    from core.studio.worker import run_worker
 
     job_id = queue_render(queue, sample, "pencil", "speed", {}, workers=1)
     assert run_worker(cpu_slots=1, poll_s=0.1, once=True) == 1
@@ -216,8 +216,8 @@ def test_settings_render_on_a_cluster(studio_home: Path) -> None:
     """The executor setting: a bad URL is refused with a message and not saved; an unreachable cluster says
     so when tested; a good URL is saved for the queue worker. The decode setting beside it (without a GPU the
     page says the CPU would decode)."""
-    from core import storage
     from core.hardware import probe_gpus
+    from core.studio import storage
 
     at = page("settings").run()
     at.text_input(key="set.executor").set_value("spark://a:1")
@@ -240,7 +240,7 @@ def test_settings_render_on_a_cluster(studio_home: Path) -> None:
 
 def test_settings_watch_folders_enable_and_launcher(studio_home: Path, tmp_path: Path) -> None:
     """The Folders tab turns the watchers on; the studio launcher then starts `cli watch` beside the worker."""
-    from core import watch
+    from core.studio import watch
     from scripts.studio import watch_command
 
     drop = tmp_path / "drop"

@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.autotune import (
+from core.errors import ConfigError, MediaNotFoundError
+from core.learn.autotune import (
     UNTUNED,
     Candidate,
     Evaluation,
@@ -21,8 +22,7 @@ from core.autotune import (
     space_from_params,
     tune,
 )
-from core.errors import ConfigError, MediaNotFoundError
-from core.preference import PreferenceConfig, PreferenceModel
+from core.learn.preference import PreferenceConfig, PreferenceModel
 from scripts.cli import main
 from stylizers.cartoon import CartoonParams
 
@@ -179,7 +179,7 @@ def test_propose_pairs_least_certain(preference: PreferenceModel) -> None:
 
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from core.samples import ClipSpec, make_clip
+    from core.video.synthetic import ClipSpec, make_clip
 
     return make_clip(tmp_path_factory.mktemp("autotune") / "cut.mp4", ClipSpec(frames=40, cut_at=21, gop=10))
 
@@ -188,7 +188,7 @@ SMALL = TuneConfig(frames=2, warmup=1, long_side=160)
 
 
 def test_tune_metric_objective(clip: Path) -> None:
-    pytest.importorskip("core.sampling", reason="core/sampling.py (worst_frames) has not landed yet")
+    pytest.importorskip("core.learn.sampling", reason="core/learn/sampling.py (worst_frames) has not landed yet")
     seen = []
     res = tune(clip, "cartoon", budget=4, restrict={"n_colors": "4,8", "line_width": "0,2"}, config=SMALL,
                on_progress=lambda done, total: seen.append((done, total)))
@@ -208,7 +208,7 @@ def test_tune_metric_objective(clip: Path) -> None:
 
 
 def test_tune_preference_objective(clip: Path, preference: PreferenceModel) -> None:
-    pytest.importorskip("core.sampling", reason="core/sampling.py (worst_frames) has not landed yet")
+    pytest.importorskip("core.learn.sampling", reason="core/learn/sampling.py (worst_frames) has not landed yet")
     res = tune(clip, "cartoon", budget=3, restrict={"smooth_iterations": "0,2,8"}, config=SMALL, model=preference,
                pairs=2)
     assert res.objective == "preference" and res.edge_floor is None
@@ -235,7 +235,7 @@ def test_cli(clip: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["autotune", str(clip), "--style", "cartoon", "--budget", "0"]) == 2
     assert main(["autotune", str(clip), "--style", "cartoon", "--objective", "preference"]) == 2
     assert "no preference model yet" in capsys.readouterr().err
-    pytest.importorskip("core.sampling", reason="core/sampling.py (worst_frames) has not landed yet")
+    pytest.importorskip("core.learn.sampling", reason="core/learn/sampling.py (worst_frames) has not landed yet")
     assert main(["autotune", str(clip), "--style", "cartoon", "--budget", "2", "--frames", "2",
                  "--param", "line_width=1,3", "-q"]) == 0
     out = capsys.readouterr().out

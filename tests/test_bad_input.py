@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 
 from core.errors import RenderError
-from core.job import build_job
-from core.pipeline import render
-from core.samples import ClipSpec, make_clip
+from core.render.pipeline import render
+from core.render.spec import build_job
+from core.video.synthetic import ClipSpec, make_clip
 from scripts.cli import main
 from stylizers import STYLIZERS
 from stylizers.base import Styled, Stylizer

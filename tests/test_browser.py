@@ -30,7 +30,7 @@ from typing import Any
 
 import pytest
 
-from core.samples import ClipSpec, make_clip
+from core.video.synthetic import ClipSpec, make_clip
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
 CHROMIUM = shutil.which("chromium")
@@ -220,7 +220,7 @@ def screenshot(page: sync_api.Page, folder: Path, name: str) -> None:
 
 def job_succeeded(job_id: int) -> Any:
     """The queue's job ``job_id``, failing the test with the worker's error unless it is done."""
-    from core.jobs import JobQueue
+    from core.studio.queue import JobQueue
 
     job = JobQueue().get(job_id)
     if job.state != "done":
@@ -229,7 +229,7 @@ def job_succeeded(job_id: int) -> Any:
 
 
 def upload_name(clip: Path) -> str:
-    """The name the studio stores an upload under (core.storage.store_upload: content hash + extension)."""
+    """The name the studio stores an upload under (core.studio.storage.store_upload: content hash + extension)."""
     return hashlib.sha256(clip.read_bytes()).hexdigest()[:20] + clip.suffix
 
 
@@ -247,7 +247,7 @@ def test_dashboard_upload_preview_queue(page: sync_api.Page, clip: Path, home: P
     expect(page.get_by_text("queued job 1: see Batch queue")).to_be_visible()
     screenshot(page, shots, "dashboard")
 
-    from core.jobs import JobQueue
+    from core.studio.queue import JobQueue
 
     jobs = JobQueue().list()
     assert [(j.kind, j.spec["style"]) for j in jobs] == [("render", "pencil")]
@@ -273,7 +273,7 @@ def test_queue_render_done_plays_and_downloads(page: sync_api.Page, home: Path, 
     expect(download).to_be_visible()
     with page.expect_download() as got:
         download.click()
-    from core.jobs import JobQueue
+    from core.studio.queue import JobQueue
 
     output = Path(JobQueue().get(1).output)
     assert got.value.suggested_filename == output.name
@@ -306,7 +306,7 @@ def test_style_lab_rate_and_approve(page: sync_api.Page, home: Path, shots: Path
         expect(page.get_by_text(f"approved fb000001-{side} into")).to_be_visible()
     screenshot(page, shots, "style_lab")
 
-    from core import feedback
+    from core.learn import feedback
 
     records = feedback.list_records()
     assert [(r.id, r.choice, r.rating, r.comment) for r in records] == [(1, "A", 4, "pencil keeps the edges")]
@@ -316,12 +316,12 @@ def test_style_lab_rate_and_approve(page: sync_api.Page, home: Path, shots: Path
 
 
 def test_trainer_fine_tune_and_activate(page: sync_api.Page, home: Path, shots: Path) -> None:
-    from core import models
+    from core.ml import registry
 
-    registered = {e.name for e in models.list_models() if e.weights_sha256}
+    registered = {e.name for e in registry.list_models() if e.weights_sha256}
     base = "sketch" if "sketch" in registered else "compact"  # a bundled starter model when there is one
     name = base if base in registered else "e2e"
-    before = models.info(name).active if name in registered else None
+    before = registry.info(name).active if name in registered else None
 
     go(page, "Trainer")
     expect(page.get_by_text("2 pairs in")).to_be_visible()
@@ -343,7 +343,7 @@ def test_trainer_fine_tune_and_activate(page: sync_api.Page, home: Path, shots: 
     expect(page.get_by_text("Gates and model card")).to_be_visible()
     spec = job_succeeded(2).result["model"]  # the version this run registered (and activated)
     version = int(spec.partition("@")[2])
-    assert models.info(name).active == version != before
+    assert registry.info(name).active == version != before
 
     page.reload()  # the registry (outside the fragment) lists the new version after a full run
     expect(page.get_by_role("heading", name="Model registry")).to_be_visible()
@@ -351,14 +351,14 @@ def test_trainer_fine_tune_and_activate(page: sync_api.Page, home: Path, shots: 
         choose(page, "Model", name)
         page.get_by_role("button", name="Roll back", exact=True).click()
         expect(page.get_by_text(f"active: {name}@{before}")).to_be_visible()
-        assert models.info(name).active == before
+        assert registry.info(name).active == before
     choose(page, "Version", spec)
     page.get_by_role("button", name="Activate", exact=True).click()
     expect(page.get_by_text(f"active: {spec}")).to_be_visible()
     screenshot(page, shots, "trainer")
 
-    assert models.info(name).active == version
-    entry = models.entry(spec)
+    assert registry.info(name).active == version
+    entry = registry.entry(spec)
     assert entry.lineage["base"].partition("@")[0] == base and entry.lineage["epochs"] == 1
 
 

@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 
 from core import color
-from core.frames import ColorTags, av_to_rgb
-from core.io import Reader, probe
-from core.job import build_job
-from core.pipeline import render
-from core.samples import ClipSpec, colour_bars, scene_frame
+from core.render.pipeline import render
+from core.render.spec import build_job
+from core.video.frames import ColorTags, av_to_rgb
+from core.video.probe import probe
+from core.video.reader import Reader
+from core.video.synthetic import ClipSpec, colour_bars, scene_frame
 from stylizers import build_params
 from stylizers.cinematic import Cinematic, resolve_lut
 

@@ -28,7 +28,7 @@ from core.color import (
     write_cube,
 )
 from core.errors import ConfigError, LutError, StudioError
-from core.stills import read_image, write_image
+from core.video.stills import read_image, write_image
 from scripts.cli import main
 from tests.conftest import SHARED
 

@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 
 from core.errors import ConfigError
-from core.executors import ClusterUnreachableError, make_executor
-from core.job import JobSpec, build_job
-from core.pipeline import render
-from core.samples import ClipSpec, make_clip
+from core.render.executors import ClusterUnreachableError, make_executor
+from core.render.pipeline import render
+from core.render.spec import JobSpec, build_job
+from core.video.synthetic import ClipSpec, make_clip
 from stylizers import STYLIZERS, Styled, Stylizer
 
 distributed = pytest.importorskip("distributed", reason="distributed (Dask) is not installed")
@@ -145,9 +145,9 @@ def test_queue_worker_renders_on_the_cluster_from_settings(cluster: distributed.
                                                            tmp_path: Path) -> None:
     """The studio setting: with ``executor`` saved as the cluster's URL, a queued render's chunks run there
     and the output is the local render's bytes."""
-    from core import storage
-    from core.jobs import JobQueue
-    from core.worker import run_worker
+    from core.studio import storage
+    from core.studio.queue import JobQueue
+    from core.studio.worker import run_worker
 
     local, remote = tmp_path / "local.mp4", tmp_path / "queued.mp4"
     render(build_job(clip, local, "pencil", "speed", chunk_seconds=1), workers=2)
@@ -164,7 +164,7 @@ def test_queue_worker_renders_on_the_cluster_from_settings(cluster: distributed.
 
 
 def test_settings_refuse_a_bad_cluster_url(tmp_path: Path) -> None:
-    from core import storage
+    from core.studio import storage
 
     with pytest.raises(ConfigError, match="executor 'spark://a:1': expected 'local' or dask://HOST:PORT"):
         storage.save_settings(dataclasses.replace(storage.load_settings(), executor="spark://a:1"))
@@ -204,7 +204,7 @@ def test_exception_not_a_scheduler(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_differences() -> None:
-    from core.executors import differences, versions_here
+    from core.render.executors import differences, versions_here
 
     ours = versions_here()
     assert ours["project"] and ours["python"].startswith("3.") and "error" not in ours
@@ -220,8 +220,8 @@ def test_differences() -> None:
 def test_exception_mismatched_workers(cluster: distributed.LocalCluster, monkeypatch: pytest.MonkeyPatch) -> None:
     """A cluster whose project sources hash differently from ours (another checkout, another version): refused
     before anything is submitted, naming the address, who differs (the scheduler is asked first) and how."""
-    from core import executors
     from core.errors import ClusterMismatchError
+    from core.render import executors
 
     real = executors.versions_here()
     monkeypatch.setattr(executors, "versions_here", lambda: {**real, "project": "0123456789ab"})

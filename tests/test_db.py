@@ -13,6 +13,7 @@ import pytest
 from core import db
 from core.db import SchemaError
 from core.errors import ConfigError, StudioError
+from core.studio import repair
 
 COMPONENT = "test_component"
 SCRIPTS = (
@@ -210,7 +211,7 @@ def test_exception_damaged_file_names_it(tmp_path: Path) -> None:
                                                    r"a database\); `python -m scripts.cli queue repair`"):
         db.connect(path)
     assert DatabaseCorruptError.user_error is False  # exit 1: the file is ours, not something the user gave
-    assert db.damage(path) == "file is not a database"
+    assert repair.damage(path) == "file is not a database"
 
 
 def test_readonly_open_writes_nothing(tmp_path: Path) -> None:
@@ -230,8 +231,8 @@ def test_readonly_open_writes_nothing(tmp_path: Path) -> None:
 
 
 def test_repair_a_healthy_or_absent_database_does_nothing(tmp_path: Path) -> None:
-    assert db.repair(tmp_path / "none.db").moved_to is None and not (tmp_path / "none.db").exists()
+    assert repair.repair(tmp_path / "none.db").moved_to is None and not (tmp_path / "none.db").exists()
     path = tmp_path / "t.db"
     db.connect(path).close()
-    report = db.repair(path)
+    report = repair.repair(path)
     assert report.moved_to is None and "healthy" in report.line() and list(tmp_path.glob("*corrupt*")) == []

@@ -1,7 +1,7 @@
 """Same bytes wherever a job renders: 1, 2 or 4 local workers, pipelined or not, or a 2-worker Dask cluster.
 
 The chunk plan (where chunks start, their pre-roll, which state they carry) is a function of the input and
-the settings only (:func:`core.pipeline.plan_chunks`); workers decide only when a chunk runs. Outputs are
+the settings only (:func:`core.render.pipeline.plan_chunks`); workers decide only when a chunk runs. Outputs are
 mp4 (Matroska's muxer writes a random segment UID, so two .mkv files of the same frames differ).
 """
 
@@ -16,12 +16,12 @@ from typing import Any
 
 import pytest
 
-from core import pipeline
-from core.executors import make_executor
-from core.io import probe
-from core.job import JobSpec, build_job
-from core.pipeline import plan_chunks, render
-from core.samples import ClipSpec, make_clip
+from core.render import pipeline
+from core.render.executors import make_executor
+from core.render.pipeline import plan_chunks, render
+from core.render.spec import JobSpec, build_job
+from core.video.probe import probe
+from core.video.synthetic import ClipSpec, make_clip
 
 #: (workers, pipelined) a job renders with locally; None pipelines where cores are idle (the default)
 LOCAL_RUNS = ((1, False), (1, True), (2, None), (2, False), (4, True))
@@ -91,7 +91,7 @@ def test_stateless_plan_same_bytes_everywhere(clip: Path, tmp_path: Path, cluste
 
 
 def test_lanes_follow_the_clip_not_the_workers(clip: Path) -> None:
-    """A lane per :data:`core.pipeline.LANE_SECONDS` of video (each lane after the first pays pre-roll, on one
+    """A lane per :data:`core.render.pipeline.LANE_SECONDS` of video (each lane after the first pays pre-roll, on one
     worker too): one lane under two lanes' length, then one more per lane's length, at 25 fps and 60 fps."""
     base = probe(clip)
     for fps in (25, 60):

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from core.color import write_cube
-from core.samples import ClipSpec, make_clip
+from core.video.synthetic import ClipSpec, make_clip
 from scripts import cli
 from scripts.cli import EXIT_FAILED, EXIT_USER, build_parser, main
 

@@ -18,10 +18,10 @@ torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
-from core import ml_session  # noqa: E402
 from core.errors import ConfigError, ModelError, OutputError  # noqa: E402
-from core.frames import to_float  # noqa: E402
-from core.samples import ClipSpec, make_clip  # noqa: E402
+from core.ml import session as ml_session  # noqa: E402
+from core.video.frames import to_float  # noqa: E402
+from core.video.synthetic import ClipSpec, make_clip  # noqa: E402
 from trainer.export_onnx import ExportReport, ParityError, export  # noqa: E402
 from trainer.model import COMPACT, Arch, Exportable, TransformerNet, parameter_count  # noqa: E402
 from trainer.quantize import QualityGateError, quantize_int8  # noqa: E402

@@ -16,10 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from core import db, storage
+from core import db, disk
 from core.errors import DatabaseCorruptError, DiskFullError, RenderError
-from core.jobs import JobQueue
-from core.samples import ClipSpec, make_clip
+from core.studio import repair, storage
+from core.studio.queue import JobQueue
+from core.video.synthetic import ClipSpec, make_clip
 from scripts import cli
 
 #: a noisy clip at crf 0: its one chunk (~450 KiB) cannot fit the small disks below
@@ -61,7 +62,7 @@ def _fill(folder: Path) -> None:
                 fh.write(bytes(4096))
         except OSError as exc:
             assert exc.errno == errno.ENOSPC
-    assert storage.free_bytes(folder) < 4096
+    assert disk.free_bytes(folder) < 4096
 
 
 def _one_line(err: str) -> str:
@@ -82,21 +83,21 @@ def test_smoke_disk_full_is_recognised() -> None:
 
     with pytest.raises(av.error.OSError) as info:
         av.error.err_check(-errno.ENOSPC, "out.mp4")
-    assert storage.is_disk_full(info.value)  # PyAV's error carries errno 28
-    assert storage.is_disk_full(OSError(errno.EDQUOT, "Disk quota exceeded"))
-    assert storage.is_disk_full(sqlite3.OperationalError("database or disk is full"))
+    assert disk.is_disk_full(info.value)  # PyAV's error carries errno 28
+    assert disk.is_disk_full(OSError(errno.EDQUOT, "Disk quota exceeded"))
+    assert disk.is_disk_full(sqlite3.OperationalError("database or disk is full"))
     try:  # a worker's OSError wrapped by the chunk loop
         try:
             raise OSError(errno.ENOSPC, "No space left on device", "/x/chunk.mp4")
         except OSError as exc:
             raise RenderError("chunk 3 failed") from exc
     except RenderError as wrapped:
-        assert storage.is_disk_full(wrapped)
-        err = storage.disk_full_error(wrapped, "/elsewhere", 3 << 20)
+        assert disk.is_disk_full(wrapped)
+        err = disk.disk_full_error(wrapped, "/elsewhere", 3 << 20)
     assert isinstance(err, DiskFullError) and isinstance(err, OSError) and err.errno == errno.ENOSPC
     assert str(err).startswith("/: disk full (the disk mounted at / has ") and "needs about 3.0 MiB" in str(err)
-    assert not storage.is_disk_full(OSError(errno.EACCES, "Permission denied"))
-    assert not storage.is_disk_full(RenderError("boom"))
+    assert not disk.is_disk_full(OSError(errno.EACCES, "Permission denied"))
+    assert not disk.is_disk_full(RenderError("boom"))
 
 
 # ------------------------------------------------------------------------------------------------ disk full
@@ -188,7 +189,7 @@ def test_repair_keeps_what_can_be_read(clip: Path, studio_home: Path, tmp_path: 
     _queue_of(path, clip, tmp_path, 40)
     pages = path.stat().st_size // 4096
     _damage(path, 4096 * (pages - 3) + 100, 3000)
-    assert db.damage(path) is not None
+    assert repair.damage(path) is not None
     assert cli.main(["queue", "repair"]) == 0
     line = _one_line(capsys.readouterr().out)
     (aside,) = studio_home.glob("studio.db.corrupt-*")  # an empty -wal beside it is not kept
@@ -196,7 +197,7 @@ def test_repair_keeps_what_can_be_read(clip: Path, studio_home: Path, tmp_path: 
     jobs = JobQueue(path).list()
     assert 10 <= len(jobs) < 40 and f"{len(jobs)} jobs" in line
     assert all(j.spec["output"].endswith(f"o{j.id - 1}.mp4") for j in jobs)  # rows intact, ids kept
-    assert db.damage(path) is None and db.versions(db.connect(path))["jobs"] == len(db.MIGRATIONS["jobs"])
+    assert repair.damage(path) is None and db.versions(db.connect(path))["jobs"] == len(db.MIGRATIONS["jobs"])
     JobQueue(path).add("render", {"input": str(clip), "output": str(tmp_path / "new.mp4")})  # and it takes writes
     assert cli.main(["queue", "repair"]) == 0
     assert "healthy; nothing to repair" in capsys.readouterr().out
@@ -207,8 +208,8 @@ def test_repair_row_by_row_without_the_sqlite3_command(clip: Path, studio_home: 
     path = studio_home / "studio.db"
     _queue_of(path, clip, tmp_path, 40)
     _damage(path, 4096 * (path.stat().st_size // 4096 - 3) + 100, 3000)
-    monkeypatch.setattr(db.shutil, "which", lambda name: None)
-    report = db.repair(path)
+    monkeypatch.setattr(repair.shutil, "which", lambda name: None)
+    report = repair.repair(path)
     assert report.method == "row by row" and report.rows["jobs"] >= 10 and report.moved_to is not None
     assert len(JobQueue(path).list()) == report.rows["jobs"]
 
@@ -245,11 +246,11 @@ def test_retry_after_disk_full_resumes(clip: Path, tmp_path: Path) -> None:
     queue = JobQueue()
     job_id = queue.add("render", {"input": str(clip), "output": str(tmp_path / "o.mp4"), "style": "pencil"})
     queue.claim("w", cpu_slots=1)
-    job = queue.fail(job_id, "w", str(storage.disk_full_error(OSError(errno.ENOSPC, "full"), tmp_path, 1 << 20)),
+    job = queue.fail(job_id, "w", str(disk.disk_full_error(OSError(errno.ENOSPC, "full"), tmp_path, 1 << 20)),
                      final=DiskFullError.user_error)
     assert job.state == "failed" and job.attempts == 1 and "disk full" in job.error
     queue.retry(job_id)
-    from core.worker import run_worker
+    from core.studio.worker import run_worker
 
     assert run_worker(once=True, poll_s=0.05) == 1
     assert queue.get(job_id).state == "done" and os.path.getsize(tmp_path / "o.mp4") > 0

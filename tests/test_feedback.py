@@ -1,4 +1,4 @@
-"""core.feedback: record/list/export, strict validation, append-only, approvals the trainer loads, and
+"""core.learn.feedback: record/list/export, strict validation, append-only, approvals the trainer loads, and
 no lost or broken record with concurrent writers or a writer SIGKILLed mid-stream."""
 
 from __future__ import annotations
@@ -14,10 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core import db, feedback
+from core import db
 from core.errors import ConfigError, MediaNotFoundError
-from core.feedback import Variant
-from core.stills import read_image
+from core.learn import feedback
+from core.learn.feedback import Variant
+from core.video.stills import read_image
 
 SIZE = (24, 32)  # H, W: small, so the process tests stay light
 

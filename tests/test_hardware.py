@@ -11,8 +11,9 @@ import types
 import pytest
 
 from app import hardware as app_hw
-from core import hardware, ml_session
+from core import hardware
 from core.errors import ConfigError
+from core.ml import session as ml_session
 from core.presets import EncoderConfig, load_preset, save_preset
 from scripts.cli import main
 

@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 
 from core import atomic
-from core.pipeline import _work_lock, work_root
-from core.workers import die_with_parent
+from core.render.pipeline import _work_lock, work_root
+from core.render.pool import die_with_parent
 
 ROOT = Path(__file__).resolve().parent.parent
 TAG_ENV = "VP_TEST_TAG"
@@ -220,7 +220,7 @@ def test_work_lock_waiter_relocks_a_replaced_file(studio_home: Path) -> None:
 
 @linux_only
 def test_die_with_parent_exits_when_the_parent_is_not_the_expected_one() -> None:
-    proc = subprocess.run([sys.executable, "-c", "import os\nfrom core.workers import die_with_parent\n"
+    proc = subprocess.run([sys.executable, "-c", "import os\nfrom core.render.pool import die_with_parent\n"
                            "die_with_parent(os.getppid() + 100000)\nprint('survived')"],
                           cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1 and "survived" not in proc.stdout
@@ -231,7 +231,7 @@ def test_die_with_parent_exits_when_the_parent_is_not_the_expected_one() -> None
 _POOL = """
 import sys, time
 from multiprocessing import forkserver
-from core.workers import LocalPool
+from core.render.pool import LocalPool
 
 def spin(n):
     while True:
@@ -297,7 +297,7 @@ def test_the_forkserver_outlives_the_thread_that_started_it() -> None:
     code = """
 import threading, time
 from multiprocessing import forkserver
-from core.workers import LocalPool
+from core.render.pool import LocalPool
 
 def job():
     pool = LocalPool(1)
@@ -325,7 +325,7 @@ for _ in range(2):
 @linux_only
 def test_multiprocessing_temp_folders_of_killed_processes_are_removed(tmp_path: Path) -> None:
     """The forkserver's socket lives in a temp folder removed at exit; a killed process's is removed by the next."""
-    from core.workers import TEMP_PREFIX
+    from core.render.pool import TEMP_PREFIX
 
     tag = uuid.uuid4().hex
     script = tmp_path / "pool.py"

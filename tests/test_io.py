@@ -12,12 +12,14 @@ import numpy as np
 import pytest
 
 from core.errors import ConfigError
-from core.hardware import decoder_opens
-from core.io import Reader, _as_stream_format, encoder_opens, probe, resolve_codec
-from core.job import build_job
-from core.pipeline import render
+from core.hardware import decoder_opens, encoder_opens
 from core.presets import EncoderConfig
-from core.samples import ClipSpec, make_clip
+from core.render.pipeline import render
+from core.render.spec import build_job
+from core.video.probe import probe
+from core.video.reader import Reader, _as_stream_format
+from core.video.synthetic import ClipSpec, make_clip
+from core.video.writer import resolve_codec
 from scripts import demo
 from scripts.cli import main
 from stylizers import READY_STYLES, STYLIZERS

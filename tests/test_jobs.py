@@ -1,4 +1,4 @@
-"""core.jobs: the persistent queue (specs, states, order, slots, leases, attempts, events, restart, speed)."""
+"""core.studio.queue: the persistent queue (specs, states, order, slots, leases, attempts, events, restart, speed)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ import pytest
 
 from core import db
 from core.errors import ConfigError, MediaNotFoundError, OutputError, StudioError
-from core.jobs import EVENT_INTERVAL_S, KINDS, STATES, Job, JobQueue, LeaseLostError, check_spec
-from core.samples import ClipSpec, make_clip
+from core.studio.queue import EVENT_INTERVAL_S, KINDS, STATES, Job, JobQueue, LeaseLostError, check_spec
+from core.video.synthetic import ClipSpec, make_clip
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ClipSpec(width=160, height=96, frames=24)
@@ -416,7 +416,7 @@ def test_restart_keeps_the_queue_and_every_setting(queue: JobQueue, clip: Path, 
     first = queue.add("render", render_spec(clip, tmp_path / "first.mp4"))
     queue.move(first, before=1)
     before = [dataclasses.asdict(j) for j in queue.list()]
-    code = ("import dataclasses, json, sys; from core.jobs import JobQueue; "
+    code = ("import dataclasses, json, sys; from core.studio.queue import JobQueue; "
             "print(json.dumps([dataclasses.asdict(j) for j in JobQueue(sys.argv[1]).list()]))")
     out = subprocess.run([sys.executable, "-c", code, str(queue.path)], cwd=ROOT, capture_output=True, text=True,
                          check=True).stdout

@@ -23,7 +23,7 @@ from fractions import Fraction
 from pathlib import Path
 
 from core import atomic
-from core.samples import ClipSpec, make_clip
+from core.video.synthetic import ClipSpec, make_clip
 from tests.test_hygiene import TAG_ENV, kill_tagged, linux_only, tagged, wait_gone
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -172,7 +172,7 @@ def test_kill_campaign_cli_render(tmp_path: Path) -> None:
 JOBS = 8
 WORKER_KILLS = 8
 LEASE_S = 1.5
-#: worker deaths one job may see in the campaign, under the queue's cap (core.jobs: 5 lost workers fail a job)
+#: worker deaths one job may see in the campaign, under the queue's cap (core.studio.queue: 5 lost workers fail a job)
 MAX_LOSSES = 3
 QUEUE_RENDER = ["--style", "pencil", "--chunk-seconds", "0.5", "--workers", "1", "--max-attempts", "20"]
 

@@ -1,4 +1,4 @@
-"""core.metrics: per-frame and temporal quality metrics, summaries, the `metrics` command."""
+"""core.quality.metrics: per-frame and temporal quality metrics, summaries, the `metrics` command."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from core.errors import ConfigError
-from core.flow import FlowEstimator, flow_to_previous
-from core.metrics import (
+from core.presets import TemporalConfig
+from core.quality.metrics import (
     METRIC_NAMES,
     FrameMetrics,
     MetricsConfig,
@@ -23,9 +23,9 @@ from core.metrics import (
     summarize,
     warping_error,
 )
-from core.presets import TemporalConfig
-from core.samples import ClipSpec, make_clip
-from core.temporal import Stabiliser
+from core.render.temporal import Stabiliser
+from core.video.flow import FlowEstimator, flow_to_previous
+from core.video.synthetic import ClipSpec, make_clip
 from stylizers.base import Styled
 
 
@@ -200,9 +200,9 @@ def test_compare_videos_and_cli(tmp_path: Path, capsys: pytest.CaptureFixture[st
 def test_render_keeps_metrics_summary_and_history(clips: dict[str, Path], tmp_path: Path) -> None:
     """A render's record folder holds per-frame metrics for every 4th frame of every chunk (the same
     numbers whether the clip was rendered in one chunk or several) and the ETA history gains a line."""
-    from core.analysis import read_history
-    from core.job import build_job
-    from core.pipeline import RENDER_METRICS, render
+    from core.render.cost import read_history
+    from core.render.pipeline import RENDER_METRICS, render
+    from core.render.spec import build_job
 
     results = {}
     for name, seconds, workers in (("one", 100.0, 1), ("chunked", 0.5, 2)):
@@ -227,8 +227,8 @@ def test_render_keeps_metrics_summary_and_history(clips: dict[str, Path], tmp_pa
 
 
 def test_fast_path_render_says_it_was_not_measured(clips: dict[str, Path], tmp_path: Path) -> None:
-    from core.job import build_job
-    from core.pipeline import render
+    from core.render.pipeline import render
+    from core.render.spec import build_job
 
     r = render(build_job(clips["cfr"], tmp_path / "id.mp4", "none", "speed", {}), workers=1)
     summary = json.loads(Path(r.summary_path).read_text())

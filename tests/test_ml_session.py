@@ -12,13 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core import ml_session
 from core.errors import BadModelError, ConfigError, ModelError
-from core.frames import to_float
-from core.io import probe
-from core.job import build_job
-from core.pipeline import render
-from core.samples import ClipSpec, make_clip
+from core.ml import session as ml_session
+from core.render.pipeline import render
+from core.render.spec import build_job
+from core.video.frames import to_float
+from core.video.probe import probe
+from core.video.synthetic import ClipSpec, make_clip
 from stylizers import build_params
 from stylizers.fast_style import FastStyle, FastStyleParams
 
@@ -389,7 +389,7 @@ def test_a_chunk_styled_several_frames_a_call_equals_one_at_a_time(tmp_path: Pat
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     """What a GPU does (frames batched into one run) gives a chunk of the same bytes as a frame a call, with
     the stabiliser's motion and cuts measured per frame inside the batch; here in-process, on the CPU."""
-    from core.pipeline import Chunk, ChunkTask, analyze_job, render_chunk
+    from core.render.pipeline import Chunk, ChunkTask, analyze_job, render_chunk
 
     clip = make_clip(tmp_path / "c.mp4", ClipSpec(frames=14, width=160, height=96, cut_at=7))
     spec = build_job(clip, tmp_path / "n.mp4", "neural", "balanced")  # the bundled sketch model, flow stabilised
@@ -470,7 +470,7 @@ def test_real_candy_fixed_720() -> None:
 
 def test_job_pins_the_active_model_version(models: dict[str, Path], tmp_path: Path) -> None:
     """A job names the exact version it renders with; activating another later changes new jobs only."""
-    from core import models as registry
+    from core.ml import registry
 
     registry.register(models["dynamic"], "pinme")
     clip = make_clip(tmp_path / "c.mp4", ClipSpec(frames=4, width=64, height=48))

@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core import models
 from core.errors import ConfigError, MediaNotFoundError, ModelError, OutputError
+from core.ml import registry
 from scripts.cli import main
 from stylizers.fast_style import FastStyle, FastStyleParams, resolve_model
 
@@ -56,56 +56,56 @@ def server(tmp_path: Path) -> Iterator[str]:
 
 
 def test_register_versions_and_rollback(tmp_path: Path, studio_home: Path) -> None:
-    e1 = models.register(dummy(tmp_path / "a.onnx", b"one"), "candy", style="candy", licence="MIT")
-    e2 = models.register(dummy(tmp_path / "b.onnx", b"two"), "candy", lineage={"base": "candy", "epochs": 2})
+    e1 = registry.register(dummy(tmp_path / "a.onnx", b"one"), "candy", style="candy", licence="MIT")
+    e2 = registry.register(dummy(tmp_path / "b.onnx", b"two"), "candy", lineage={"base": "candy", "epochs": 2})
     assert (e1.version, e2.version) == (1, 2)
     assert e2.path == studio_home / "models" / "candy" / "v2.onnx"
     assert e2.sha256 == sha(b"two") and e2.path.read_bytes() == b"two"
-    assert models.info("candy").active == 2
-    assert models.resolve("candy").read_bytes() == b"two"
-    assert models.resolve("candy@1").read_bytes() == b"one"
+    assert registry.info("candy").active == 2
+    assert registry.resolve("candy").read_bytes() == b"two"
+    assert registry.resolve("candy@1").read_bytes() == b"one"
 
     # history: activate pushes the current version, rollback pops it back
-    models.activate("candy", 1)
-    assert models.info("candy").active == 1
-    assert models.info("candy").history == (1, 2)
-    assert models.rollback("candy").version == 2
-    assert models.rollback("candy").version == 1
+    registry.activate("candy", 1)
+    assert registry.info("candy").active == 1
+    assert registry.info("candy").history == (1, 2)
+    assert registry.rollback("candy").version == 2
+    assert registry.rollback("candy").version == 1
     with pytest.raises(ConfigError, match="nothing to roll back"):
-        models.rollback("candy")
-    assert [e.spec for e in models.list_models() if e.name == "candy"] == ["candy@1", "candy@2"]
+        registry.rollback("candy")
+    assert [e.spec for e in registry.list_models() if e.name == "candy"] == ["candy@1", "candy@2"]
 
 
 def test_register_without_activate(tmp_path: Path) -> None:
-    models.register(dummy(tmp_path / "a.onnx", b"one"), "m")
-    models.register(dummy(tmp_path / "b.onnx", b"two"), "m", activate=False)
-    assert models.info("m").active == 1
+    registry.register(dummy(tmp_path / "a.onnx", b"one"), "m")
+    registry.register(dummy(tmp_path / "b.onnx", b"two"), "m", activate=False)
+    assert registry.info("m").active == 1
 
 
 def test_exception(tmp_path: Path, studio_home: Path) -> None:
     with pytest.raises(ConfigError, match="not registered"):
-        models.resolve("nope")
-    models.register(dummy(tmp_path / "a.onnx"), "m")
+        registry.resolve("nope")
+    registry.register(dummy(tmp_path / "a.onnx"), "m")
     with pytest.raises(ConfigError, match="no version 7"):
-        models.resolve("m@7")
+        registry.resolve("m@7")
     with pytest.raises(ConfigError, match="must be a number"):
-        models.resolve("m@x")
+        registry.resolve("m@x")
     with pytest.raises(ConfigError, match="bad model name"):
-        models.register(tmp_path / "a.onnx", "../evil")
+        registry.register(tmp_path / "a.onnx", "../evil")
     with pytest.raises(ConfigError, match="unknown key 'colour'"):
-        models.register(tmp_path / "a.onnx", "m", colour="red")
+        registry.register(tmp_path / "a.onnx", "m", colour="red")
     with pytest.raises(MediaNotFoundError):
-        models.register(tmp_path / "missing.onnx", "m")
+        registry.register(tmp_path / "missing.onnx", "m")
 
 
 def test_tampered_file(tmp_path: Path) -> None:
-    e = models.register(dummy(tmp_path / "a.onnx", b"good"), "m")
+    e = registry.register(dummy(tmp_path / "a.onnx", b"good"), "m")
     e.path.write_bytes(b"evil")
     with pytest.raises(ModelError, match=re.escape(str(e.path))):
-        models.resolve("m")
+        registry.resolve("m")
     e.path.unlink()
     with pytest.raises(MediaNotFoundError, match="missing"):
-        models.resolve("m")
+        registry.resolve("m")
 
 
 @pytest.mark.parametrize(("patch", "key"), [
@@ -116,16 +116,16 @@ def test_tampered_file(tmp_path: Path) -> None:
     ({"sha256": "xyz"}, "sha256"),
 ])
 def test_strict_manifest(tmp_path: Path, studio_home: Path, patch: dict, key: str) -> None:
-    models.register(dummy(tmp_path / "a.onnx"), "m")
+    registry.register(dummy(tmp_path / "a.onnx"), "m")
     data = json.loads(manifest(studio_home).read_text())
     data["models"][0].update(patch)
     manifest(studio_home).write_text(json.dumps(data))
     with pytest.raises(ConfigError, match=rf"manifest\.json.*{key}"):
-        models.list_models()
+        registry.list_models()
 
 
 def test_crash_mid_manifest_write(tmp_path: Path, studio_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    models.register(dummy(tmp_path / "a.onnx", b"one"), "m")
+    registry.register(dummy(tmp_path / "a.onnx", b"one"), "m")
     before = manifest(studio_home).read_bytes()
     real = os.replace
     failed: list[str] = []
@@ -138,44 +138,44 @@ def test_crash_mid_manifest_write(tmp_path: Path, studio_home: Path, monkeypatch
 
     monkeypatch.setattr(os, "replace", flaky)
     with pytest.raises(OutputError, match=r"manifest\.json"):
-        models.register(dummy(tmp_path / "b.onnx", b"two"), "m")
+        registry.register(dummy(tmp_path / "b.onnx", b"two"), "m")
     assert failed
     assert manifest(studio_home).read_bytes() == before
-    assert [e.spec for e in models.list_models() if e.name == "m"] == ["m@1"]
+    assert [e.spec for e in registry.list_models() if e.name == "m"] == ["m@1"]
     assert sorted(p.name for p in (studio_home / "models" / "m").iterdir()) == ["v1.onnx"]
     assert not [p for p in (studio_home / "models").iterdir() if p.name.endswith(".tmp")]
     # and the next try works, with the same version number
-    assert models.register(tmp_path / "b.onnx", "m").version == 2
+    assert registry.register(tmp_path / "b.onnx", "m").version == 2
 
 
 def test_download_http(tmp_path: Path, server: str) -> None:
     data = os.urandom(3 * (1 << 20) + 17)
     dummy(tmp_path / "www" / "net.onnx", data)
     seen: list[tuple[int, int | None]] = []
-    e = models.download(f"{server}/net.onnx", sha(data).upper(), "net",
+    e = registry.download(f"{server}/net.onnx", sha(data).upper(), "net",
                         on_progress=lambda d, t: seen.append((d, t)))
-    assert e.spec == "net@1" and models.resolve("net").read_bytes() == data
+    assert e.spec == "net@1" and registry.resolve("net").read_bytes() == data
     assert seen[-1] == (len(data), len(data)) and len(seen) > 1
 
 
 def test_download_wrong_checksum_leaves_nothing(tmp_path: Path, studio_home: Path, server: str) -> None:
     dummy(tmp_path / "www" / "net.onnx", b"payload")
-    models.register(dummy(tmp_path / "a.onnx"), "keep")
+    registry.register(dummy(tmp_path / "a.onnx"), "keep")
     before = manifest(studio_home).read_bytes()
     files_before = sorted(str(p) for p in (studio_home / "models").rglob("*"))
-    with pytest.raises(models.ChecksumError, match=f"checksum mismatch: expected {'0' * 64}, got {sha(b'payload')}"):
-        models.download(f"{server}/net.onnx", "0" * 64, "net")
+    with pytest.raises(registry.ChecksumError, match=f"checksum mismatch: expected {'0' * 64}, got {sha(b'payload')}"):
+        registry.download(f"{server}/net.onnx", "0" * 64, "net")
     with pytest.raises(ModelError, match="failed"):
-        models.download(f"{server}/missing.onnx", "0" * 64, "net")
+        registry.download(f"{server}/missing.onnx", "0" * 64, "net")
     assert manifest(studio_home).read_bytes() == before
     assert sorted(str(p) for p in (studio_home / "models").rglob("*")) == files_before
 
 
 def test_download_local_path(tmp_path: Path) -> None:
     src = dummy(tmp_path / "local.onnx", b"local")
-    assert models.download(str(src), sha(b"local"), "loc").version == 1
+    assert registry.download(str(src), sha(b"local"), "loc").version == 1
     with pytest.raises(ConfigError, match="64 hex"):
-        models.download(str(src), "abc", "loc")
+        registry.download(str(src), "abc", "loc")
 
 
 def test_bundled_manifest_read_only(tmp_path: Path, studio_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -184,11 +184,11 @@ def test_bundled_manifest_read_only(tmp_path: Path, studio_home: Path, monkeypat
     dummy(repo / "b.onnx", b"bundled")
     (repo / "manifest.json").write_text(json.dumps({"format": 1, "models": [
         {"name": "b", "version": 1, "file": "b.onnx", "sha256": sha(b"bundled"), "created": "2024-01-01T00:00:00"}]}))
-    monkeypatch.setattr(models, "bundled_manifest", lambda: repo / "manifest.json")
-    assert models.resolve("b").read_bytes() == b"bundled"
-    assert models.register(dummy(tmp_path / "x.onnx", b"mine"), "b").version == 2
-    models.rollback("b")
-    assert models.resolve("b").read_bytes() == b"bundled"
+    monkeypatch.setattr(registry, "bundled_manifest", lambda: repo / "manifest.json")
+    assert registry.resolve("b").read_bytes() == b"bundled"
+    assert registry.register(dummy(tmp_path / "x.onnx", b"mine"), "b").version == 2
+    registry.rollback("b")
+    assert registry.resolve("b").read_bytes() == b"bundled"
     assert json.loads((repo / "manifest.json").read_text())["models"][0]["version"] == 1
 
 
@@ -197,7 +197,7 @@ def test_fast_style_resolves_registered(tmp_path: Path) -> None:
     from .test_ml_session import invert, save_model
 
     src = save_model(tmp_path / "inv.onnx", invert(255.0))
-    e = models.register(src, "inv")
+    e = registry.register(src, "inv")
     assert resolve_model("inv") == e.path.resolve() == resolve_model("inv@1")
     assert FastStyle.files(FastStyleParams(model="inv")) == [str(e.path.resolve())]
     rgb = np.full((8, 8, 3), 200, np.uint8)
@@ -233,12 +233,12 @@ def test_cli(tmp_path: Path, server: str, capsys: pytest.CaptureFixture[str]) ->
 
 def test_register_carries_the_range_sidecar(tmp_path: Path) -> None:
     """A model's ``<model>.json`` (its value range) is registered with it and found beside the copy."""
-    from core import models
-    from core.ml_session import sidecar_range
+    from core.ml import registry
+    from core.ml.session import sidecar_range
 
     src = tmp_path / "unit.onnx"
     src.write_bytes(b"not a real model, the registry does not parse it")
     src.with_suffix(".json").write_text('{"range": 1}')
-    entry = models.register(src, "unitrange")
+    entry = registry.register(src, "unitrange")
     assert entry.path.with_suffix(".json").is_file()
     assert sidecar_range(entry.path) == 1.0

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from core.errors import ConfigError, StudioError
-from core.preference import (
+from core.learn.preference import (
     MIN_RATINGS,
     NotEnoughRatingsError,
     PreferenceConfig,
@@ -193,7 +193,7 @@ def test_config_min_ratings() -> None:
 
 def test_cli_feedback_fit(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     """`feedback fit` trains on the store's ratings and saves the model the tuner loads; too few: exit 2."""
-    from core import feedback
+    from core.learn import feedback
     from scripts.cli import main
 
     monkeypatch.setattr(feedback, "ab_dataset", lambda: rated_rows(5, seed=3))

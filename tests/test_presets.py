@@ -8,11 +8,12 @@ import pytest
 
 from core.errors import ConfigError
 from core.presets import TemporalConfig, apply_sets, list_presets, load_preset, save_preset
+from stylizers import checked_preset
 
 
 @pytest.mark.parametrize("name", ["speed", "balanced", "quality"])
 def test_bundled_presets_load(name: str) -> None:
-    p = load_preset(name)
+    p = checked_preset(name)
     assert p.name == name and p.encoder.codec == "libx264" and p.description
 
 
@@ -35,7 +36,7 @@ def test_wrong_values_are_errors(tmp_path: Path, text: str, match: str) -> None:
     f = tmp_path / "p.yaml"
     f.write_text(text)
     with pytest.raises(ConfigError, match=match) as err:
-        load_preset(str(f))
+        checked_preset(str(f))
     assert str(f) in str(err.value)
 
 

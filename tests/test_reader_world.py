@@ -12,8 +12,9 @@ import av
 import numpy as np
 import pytest
 
-from core.io import Reader, probe
-from core.samples import ClipSpec, make_clip, scene_frame
+from core.video.probe import probe
+from core.video.reader import Reader
+from core.video.synthetic import ClipSpec, make_clip, scene_frame
 from scripts.cli import main
 
 from .conftest import psnr
@@ -196,7 +197,7 @@ def test_a_frame_larger_than_the_studio_renders_is_refused(tmp_path: Path, capsy
 
 def test_a_stream_that_cannot_be_sought_renders_in_one_pass(forms: dict[str, Path]) -> None:
     """Each chunk of a raw stream would decode it from the top: n chunks, n^2/2 frames decoded."""
-    from core.pipeline import plan_chunks
+    from core.render.pipeline import plan_chunks
 
     info = probe(forms["raw_h264"])
     assert [(c.start, c.stop) for c in plan_chunks(info, 0.5, 0)] == [(0, info.frame_count)]

@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.io import probe
-from core.job import build_job
-from core.pipeline import plan_chunks, render, work_root
-from core.samples import ClipSpec, scene_frame
+from core.render.pipeline import plan_chunks, render, work_root
+from core.render.spec import build_job
+from core.video.probe import probe
+from core.video.synthetic import ClipSpec, scene_frame
 from stylizers import READY_STYLES, get_style
 
 from .conftest import decode_all, psnr
@@ -87,7 +87,7 @@ def test_identity_psnr(clips: dict[str, Path], tmp_path: Path, passthrough: str)
 def test_chunked_equals_single(clips: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Lanes whose first chunk warms up on pre-roll (a lane per 2 s here, as a long clip is cut) give a
     single pass's frames to rounding."""
-    from core import pipeline
+    from core.render import pipeline
 
     lossless = {"encoder.codec": "ffv1"}  # FFV1 in RGB (bgr0): what the stages produced, bit for bit
     one, many = tmp_path / "one.mkv", tmp_path / "many.mkv"
@@ -137,10 +137,10 @@ def test_missing_state_renders_the_chunk_before_again(clips: dict[str, Path], tm
 def test_resume_keeps_a_chunk_only_with_a_whole_state(clips: dict[str, Path], tmp_path: Path) -> None:
     """What a crash leaves: chunks done, the last one's state on disk. A chunk is kept for the next one only
     when its state is whole and of its last frame; a truncated or foreign state re-renders it."""
-    from core.metrics import MetricsMeter
-    from core.pipeline import _Carry, _reusable, state_file
     from core.presets import TemporalConfig
-    from core.temporal import Stabiliser
+    from core.quality.metrics import MetricsMeter
+    from core.render.pipeline import _Carry, _reusable, state_file
+    from core.render.temporal import Stabiliser
 
     chunks = plan_chunks(probe(clips["long"]), 1, preroll=43)
     assert [c.carry for c in chunks] == [False, True, True, True]
@@ -159,7 +159,7 @@ def test_resume_keeps_a_chunk_only_with_a_whole_state(clips: dict[str, Path], tm
 
 def test_read_samples_decodes_from_each_keyframe(clips: dict[str, Path]) -> None:
     """Samples (on keyframes, between them, several after one keyframe) equal a full pass's frames."""
-    from core.pipeline import read_samples
+    from core.render.pipeline import read_samples
 
     info = probe(clips["long"])  # keyframes every 25 frames
     want = [0, 10, 24, 25, 60, 61, 99]
@@ -193,7 +193,7 @@ def test_chunks_cover_every_frame_once(clips: dict[str, Path]) -> None:
 def test_plan_balances_the_pre_roll_work(tmp_path: Path) -> None:
     """Chunks after the first also render ``preroll`` frames they do not keep: the first is made longer so
     every worker gets the same work, and a style without state plans equal chunks."""
-    from core.samples import make_clip
+    from core.video.synthetic import make_clip
 
     info = probe(make_clip(tmp_path / "k.mp4", ClipSpec(frames=120, fps=Fraction(24), gop=1, width=64, height=48)))
     a, b = plan_chunks(info, 100, preroll=20, lane_seconds=2.5)  # a 5-s clip, two lanes
@@ -207,8 +207,8 @@ def test_plan_ends_the_workers_together_on_sparse_keyframes(tmp_path: Path) -> N
     snapped to keyframes (lanes snapped to a 250-frame GOP had differed by 100 frames)."""
     import heapq
 
-    from core.pipeline import DECODE_SHARE
-    from core.samples import make_clip
+    from core.render.pipeline import DECODE_SHARE
+    from core.video.synthetic import make_clip
 
     info = probe(make_clip(tmp_path / "g.mp4", ClipSpec(frames=300, fps=Fraction(30), gop=100, width=64, height=48)))
     keys = info.keyframe_indices
@@ -233,7 +233,7 @@ def test_plan_ends_the_workers_together_on_sparse_keyframes(tmp_path: Path) -> N
 def test_pipeline_auto_only_where_cores_are_idle(clips: dict[str, Path], tmp_path: Path) -> None:
     """A style with temporal state renders one pipelined chunk per 2 cores (no pre-roll paid for splitting);
     a stateless one a chunk per core, one loop each; ``workers`` overrides both."""
-    from core.pipeline import STAGE_CORES, chunks_at_once, pipeline_auto
+    from core.render.pipeline import STAGE_CORES, chunks_at_once, pipeline_auto
 
     cores = os.cpu_count() or 1
     assert not pipeline_auto(cores)
@@ -258,7 +258,7 @@ def _sha(path: Path) -> str:
 
 def test_crash_and_resume(clips: dict[str, Path], tmp_path: Path, studio_home: Path) -> None:
     src = tmp_path / "src.mp4"
-    from core.samples import make_clip
+    from core.video.synthetic import make_clip
 
     make_clip(src, ClipSpec(width=480, height=272, frames=100, gop=25, audio=True, seed=5))
     ref = tmp_path / "ref.mp4"

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.analysis import ClipAnalysis, analyze
-from core.sampling import REASONS, FramePick, worst_frames
+from core.learn.sampling import REASONS, FramePick, worst_frames
+from core.quality.shots import ClipAnalysis, analyze
 
 from .conftest import MEDIA, need_shared
 from .test_analysis import pan, texture, write_frames

@@ -7,9 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.io import Reader, probe
-from core.job import build_job
-from core.pipeline import preview_frame, render
+from core.render.pipeline import preview_frame, render
+from core.render.spec import build_job
+from core.video.probe import probe
+from core.video.reader import Reader
 
 from .conftest import MEDIA, decode_all, need_shared, psnr
 from .test_render import assert_same_timing

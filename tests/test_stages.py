@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from core import stages
-from core.job import build_job
-from core.pipeline import render, stage_costs
+from core.render import stages
+from core.render.pipeline import render, stage_costs
+from core.render.spec import build_job
 
 
 def _run(pipelined: bool, n: int = 50, **kw) -> tuple[list[int], stages.StageTimes]:
@@ -210,7 +210,7 @@ def test_pool_workers_run_blas_on_the_calling_thread() -> None:
     """OpenBLAS's own threads busy-wait between calls and took the cores from the other stages."""
     from threadpoolctl import threadpool_info
 
-    from core.workers import LocalPool
+    from core.render.pool import LocalPool
 
     pool = LocalPool(1)
     try:

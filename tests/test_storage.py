@@ -1,4 +1,4 @@
-"""core.storage: settings round trip, uploads by content hash, media listing, the disk guard, clean-up."""
+"""core.studio.storage: settings round trip, uploads by content hash, media listing, the disk guard, clean-up."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from core import storage
-from core.errors import ConfigError
+from core import disk
+from core.errors import ConfigError, DiskFullError
+from core.studio import storage
 
 
 def test_settings_round_trip(studio_home: Path) -> None:
@@ -56,9 +57,9 @@ def test_list_media(studio_home: Path) -> None:
 
 
 def test_disk_guard(studio_home: Path) -> None:
-    free = storage.free_bytes()
+    free = disk.free_bytes()
     assert storage.check_free_space(need_bytes=0, settings=storage.StudioSettings(min_free_gb=0.0)) == free
-    with pytest.raises(storage.DiskFullError, match="GiB free"):
+    with pytest.raises(DiskFullError, match="GiB free"):
         storage.check_free_space(need_bytes=free + storage.GIB, settings=storage.StudioSettings(min_free_gb=0.0))
     with pytest.raises(OSError):  # also the builtin
         storage.check_free_space(settings=storage.StudioSettings(min_free_gb=10_000.0))

@@ -22,10 +22,10 @@ import pytest
 from av.subtitles.subtitle import SubtitleSet
 
 from core.errors import ConfigError
-from core.job import build_job
-from core.jobs import JobQueue, check_spec
-from core.pipeline import render
-from core.stitch import KEEP_CHOICES, content_tags
+from core.render.pipeline import render
+from core.render.spec import build_job
+from core.studio.queue import JobQueue, check_spec
+from core.video.stitch import KEEP_CHOICES, content_tags
 from scripts import cli
 
 from .conftest import MEDIA, need_shared
@@ -300,7 +300,7 @@ def test_bitmap_subtitles_kept_in_mkv_left_out_of_mp4(clips: dict[str, Path], tm
         assert [s.codec_context.codec.canonical_name for s in c.streams.subtitles] == ["subrip", "hdmv_pgs_subtitle"]
     pgs = [packets(f, -1) for f in (src, tmp_path / "out.mkv")]
     assert len(pgs[0]) == 2 and pgs[0] == pgs[1]  # Matroska holds each display set in one block
-    with caplog.at_level(logging.WARNING, logger="core.stitch"):
+    with caplog.at_level(logging.WARNING, logger="core.video.stitch"):
         run(src, tmp_path / "out.mp4")
     assert any("hdmv_pgs_subtitle" in r.getMessage() and "left out" in r.getMessage() for r in caplog.records)
     with av.open(str(tmp_path / "out.mp4")) as c:

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from core.errors import ConfigError, UnsupportedVideoError
-from core.frames import to_uint8
+from core.video.frames import to_uint8
 from stylizers import READY_STYLES, STYLIZERS, Stylizer, build_params
 from stylizers.base import thin_min_side
 from stylizers.cartoon import Cartoon, CartoonParams
@@ -242,7 +242,7 @@ def test_sizes_a_render_takes(w: int, h: int) -> None:
 def test_flow_on_frames_dis_cannot_take(preset: str, h: int, w: int) -> None:
     """Frames DIS raises on or crashes the process with (a 128x24 segfaults OpenCV 5.0) are padded: a flow of
     the frame's size, zero where nothing moves."""
-    from core.flow import FlowEstimator
+    from core.video.flow import FlowEstimator
 
     a = np.random.default_rng(0).integers(0, 256, (h, w), dtype=np.uint8)
     flow = FlowEstimator(preset)(a, a)
@@ -252,7 +252,7 @@ def test_flow_on_frames_dis_cannot_take(preset: str, h: int, w: int) -> None:
 
 def test_flow_leaves_sizes_dis_takes_as_they_are() -> None:
     """No padding (so no change of a single flow value) where DIS works: every render of a normal clip."""
-    from core.flow import dis_shape
+    from core.video.flow import dis_shape
 
     for h, w in ((16, 16), (16, 79), (32, 80), (32, 320), (180, 320), (720, 1280)):
         assert dis_shape(h, w) == (h, w) and dis_shape(w, h) == (w, h)

@@ -1,4 +1,4 @@
-"""core.telemetry: /metrics scrapes on 127.0.0.1, its counters move during a render run by the worker, resumed
+"""core.studio.telemetry: /metrics scrapes on 127.0.0.1, its counters move during a render run by the worker, resumed
 frames are not counted twice, GPU gauges are absent without NVML, bad ports are refused."""
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from core import telemetry
 from core.errors import ConfigError, OutputError
-from core.jobs import STATES, JobQueue
-from core.samples import ClipSpec, make_clip
-from core.worker import run_worker
+from core.studio import telemetry
+from core.studio.queue import STATES, JobQueue
+from core.studio.worker import run_worker
+from core.video.synthetic import ClipSpec, make_clip
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""core.temporal: the stabiliser's modes (EMA in place, flow-compensated EMA), pre-roll, real-clip quality."""
+"""core.render.temporal: the stabiliser's modes (EMA in place, flow-compensated EMA), pre-roll, real-clip quality."""
 
 from __future__ import annotations
 
@@ -8,10 +8,12 @@ import cv2
 import numpy as np
 import pytest
 
-from core.io import Reader, probe
-from core.metrics import MetricsMeter, ssim
 from core.presets import TemporalConfig, load_preset
-from core.temporal import CutDetector, Stabiliser, cut_distance, frame_features
+from core.quality.metrics import MetricsMeter, ssim
+from core.render.temporal import Stabiliser, cut_distance, frame_features
+from core.video.cuts import CutDetector
+from core.video.probe import probe
+from core.video.reader import Reader
 from stylizers import get_style
 from stylizers.base import Styled, compose
 

@@ -17,9 +17,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from core import models  # noqa: E402
 from core.errors import ConfigError, MediaNotFoundError, ModelError  # noqa: E402
-from core.stills import write_image  # noqa: E402
+from core.ml import registry  # noqa: E402
+from core.video.stills import write_image  # noqa: E402
 from scripts import cli  # noqa: E402
 from trainer import dataset, losses  # noqa: E402
 from trainer.finetune import BEST, LAST, LOG, FinetuneConfig, finetune, load_best  # noqa: E402
@@ -256,21 +256,21 @@ def test_checkpoint_never_runs_pickled_code(tmp_path: Path) -> None:
 def test_train_register_and_finetune_again(pair_dir: Path, tmp_path: Path) -> None:
     cfg = FinetuneConfig(**{**FAST.__dict__, "epochs": 2, "repeats": 1})
     first = train_model(pair_dir, "compact", "blur", cfg, folder=tmp_path / "r1")
-    assert first.entry.spec == "blur@1" and models.info("blur").active == 1
+    assert first.entry.spec == "blur@1" and registry.info("blur").active == 1
     assert first.entry.lineage == {"base": "compact", "data_hash": dataset.data_hash(pair_dir), "epochs": 2,
                                    "val_loss": round(first.run.best_val, 6)}
     assert first.entry.measured_fps and first.entry.measured_fps > 0
-    assert models.resolve_weights("blur").is_file()
+    assert registry.resolve_weights("blur").is_file()
     second = train_model(pair_dir, "blur", None, cfg, folder=tmp_path / "r2")
     assert second.entry.spec == "blur@2" and second.entry.lineage["base"] == "blur@1"
     assert second.run.first_val == pytest.approx(first.run.best_val, rel=1e-4)  # it started from v1's weights
-    assert models.rollback("blur").version == 1
+    assert registry.rollback("blur").version == 1
 
 
 def test_exception_tampered_weights(pair_dir: Path, tmp_path: Path) -> None:
     cfg = FinetuneConfig(**{**FAST.__dict__, "epochs": 1, "repeats": 1})
     train_model(pair_dir, "compact", "tamper", cfg, folder=tmp_path / "r")
-    path = models.resolve_weights("tamper")
+    path = registry.resolve_weights("tamper")
     path.write_bytes(path.read_bytes() + b"\0")
     with pytest.raises(ModelError, match="do not match the manifest"):
         train_model(pair_dir, "tamper", None, cfg, folder=tmp_path / "r2")
@@ -282,7 +282,7 @@ def test_exception_base_without_weights(pair_dir: Path, tmp_path: Path) -> None:
     trained = train_model(pair_dir, "compact", "plain", cfg, folder=tmp_path / "r").entry.path
     bare = tmp_path / "bare.onnx"
     bare.write_bytes(trained.read_bytes())
-    assert models.register(bare, "bare").weights_sha256 is None
+    assert registry.register(bare, "bare").weights_sha256 is None
     with pytest.raises(ConfigError, match="only models trained here can be fine-tuned"):
         train_model(pair_dir, "bare", None, FAST, folder=tmp_path / "r2")
 

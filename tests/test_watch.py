@@ -1,4 +1,4 @@
-"""core.watch: a slowly copied file is queued once, after it is complete; duplicates (another name, a touch,
+"""core.studio.watch: a slowly copied file is queued once, after it is complete; duplicates (another name, a touch,
 a restart) are ignored; non-videos are logged once and skipped; watch.yaml is loaded strictly; the CLI."""
 
 from __future__ import annotations
@@ -17,9 +17,8 @@ from pathlib import Path
 import pytest
 
 from core.errors import ConfigError
-from core.jobs import JobQueue
-from core.samples import ClipSpec, make_clip
-from core.watch import (
+from core.studio.queue import JobQueue
+from core.studio.watch import (
     Outcome,
     Watcher,
     WatchFolder,
@@ -29,6 +28,7 @@ from core.watch import (
     seen_files,
     watch_path,
 )
+from core.video.synthetic import ClipSpec, make_clip
 from scripts import cli
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -149,7 +149,7 @@ def test_not_a_video_is_logged_once_and_skipped(folders: tuple[Path, Path], capl
     (inbox / "notes.txt").write_text("not a video")
     (inbox / "fake.mp4").write_bytes(b"\x00garbage, not an mp4" * 50)
     w = Watcher(WatchFolder(folder=str(inbox), out=str(out), settle_s=0.0), observer=False)
-    with caplog.at_level(logging.INFO, logger="core.watch"):
+    with caplog.at_level(logging.INFO, logger="core.studio.watch"):
         outcomes = _settle(w) + _settle(w)
     assert [(Path(o.path).name, o.action) for o in outcomes] == [("fake.mp4", "skipped")]
     assert "fake.mp4" in outcomes[0].reason

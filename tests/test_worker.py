@@ -1,4 +1,4 @@
-"""core.worker: jobs run from the queue; SIGKILL mid-render resumes identically; SIGTERM releases; pause and
+"""core.studio.worker: jobs run from the queue; SIGKILL mid-render resumes identically; SIGTERM releases; pause and
 cancel stop a running render; failures use up attempts; two workers never run one job; train, autotune, CLI."""
 
 from __future__ import annotations
@@ -14,16 +14,16 @@ from pathlib import Path
 
 import pytest
 
-from core import worker as worker_mod
-from core.analysis import history_path
-from core.checkpoint import Checkpoint
 from core.errors import ConfigError
-from core.io import probe
-from core.job import build_job
-from core.jobs import JobQueue
-from core.pipeline import render, work_root
-from core.samples import ClipSpec, make_clip
-from core.worker import run_worker
+from core.render.checkpoint import Checkpoint
+from core.render.cost import history_path
+from core.render.pipeline import render, work_root
+from core.render.spec import build_job
+from core.studio import worker as worker_mod
+from core.studio.queue import JobQueue
+from core.studio.worker import run_worker
+from core.video.probe import probe
+from core.video.synthetic import ClipSpec, make_clip
 from scripts import cli
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -63,7 +63,7 @@ def _worker_process(studio_home: Path, hold_after: int, hold_s: float, *args: st
     chunk is checkpointed: the test then kills or stops it at a known point, mid-render."""
     code = (
         "import sys, time\n"
-        "from core.checkpoint import Checkpoint\n"
+        "from core.render.checkpoint import Checkpoint\n"
         "mark = Checkpoint.mark_done\n"
         "def held(self, cid, rec):\n"
         "    mark(self, cid, rec)\n"
@@ -333,7 +333,7 @@ def test_disk_guard_refuses_to_start_a_render(clip: Path, tmp_path: Path) -> Non
     """A job queued from the CLI meets the same disk guard as one queued from the Dashboard."""
     from dataclasses import replace
 
-    from core.storage import load_settings, save_settings
+    from core.studio.storage import load_settings, save_settings
 
     save_settings(replace(load_settings(), min_free_gb=9_999.0))
     queue = JobQueue()

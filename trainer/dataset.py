@@ -23,7 +23,7 @@ import torch
 
 from core.errors import ConfigError, MediaNotFoundError, UnsupportedVideoError
 from core.fingerprint import file_sha256
-from core.stills import IMAGE_EXTS, read_image
+from core.video.stills import IMAGE_EXTS, read_image
 
 INPUTS, TARGETS = "inputs", "targets"
 

@@ -3,7 +3,7 @@
 The deployed graph is :class:`~trainer.model.Exportable` (output clamped to [0, 1]) in eval mode, opset 17,
 with one input ``"input"`` and one output ``"output"``, both (N, 3, H, W) float32 RGB in [0, 1], where N, H
 and W are symbolic: one file serves every frame size, odd ones included. Beside it goes the sidecar
-``<model>.json`` ``{"range": 1}`` that tells :mod:`core.ml_session` the model takes 0..1 pixels.
+``<model>.json`` ``{"range": 1}`` that tells :mod:`core.ml.session` the model takes 0..1 pixels.
 
 Why a parity check: the legacy (TorchScript-tracing) exporter records one run of the network. Anything
 that run turned into a Python number (a ``float(tensor)``, a shape used in arithmetic, a data-dependent
@@ -74,7 +74,7 @@ class ExportReport:
 
 
 def sidecar_path(model: Path) -> Path:
-    """Where :func:`core.ml_session.sidecar_range` looks for a model's range: ``<model>.json``."""
+    """Where :func:`core.ml.session.sidecar_range` looks for a model's range: ``<model>.json``."""
     return model.with_suffix(".json")
 
 

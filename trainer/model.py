@@ -4,7 +4,7 @@ Both map (N, 3, H, W) float32 RGB in [0, 1] to the same shape and range (the out
 export, so training sees gradients everywhere). Any H and W work: reflection padding keeps the borders
 clean, and the two stride-2 downsamplings are undone by nearest upsampling + convolution to the input's
 exact size, so odd sizes round-trip. The smallest input is 8 x 8 (reflection padding needs a quarter-
-resolution map of at least 2 x 2; core.ml_session pads tiles to a multiple of 8).
+resolution map of at least 2 x 2; core.ml.session pads tiles to a multiple of 8).
 
 The architecture is a value (:class:`Arch`) stored beside every checkpoint and registered model, so
 weights are always loaded into the network they were trained in.

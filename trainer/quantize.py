@@ -30,8 +30,8 @@ from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from core.atomic import atomic_path, write_json
 from core.errors import ConfigError, ModelError, OutputError
-from core.frames import check_rgb, hwc_to_nchw, to_float
-from core.ml_session import read_spec, sidecar_range
+from core.ml.session import read_spec, sidecar_range
+from core.video.frames import check_rgb, hwc_to_nchw, to_float
 
 #: One frame in HOLD_OUT_EVERY is kept out of calibration to judge the result (when there are enough).
 HOLD_OUT_EVERY = 4
@@ -143,7 +143,7 @@ def _check_paths(fp32: Path, out: Path) -> None:
 
 
 def _session(path: Path, name: Path | None = None) -> ort.InferenceSession:
-    """A private CPU session (not core.ml_session's shared cache: these files are temporary)."""
+    """A private CPU session (not core.ml.session's shared cache: these files are temporary)."""
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
     try:

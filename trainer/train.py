@@ -18,9 +18,9 @@ from typing import Literal
 
 import numpy as np
 
-from core import models
 from core.errors import ConfigError
-from core.presets import studio_home
+from core.ml import registry
+from core.paths import studio_home
 
 from .dataset import data_hash, load_pairs
 from .export_onnx import ExportReport, export
@@ -34,7 +34,7 @@ FPS_SIZE = (720, 1280)
 
 @dataclass(frozen=True)
 class TrainReport:
-    entry: models.ModelEntry
+    entry: registry.ModelEntry
     run: FinetuneResult
     export: ExportReport
     quant: QuantReport | None
@@ -49,7 +49,7 @@ def run_folder(name: str) -> Path:
 
 def measure_fps(path: Path, size: tuple[int, int] = FPS_SIZE, runs: int = 2) -> float:
     """Frames per second of an ONNX model at ``size`` on the session's provider (best of ``runs``)."""
-    from core import ml_session
+    from core.ml import session as ml_session
 
     session = ml_session.get_session(path)
     x = np.random.default_rng(0).random((1, 3, *size), dtype=np.float32) * np.float32(session.spec.value_range)
@@ -96,7 +96,7 @@ def train_model(pairs_dir: str | Path, base: str, name: str | None, cfg: Finetun
             chosen = quant.path
             (out / f"{name}.int8.npz").write_bytes((out / f"{name}.npz").read_bytes())
     fps = measure_fps(chosen)
-    entry = models.register(
+    entry = registry.register(
         chosen, name, activate=activate, style=style or f"neural, fine-tuned from {lineage_base}",
         licence=licence or "trained by this studio on the user's own pairs",
         input={"layout": "NCHW", "range": 1, "size": None, "precision": "int8" if quant and chosen == quant.path

@@ -83,9 +83,9 @@ def base_network(base: str, seed: int = 0) -> tuple[TransformerNet, str]:
     if base in ARCHS:
         torch.manual_seed(seed)
         return TransformerNet(ARCHS[base]), base
-    from core import models
+    from core.ml import registry
 
-    if not models.is_registered(base):
+    if not registry.is_registered(base):
         raise ConfigError(f"base model {base!r}: not a registered model (see `models list`) nor one of "
                           f"{', '.join(ARCHS)} (train from scratch)")
-    return load_npz(models.resolve_weights(base)), models.entry(base).spec
+    return load_npz(registry.resolve_weights(base)), registry.entry(base).spec

@@ -11,7 +11,7 @@ import streamlit as st
 from app import components as ui
 from app.events import render_metrics
 from app.plots import render_metrics_figure, shots_figure, stages_figure
-from core.analysis import SCORE_NAMES
+from core.quality.shots import SCORE_NAMES
 
 st.title("Batch queue")
 queue = ui.job_queue()

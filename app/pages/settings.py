@@ -9,21 +9,22 @@ import yaml
 
 from app import components as ui
 from app.actions import in_use_paths
-from core import storage, watch
+from core import disk
 from core.config import schema, to_dict
+from core.paths import studio_home
 from core.presets import (
     BUNDLED_DIR,
-    DECODERS,
     EncoderConfig,
     Preset,
     TemporalConfig,
     apply_sets,
     list_presets,
-    load_preset,
     save_preset,
-    studio_home,
     user_dir,
 )
+from core.studio import storage, watch
+from core.video.reader import DECODERS
+from stylizers import checked_preset
 
 st.title("Settings")
 hardware, presets, folders, store = st.tabs(["Hardware", "Presets", "Folders", "Storage"])
@@ -51,7 +52,7 @@ with hardware:
     t1, t2 = st.columns(2)
     if t1.button("Test connection", key="set.executor_test"):
         with ui.shown_errors():
-            from core.executors import make_executor
+            from core.render.executors import make_executor
 
             with make_executor(url.strip() or "local", timeout=5) as (_, n):
                 st.success("local process pool" if n is None else f"connected: {n} worker threads")
@@ -78,7 +79,7 @@ with presets:
     name = st.selectbox("Preset", names, index=names.index("balanced") if "balanced" in names else 0,
                         key="set.preset")
     with ui.shown_errors():
-        preset = load_preset(name)
+        preset = checked_preset(name)
         st.caption(preset.description)
         values = to_dict(preset)
         sets = ui.schema_form([f for f in schema(Preset) if f["name"] == "chunk_seconds"], values,
@@ -141,7 +142,7 @@ with store:
     st.dataframe([{"tier": u.tier, "files": u.files, "size (MB)": round(u.bytes / 2**20, 1),
                    "retention (days)": u.retention_days or "forever", "folder": str(u.folder)}
                   for u in storage.usage(settings)], hide_index=True, width="stretch")
-    st.caption(f"{storage.free_bytes() / 2**30:.1f} GB free; jobs are refused below {settings.min_free_gb:g} GB")
+    st.caption(f"{disk.free_bytes() / 2**30:.1f} GB free; jobs are refused below {settings.min_free_gb:g} GB")
     with st.form("set.storage"):
         days = {t: st.number_input(f"Keep {t} (days, 0 = forever)", 0.0, 3650.0,
                                    float(getattr(settings.retention, t)), key=f"set.ret.{t}")

@@ -11,8 +11,8 @@ from app import components as ui
 from app.actions import frame_seconds, record_rating, render_variant
 from app.plots import shap_figure
 from app.wipe import wipe
-from core import feedback
-from core.preference import default_path
+from core.learn import feedback
+from core.learn.preference import default_path
 from core.presets import list_presets
 from stylizers import READY_STYLES, STYLIZERS
 

@@ -9,13 +9,14 @@ from app import components as ui
 from app.actions import queue_train
 from app.events import epoch_records
 from app.plots import loss_figure
-from core import feedback, models
+from core.learn import feedback
+from core.ml import registry
 
 st.title("Trainer")
 queue = ui.job_queue()
 
 with ui.shown_errors():
-    entries = models.list_models()
+    entries = registry.list_models()
 trainable = [*sorted({e.name for e in entries if e.weights_sha256}), "compact", "johnson"]
 pairs_root = feedback.pairs_folder().parent
 pair_sets = sorted(p.name for p in pairs_root.iterdir() if p.is_dir()) if pairs_root.is_dir() else []
@@ -69,7 +70,7 @@ if entries:
     active = {}
     for e in entries:
         with ui.shown_errors():
-            active.setdefault(e.name, models.info(e.name).active)
+            active.setdefault(e.name, registry.info(e.name).active)
     st.dataframe([{"model": e.spec, "active": active.get(e.name) == e.version, "style": e.style,
                    "fps": e.measured_fps, "base": (e.lineage or {}).get("base"),
                    "val_loss": (e.lineage or {}).get("val_loss"), "created": e.created, "licence": e.licence}
@@ -79,10 +80,10 @@ if entries:
     if c1.button("Activate", key="train.activate"):
         with ui.shown_errors():
             name_, _, version = spec.partition("@")
-            st.success(f"active: {models.activate(name_, int(version)).spec}")
+            st.success(f"active: {registry.activate(name_, int(version)).spec}")
     roll = c2.selectbox("Model", sorted(active), key="train.rollback_name")
     if c2.button("Roll back", key="train.rollback"):
         with ui.shown_errors():
-            st.success(f"active: {models.rollback(roll).spec}")
+            st.success(f"active: {registry.rollback(roll).spec}")
 else:
     st.info("No models registered yet.")

@@ -19,13 +19,15 @@ import cv2
 import numpy as np
 import PyOpenColorIO as ocio
 
-from .. import atomic
-from ..errors import ConfigError, OutputError
-from ..fingerprint import file_sha256
-from ..frames import check_rgb, to_uint8
-from ..presets import studio_home
+from core import atomic
+from core.errors import ConfigError, OutputError
+from core.fingerprint import file_sha256
+from core.paths import studio_home
+from core.video.frames import check_rgb, to_uint8
+
 from .lut import Lut
 from .ocio import apply_packed, processor
+from .readers import read_lut
 
 log = logging.getLogger(__name__)
 
@@ -131,8 +133,6 @@ def packed_table(lut_file: Path | None, key_extra: str = "", *, pre: RowFn | Non
             return packed.view(np.ndarray) if load else None  # a plain read-only array over the mapping
     except (OSError, ValueError):
         pass
-    from . import read_lut  # the package's dispatcher (imported here: the package imports this module)
-
     lut = read_lut(lut_file) if lut_file is not None else None
     packed = pack_table(bake_u8(lut, key_extra, pre=pre, mix=mix))
     _save(path, packed)

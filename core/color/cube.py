@@ -19,8 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import atomic
-from ..errors import LutError, OutputError
+from core import atomic
+from core.errors import LutError, OutputError
+
 from .lut import SIZE_1D, SIZE_3D, UNIT_MAX, UNIT_MIN, Lut, Lut1D, Lut3D, Triple, frozen_table
 
 #: keyword -> number of values it takes (None: free text).

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import LutError
+from core.errors import LutError
 
 Triple = tuple[float, float, float]
 

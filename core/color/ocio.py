@@ -16,7 +16,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import PyOpenColorIO as ocio
 
-from ..errors import ConfigError
+from core.errors import ConfigError
+
 from .lut import Lut, Triple
 
 #: Processors kept per LUT content (sha256); each holds its tables, a few MiB at most.

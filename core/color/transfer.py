@@ -19,8 +19,8 @@ from functools import cache
 
 import numpy as np
 
-from ..errors import ConfigError
-from ..frames import to_uint8
+from core.errors import ConfigError
+from core.video.frames import to_uint8
 
 ENCODE_SIZE = 4096
 #: BT.709's 1.099 and 0.018 to full precision (as BT.2020 gives them): the rounded pair leaves a step at the

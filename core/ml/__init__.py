@@ -1,0 +1,7 @@
+"""Neural models at inference: ONNX Runtime sessions and the registry of versioned models.
+
+``session`` (a model's input contract read from its graph, providers, batched and tiled inference that hides
+seams), ``registry`` (named, versioned, checksummed ONNX files with an active version per name).
+
+May import: the base and ``core.video`` (the frame contract). Never torch: training lives in ``trainer/``.
+"""

@@ -1,0 +1,96 @@
+"""A render job as a value: input, output, style, resolved parameters and preset.
+
+Its hash (over everything that changes pixels, not the output path or worker count) names the work
+folder, so a changed parameter, input or model file starts fresh while a re-run resumes. Which audio and
+subtitle tracks the output keeps is in the job but not in its hash: only the stitch reads it, so the same
+chunks serve a render with and without them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from core.config import to_dict
+from core.errors import ConfigError
+from core.fingerprint import file_sha256
+from core.presets import Preset, apply_sets
+from core.video.stitch import check_keep
+from stylizers import build_params, checked_preset, get_style
+
+#: Bumped whenever a change alters rendered pixels, so old checkpoints are not reused.
+ENGINE_VERSION = 2  # 2: the chunk plan no longer depends on the worker count (lanes per 90 s of video)
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """Everything a render (or any one of its chunks, anywhere) needs. Its hash names the work folder.
+
+    ``audio`` and ``subtitles``: "all" keeps every such track of the input, "none" leaves them out.
+    """
+
+    input: str
+    output: str
+    style: str = "none"
+    params: Any = None
+    preset: Preset = field(default_factory=Preset)
+    audio: str = "all"
+    subtitles: str = "all"
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What determines the rendered pixels: not the output path, the worker count or the kept tracks."""
+        st = os.stat(self.input)
+        preset = to_dict(self.preset)
+        for k in ("name", "description", "styles"):
+            preset.pop(k)
+        files = {str(p): file_sha256(p) for p in get_style(self.style).files(self.params)}
+        return {"engine": ENGINE_VERSION, "input": str(Path(self.input).resolve()), "size": st.st_size,
+                "mtime_ns": st.st_mtime_ns, "style": self.style, "params": to_dict(self.params),
+                "preset": preset, "files": files}
+
+    def job_hash(self) -> str:
+        blob = json.dumps(self.fingerprint(), sort_keys=True, default=str).encode()
+        return hashlib.sha256(blob).hexdigest()[:20]
+
+
+
+def parse_sets(items: list[str] | None) -> dict[str, str]:
+    """``["a=1", "encoder.crf=18"]`` -> ``{"a": "1", "encoder.crf": "18"}``; a ConfigError on bad items."""
+    out: dict[str, str] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {item!r}: expected key=value")
+        out[key.strip()] = value.strip()
+    return out
+
+
+_PRESET_KEYS = {f.name for f in fields(Preset)} - {"name", "description", "styles"}
+
+
+def build_job(input: str | Path, output: str | Path, style: str = "none", preset: str | Preset = "balanced",
+              sets: dict[str, str] | None = None, chunk_seconds: float | None = None, *, audio: str = "all",
+              subtitles: str = "all") -> JobSpec:
+    """Resolve a job from what a user typed: style and preset names plus ``--set`` overrides.
+
+    Keys naming preset fields (``chunk_seconds``, ``encoder.*``, ``temporal.*``) change the preset; the
+    rest are the style's parameters. ``audio`` / ``subtitles``: "all" or "none". Raises ConfigError naming
+    the bad key or value.
+    """
+    get_style(style)
+    check_keep("audio", audio)
+    check_keep("subtitles", subtitles)
+    base = preset if isinstance(preset, Preset) else checked_preset(preset)
+    sets = dict(sets or {})
+    preset_sets = {k: v for k, v in sets.items() if k.split(".")[0] in _PRESET_KEYS}
+    style_sets = {k: v for k, v in sets.items() if k not in preset_sets}
+    resolved = apply_sets(base, preset_sets)
+    if chunk_seconds is not None:
+        resolved = apply_sets(resolved, {"chunk_seconds": str(chunk_seconds)})
+    params = get_style(style).pin(build_params(style, resolved.styles.get(style), style_sets, f"preset {base.name}"))
+    return JobSpec(input=str(Path(input)), output=str(Path(output)), style=style, params=params, preset=resolved,
+                   audio=audio, subtitles=subtitles)

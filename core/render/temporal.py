@@ -1,0 +1,219 @@
+"""Temporal stage: EMA stabilisation of the stylized layers, either in place or motion-compensated along the
+input's optical flow, reset at the scene cuts :mod:`core.video.cuts` finds on the input.
+
+State is explicit and serialisable (``state_dict`` / ``load_state_dict``). A chunk that follows another in
+its lane carries the state that one saved (a single pass's frames, exactly); a lane's first chunk starts
+cold and decodes :meth:`TemporalConfig.preroll_frames` frames before its start, which leaves the EMA within
+a quarter code value of a single-pass render (see :func:`core.render.pipeline.plan_chunks`).
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, NamedTuple
+
+import cv2
+import numpy as np
+
+from core.presets import TemporalConfig
+from core.video.cuts import frame_signature
+from core.video.flow import FlowEstimator, flow_to_previous
+from core.video.frames import gray
+from stylizers.base import Styled, compose
+
+
+class FrameFeatures(NamedTuple):
+    """What the temporal stage measures on one input frame, computed once (on the decoder's thread) and used
+    for the cut test and the motion towards both of its neighbours."""
+
+    signature: np.ndarray  # :func:`frame_signature`
+    small: np.ndarray | None  # the small grey copy the flow runs on (flow mode), else None
+
+
+def frame_features(rgb: np.ndarray, motion: bool) -> FrameFeatures:
+    return FrameFeatures(frame_signature(rgb), _Motion.small(rgb) if motion else None)
+
+
+def cut_distance(prev: FrameFeatures | None, cur: FrameFeatures) -> float:
+    """What :meth:`CutDetector.distance` gives for ``cur`` after ``prev`` (None: the first frame), statelessly,
+    so it can be measured ahead on another thread."""
+    if prev is None:
+        return 0.0
+    return float(cv2.compareHist(prev.signature, cur.signature, cv2.HISTCMP_BHATTACHARYYA))
+
+
+#: how to pull the previous frame onto this one: ``(map_x, map_y, reliable)``, (H, W) float32 each
+Motion = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+class _Motion:
+    """Aligns last frame's state to this frame along the optical flow of the *input* frames.
+
+    Flow (DIS, :mod:`core.video.flow`) runs on grey copies whose longer side is :data:`_FLOW_SIDE` and is scaled up
+    to the frame; where the forward-backward check fails (occluded, revealed or badly matched pixels) the
+    weight of the past is 0, so those pixels start fresh instead of smearing what moved away.
+    """
+
+    def __init__(self) -> None:
+        self._est = FlowEstimator("fast")
+        self._prev: np.ndarray | None = None  # last input frame, small grey uint8
+        self._grid: tuple[np.ndarray, np.ndarray] | None = None  # full-size pixel coordinates, cached
+
+    def reset(self) -> None:
+        self._prev = None
+
+    @staticmethod
+    def small(source: np.ndarray) -> np.ndarray:
+        """The grey copy the flow runs on: longer side :data:`_FLOW_SIDE`."""
+        h, w = source.shape[:2]
+        k = min(1.0, _FLOW_SIDE / max(h, w))
+        return gray(source if k == 1 else cv2.resize(source, (max(8, round(w * k)), max(8, round(h * k))),
+                                                     interpolation=cv2.INTER_AREA))
+
+    def step(self, source: np.ndarray) -> Motion | None:
+        """Remember ``source`` ((H, W, 3) uint8 RGB input frame) and return how to pull the previous frame
+        onto it: ``(map_x, map_y, reliable)``, (H, W) float32 each, for ``cv2.remap`` and as a 0..1 weight.
+        None on the first frame after a reset, or when too little of the flow is reliable (a missed cut)."""
+        small = self.small(source)
+        prev, self._prev = self._prev, small
+        return self.between(prev, small, source.shape[:2])
+
+    def between(self, prev: np.ndarray | None, small: np.ndarray, size: tuple[int, int]) -> Motion | None:
+        """What :meth:`step` returns for the frame of ``small`` (:meth:`small`) and ``size`` (h, w) after the
+        frame of ``prev``, without state: motion can be measured ahead, on several threads (an instance
+        each), and applied in order."""
+        h, w = size
+        if prev is None or prev.shape != small.shape:
+            return None
+        pair = flow_to_previous(self._est, prev, small)
+        if pair.reliable.mean() < _MIN_RELIABLE:
+            return None
+        sh, sw = small.shape
+        flow = cv2.resize(pair.to_prev, (w, h), interpolation=cv2.INTER_LINEAR) if (sh, sw) != (h, w) else pair.to_prev
+        if self._grid is None or self._grid[0].shape != (h, w):
+            gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+            self._grid = (gx, gy)
+        map_x = cv2.scaleAdd(flow[..., 0], w / sw, self._grid[0])
+        map_y = cv2.scaleAdd(flow[..., 1], h / sh, self._grid[1])
+        reliable = cv2.resize(pair.reliable.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
+        return map_x, map_y, reliable
+
+
+#: longer side of the frames the stabiliser's flow is computed on; the flow is scaled up to the frame
+_FLOW_SIDE = 320
+#: below this fraction of reliable flow, the frame is treated as a cut the histogram missed
+_MIN_RELIABLE = 0.2
+
+
+class Stabiliser:
+    """EMA over output layers, separately for base and lines: ``state = s * past + (1 - s) * current``.
+
+    Line work gets its own (usually stronger) weight: edges flicker more than colour. ``reset()`` at a
+    cut makes the next frame start fresh. Inputs are never modified.
+
+    Modes (:attr:`TemporalConfig.mode`): ``"ema"`` blends with the past state where it was; ``"flow"`` first
+    warps the past state along the input's optical flow (so moving content does not leave a ghost trail)
+    and gives the past no weight where the flow is unreliable; ``"off"`` passes frames through.
+    The weight of an ``n``-frame-old state is at most ``s**n`` in both modes, so the same pre-roll
+    (:meth:`TemporalConfig.preroll_frames`) makes a chunked render equal a single pass; in flow mode the
+    pre-roll frames feed the flow too.
+    """
+
+    def __init__(self, config: TemporalConfig, enabled: bool = True) -> None:
+        on = enabled and config.mode in ("ema", "flow")
+        self.s_base = np.float32(config.strength if on else 0.0)
+        self.s_lines = np.float32(config.lines_strength if on else 0.0)
+        self._motion = _Motion() if on and config.mode == "flow" else None
+        self._local = threading.local()  # per-thread flow estimators for motion_between
+        self._base: np.ndarray | None = None
+        self._lines: np.ndarray | None = None
+
+    @property
+    def active(self) -> bool:
+        """False when the stabiliser passes frames through (no state to keep or reset)."""
+        return bool(self.s_base or self.s_lines)
+
+    @property
+    def needs_source(self) -> bool:
+        """True when each call must also get the input frame (flow mode)."""
+        return self._motion is not None and self.active
+
+    def reset(self) -> None:
+        self._base = None
+        self._lines = None
+        if self._motion is not None:
+            self._motion.reset()
+
+    @staticmethod
+    def _blend(state: np.ndarray | None, cur: np.ndarray, s: np.float32) -> np.ndarray:
+        cur = cur.astype(np.float32)
+        if state is None or state.shape != cur.shape or s == 0:
+            return cur
+        # state += (1 - s) * (cur - state), in place on our own buffer
+        cv2.addWeighted(state, float(s), cur, float(1 - s), 0.0, dst=state)
+        return state
+
+    @staticmethod
+    def _blend_warped(state: np.ndarray | None, cur: np.ndarray, s: np.float32,
+                      motion: Motion | None) -> np.ndarray:
+        """Bilinear warp of the past (cubic measured worse: its overshoot reads as flicker), then a blend
+        whose weight of the past is ``s`` where the flow is reliable and 0 where it is not."""
+        cur = cur.astype(np.float32)
+        if state is None or motion is None or state.shape != cur.shape or s == 0:
+            return cur
+        map_x, map_y, reliable = motion
+        past = cv2.remap(state, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        w_past = reliable * s
+        return cv2.blendLinear(past, cur, w_past, 1.0 - w_past)
+
+    def __call__(self, styled: Styled, source: np.ndarray | None = None) -> np.ndarray:
+        """Stabilise one frame's layers -> (H, W, 3) uint8 RGB.
+
+        ``source``: the input frame the layers were stylised from ((H, W, 3) uint8 RGB); flow mode needs
+        it (the flow is measured on the input, whose texture is real), the other modes ignore it.
+        """
+        if self._motion is not None and self.active:
+            if source is None:
+                raise ValueError("temporal mode 'flow': the stabiliser needs the input frame (source=)")
+            return self.apply(styled, self._motion.step(source))
+        return self.apply(styled, None)
+
+    def motion_between(self, prev: FrameFeatures | None, cur: FrameFeatures, size: tuple[int, int]) -> Motion | None:
+        """The motion :meth:`__call__` would measure for a frame of ``size`` (h, w) with features ``cur``
+        after the frame of ``prev`` (None: the first frame, or the first after a cut), measured now and
+        statelessly. Thread-safe: each thread gets its own flow estimator. None outside flow mode."""
+        if not self.needs_source or prev is None or prev.small is None or cur.small is None:
+            return None
+        local = self._local.__dict__
+        if "motion" not in local:
+            local["motion"] = _Motion()
+        return local["motion"].between(prev.small, cur.small, size)
+
+    def apply(self, styled: Styled, motion: Motion | None) -> np.ndarray:
+        """Stabilise one frame's layers with motion measured ahead (:meth:`motion_between`); the same as
+        :meth:`__call__` for the same frames in the same order, resets included."""
+        if self.s_base == 0 and self.s_lines == 0:
+            return compose(styled.base, styled.lines, styled.ink)
+        if self._motion is None:
+            self._base = self._blend(self._base, styled.base, self.s_base)
+            if styled.lines is not None:
+                self._lines = self._blend(self._lines, styled.lines, self.s_lines)
+        else:
+            if motion is None:  # first frame, or a cut the histograms missed: start fresh
+                self._base = self._lines = None
+            self._base = self._blend_warped(self._base, styled.base, self.s_base, motion)
+            if styled.lines is not None:
+                self._lines = self._blend_warped(self._lines, styled.lines, self.s_lines, motion)
+        return compose(self._base, self._lines if styled.lines is not None else None, styled.ink)
+
+    def state_dict(self) -> dict[str, Any]:
+        prev = None if self._motion is None or self._motion._prev is None else self._motion._prev.copy()
+        return {"base": None if self._base is None else self._base.copy(),
+                "lines": None if self._lines is None else self._lines.copy(), "flow_prev": prev}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._base = None if state.get("base") is None else np.asarray(state["base"], np.float32).copy()
+        self._lines = None if state.get("lines") is None else np.asarray(state["lines"], np.float32).copy()
+        if self._motion is not None:
+            prev = state.get("flow_prev")
+            self._motion._prev = None if prev is None else np.asarray(prev, np.uint8).copy()

@@ -1,0 +1,389 @@
+"""Join rendered chunks by stream copy and add the source's other streams once, interleaved by time.
+
+The output keeps what the source carries besides its picture: every audio track and every subtitle track
+(in source order, with their language, title and disposition), the chapters and the container's tags.
+Audio is never cut per chunk (AAC clicks at the joins): every source audio packet is copied into the
+final file, or re-encoded to AAC when the output container cannot hold the source codec. Subtitles are
+copied, or converted to the container's text codec (mov_text in .mp4/.mov, SubRip in .mkv) when it cannot
+hold theirs; a track that fits neither way is left out with a warning naming it, never a failed render.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import heapq
+import io
+import logging
+from collections.abc import Callable, Iterator, Mapping
+from fractions import Fraction
+from pathlib import Path
+
+import av
+from av.subtitles.subtitle import SubtitleSet
+
+from core.errors import ConfigError, RenderError
+
+from .probe import OUTPUT_FORMATS, VideoInfo
+
+log = logging.getLogger(__name__)
+
+#: What ``--audio`` / ``--subtitles`` may say: keep every track of that kind, or none.
+KEEP_CHOICES = ("all", "none")
+
+#: The text subtitle codec each output container takes when a source track's own codec cannot go in.
+_TEXT_SUBTITLES = {"mp4": "mov_text", "mov": "mov_text", "matroska": "subrip"}
+#: Containers whose players show any text codec FFmpeg writes there. The mp4 muxer also takes WebVTT,
+#: which QuickTime players do not show: text goes into .mp4/.mov as mov_text.
+_ANY_TEXT = frozenset({"matroska"})
+
+#: Tags a muxer writes itself or that describe the source file's packaging, not its content: a copy would
+#: be stale (Matroska's per-track statistics, the mp4 brand, the encoder that made the source).
+_PACKAGING_TAGS = frozenset({"encoder", "duration", "bps", "number_of_frames", "number_of_bytes", "major_brand",
+                             "minor_version", "compatible_brands", "vendor_id", "rotate"})
+
+#: The .mov muxer stores a language only as one of QuickTime's old Macintosh language numbers, whose FFmpeg
+#: names are ISO 639-2/B codes (and a few of its own): the /T spelling of those would be dropped.
+_QUICKTIME_LANGUAGES = {"deu": "ger", "nld": "dut", "ell": "gre", "isl": "ice", "zho": "chi", "sqi": "alb",
+                        "hye": "arm", "kat": "geo", "bod": "tib", "mya": "bur", "msa": "may", "mkd": "mac",
+                        "cym": "wel", "swe": "sve", "hrv": "hr ", "srp": "sr ", "fao": "fo ", "pan": "pa ",
+                        "gle": "iri"}
+_EXTENSION = {fmt: ext for ext, fmt in OUTPUT_FORMATS.items()}  # for messages: ".mkv", not "matroska"
+#: Containers that carry attachments (the fonts an ASS track is drawn with, cover art).
+_ATTACHMENTS = frozenset({"matroska"})
+
+#: (time in seconds, stream kind, packet): the order packets of all streams are muxed in.
+Feed = Iterator[tuple[Fraction, int, av.Packet]]
+_VIDEO, _AUDIO, _SUBTITLE = 0, 1, 2
+
+
+def check_keep(what: str, value: str) -> str:
+    """``value`` if it is one of :data:`KEEP_CHOICES`, else a ConfigError naming ``what``."""
+    if value not in KEEP_CHOICES:
+        raise ConfigError(f"{what}: {value!r} is not one of {', '.join(KEEP_CHOICES)}")
+    return value
+
+
+def container_holds(fmt: str, codec: str) -> bool:
+    """Whether FFmpeg's muxer ``fmt`` accepts ``codec`` (its own list, not ours)."""
+    with av.open(io.BytesIO(), mode="w", format=fmt) as probe_out:
+        return codec in probe_out.supported_codecs
+
+
+def content_tags(metadata: Mapping[str, str], fmt: str = "") -> dict[str, str]:
+    """A container's or stream's tags for an ``fmt`` output, without the packaging ones. QuickTime files name
+    a track with a ``name`` tag; it becomes ``title``, which every muxer writes (mp4 writes it back as
+    ``name``). A language goes into .mov in the spelling that muxer keeps."""
+    tags = {k: v for k, v in metadata.items()
+            if k.split("-")[0].lower() not in _PACKAGING_TAGS and not k.lower().startswith("_statistics")}
+    if "title" not in {k.lower() for k in tags} and "name" in tags:
+        tags["title"] = tags.pop("name")
+    if fmt == "mov" and "language" in tags:
+        tags["language"] = _QUICKTIME_LANGUAGES.get(tags["language"], tags["language"])
+    return tags
+
+
+def _key(packet: av.Packet) -> Fraction:
+    ts = packet.dts if packet.dts is not None else packet.pts
+    return Fraction(ts or 0) * packet.time_base
+
+
+def _video_packets(chunks: list[tuple[Path, int]], info: VideoInfo,
+                   out_stream: av.video.stream.VideoStream) -> Feed:
+    """Each chunk file starts at pts 0 (mp4 edit lists would round a later start to milliseconds);
+    its ``offset`` (source time base) puts it back in place. Every packet gets its source frame's
+    duration: encoders guess the last one, and a guess changes the clip's length."""
+    time_base = info.time_base
+    durations = dict(zip(info.pts, info.durations, strict=True))
+    last_dts: int | None = None
+    for n, (path, offset) in enumerate(chunks):
+        with av.open(str(path)) as c:
+            vs = c.streams.video[0]
+            shift = Fraction(offset) * time_base / vs.time_base
+            if shift.denominator != 1:
+                raise RenderError(f"{path}: chunk time base {vs.time_base} cannot hold offset {offset}")
+            for p in c.demux(vs):
+                if p.size == 0:
+                    continue
+                if p.pts is not None:
+                    p.pts += int(shift)
+                    src_duration = durations.get(int(Fraction(p.pts) * vs.time_base / time_base))
+                    if src_duration:
+                        p.duration = int(Fraction(src_duration) * time_base / vs.time_base)
+                if p.dts is not None:
+                    p.dts += int(shift)
+                elif last_dts is not None:
+                    # matroska keeps no decode stamps: a later chunk's leading (reordered) packets come back
+                    # without one, and the muxer refuses a stamp-less packet after stamped ones
+                    p.dts = min(last_dts + 1, p.pts if p.pts is not None else last_dts + 1)
+                if last_dts is not None and p.dts is not None and p.dts <= last_dts:
+                    # a VFR join can leave equal decode stamps; nudge by one tick, never past pts
+                    p.dts = min(last_dts + 1, p.pts if p.pts is not None else last_dts + 1)
+                last_dts = p.dts
+                p.stream = out_stream
+                yield _key(p), _VIDEO, p
+        log.debug("stitched chunk %d (%s)", n, path.name)
+
+
+# ----------------------------------------------------------------------------------- audio and subtitles
+# Each adder puts one output stream for source stream ``index`` into ``out`` and returns it with the feed
+# of its packets; a trial run of the same adder into memory says first whether it works for this muxer.
+
+Adder = Callable[[av.container.OutputContainer, av.container.InputContainer, int], tuple[av.stream.Stream, Feed]]
+
+
+#: AVFMT_TS_NONSTRICT: the muxer takes a packet with the same decode stamp as the one before (Matroska does,
+#: mp4 does not: two subtitle cues starting together are one cue there).
+_TS_NONSTRICT = 0x20000
+
+
+def _strict(out: av.container.OutputContainer) -> bool:
+    return not out.format.flags & _TS_NONSTRICT
+
+
+def _in_order(src: av.container.InputContainer, index: int, kind: int, strict: bool) -> Iterator[av.Packet]:
+    """The stream's packets that carry data and a stamp. A packet whose decode stamp goes back (a damaged
+    source: bit flips in an MPEG-TS), repeats the one before where the muxer is ``strict``, or comes before
+    its own decode stamp is skipped with a debug line: the muxer would refuse it, and one cue or one audio
+    packet of a damaged file must not cost the render."""
+    last: int | None = None
+    for p in src.demux(src.streams[index]):
+        if p.size == 0 or (p.dts is None and p.pts is None):
+            continue
+        ts = p.dts if p.dts is not None else p.pts
+        if (last is not None and (ts < last or (strict and ts == last))) or (p.pts is not None and p.dts is not None
+                                                                          and p.pts < p.dts):
+            log.debug("%s: stream %d: a packet at %s does not follow the one at %s; skipped", src.name, index, ts,
+                      last)
+            continue
+        last = ts
+        yield p
+
+
+def _copy(out: av.container.OutputContainer, src: av.container.InputContainer, index: int,
+          kind: int = _AUDIO) -> tuple[av.stream.Stream, Feed]:
+    stream = out.add_stream_from_template(src.streams[index])
+
+    def feed() -> Feed:
+        for p in _in_order(src, index, kind, _strict(out)):
+            p.stream = stream
+            yield _key(p), kind, p
+
+    return stream, feed()
+
+
+def _copy_subtitles(out: av.container.OutputContainer, src: av.container.InputContainer,
+                    index: int) -> tuple[av.stream.Stream, Feed]:
+    return _copy(out, src, index, _SUBTITLE)
+
+
+#: FFmpeg's default layout per channel count, for streams that only say "N channels" (PCM often does).
+_DEFAULT_LAYOUTS = {1: "mono", 2: "stereo", 3: "2.1", 4: "4.0", 5: "5.0", 6: "5.1", 7: "6.1", 8: "7.1"}
+
+
+def _named_layout(layout: str, channels: int) -> str:
+    """AAC refuses unnamed layouts: keep a named one, else the default for the channel count."""
+    return layout if layout and not layout.endswith("channels") else _DEFAULT_LAYOUTS.get(channels, "stereo")
+
+
+def _to_aac(out: av.container.OutputContainer, src: av.container.InputContainer,
+            index: int) -> tuple[av.stream.Stream, Feed]:
+    """Decode and encode to AAC, for a codec the container cannot hold (PCM in mp4, for one)."""
+    s = src.streams[index]
+    cc_in = s.codec_context
+    stream = out.add_stream("aac", rate=cc_in.sample_rate or 48000)
+    cc = stream.codec_context
+    cc.layout = _named_layout(getattr(cc_in.layout, "name", ""), cc_in.channels or 0)
+
+    def feed() -> Feed:
+        resampler = av.AudioResampler(format=cc.format.name, layout=cc.layout.name, rate=cc.sample_rate)
+        for frame in src.decode(s):
+            for rf in resampler.resample(frame):
+                for p in stream.encode(rf):
+                    yield _key(p), _AUDIO, p
+        for rf in resampler.resample(None):
+            for p in stream.encode(rf):
+                yield _key(p), _AUDIO, p
+        for p in stream.encode(None):
+            yield _key(p), _AUDIO, p
+
+    return stream, feed()
+
+
+def _to_text(target: str) -> Adder:
+    """An adder that decodes a text subtitle track to FFmpeg's ASS events and encodes them as ``target``.
+
+    The encoder reads its styles (font, size, colours) from the decoder's ASS header, as ffmpeg does. A cue
+    keeps its packet's start and duration in the source time base; cues that start together become one (their
+    lines one above the other); cues that decode to nothing (mp4's gap fillers) are dropped, and the muxer
+    writes its own.
+    """
+
+    def add(out: av.container.OutputContainer, src: av.container.InputContainer,
+            index: int) -> tuple[av.stream.Stream, Feed]:
+        s = src.streams[index]
+        dec = s.codec_context
+        if dec is None or not dec.codec.text_sub:
+            raise ValueError(f"stream {index}: not text subtitles")
+        dec.open(strict=False)  # the header exists once the decoder is open
+        stream = out.add_stream(target)
+        stream.time_base = s.time_base
+        enc = stream.codec_context
+        enc.subtitle_header = dec.subtitle_header
+        enc.open(strict=False)  # now, so a refusal shows in the trial and not mid-render
+
+        def feed() -> Feed:
+            group: list[tuple[av.Packet, SubtitleSet]] = []
+            for p in _in_order(src, index, _SUBTITLE, strict=False):
+                try:
+                    cues = dec.decode2(p)
+                except av.error.FFmpegError as exc:
+                    log.debug("%s: subtitle stream %d: a cue at %s does not decode (%s)", src.name, index, p.pts, exc)
+                    continue
+                if cues is None or not any(getattr(r, "ass", b"") for r in cues):
+                    continue
+                if group and _start(p) != _start(group[0][0]):
+                    yield from _encoded(enc, stream, group)
+                    group = []
+                group.append((p, cues))
+            if group:
+                yield from _encoded(enc, stream, group)
+
+        return stream, feed()
+
+    return add
+
+
+def _start(p: av.Packet) -> int:
+    return p.pts if p.pts is not None else p.dts
+
+
+def _encoded(enc: av.codec.CodecContext, stream: av.stream.Stream, group: list[tuple[av.Packet, SubtitleSet]]) -> Feed:
+    """One output cue for source cues that start together (none, with a debug line, if it does not encode)."""
+    p, cues = group[0]
+    ms = p.time_base / Fraction(1, 1000)  # AVSubtitle display times are milliseconds
+    span = max(c.end_display_time for _, c in group) - cues.start_display_time
+    # several: one ASS event with the first's fields and every text ("ReadOrder,Layer,...,Effect,Text")
+    fields = [r.ass.split(b",", 8) for _, c in group for r in c if getattr(r, "ass", b"").count(b",") >= 8]
+    if len(group) > 1 and fields:
+        cues = SubtitleSet.create(b",".join([*fields[0][:8], b"\\N".join(f[8] for f in fields)]), 0, span)
+    try:
+        q = enc.encode_subtitle(cues)
+    except av.error.FFmpegError as exc:
+        log.debug("subtitle cue at %s does not encode as %s (%s); skipped", _start(p), enc.name, exc)
+        return
+    q.pts = q.dts = _start(p) + round(group[0][1].start_display_time / ms)
+    duration = max(pk.duration or 0 for pk, _ in group)
+    q.duration = duration if duration and not group[0][1].start_display_time else max(0, round(span / ms))
+    q.time_base = p.time_base
+    q.stream = stream
+    yield _key(q), _SUBTITLE, q
+
+
+def _fits(fmt: str, source: Path, index: int, add: Adder) -> bool:
+    """Try the real thing in memory: header, a few packets and the trailer (some muxers only object there,
+    e.g. mp4 with 2-channel PCM)."""
+    try:
+        with av.open(str(source), metadata_errors="ignore") as src, av.open(io.BytesIO(), mode="w", format=fmt) as out:
+            _, feed = add(out, src, index)
+            for n, (_, _, packet) in enumerate(feed):
+                out.mux(packet)
+                if n >= 3:
+                    break
+        return True
+    except (av.error.FFmpegError, ValueError, TypeError):  # TypeError: a stream PyAV cannot describe
+        return False
+
+
+def _choose(fmt: str, source: Path, stream: av.stream.Stream) -> tuple[Adder, str] | None:
+    """How a source audio or subtitle stream goes into ``fmt``: copied, re-encoded or converted (with a
+    word saying which for the log), or None when nothing works."""
+    if stream.type == "audio":
+        ways = [(_copy, "copied"), (_to_aac, "re-encoded to AAC")]
+    else:
+        target = _TEXT_SUBTITLES[fmt]
+        codec = stream.codec_context.codec if stream.codec_context is not None else None
+        text = codec is not None and codec.text_sub
+        ways = []
+        if not text or fmt in _ANY_TEXT or codec.canonical_name == target:
+            ways.append((_copy_subtitles, "copied"))
+        if text:
+            ways.append((_to_text(target), f"converted to {target}"))
+    for add, how in ways:
+        if _fits(fmt, source, stream.index, add):
+            return add, how
+    return None
+
+
+def _describe(stream: av.stream.Stream) -> str:
+    codec = stream.codec_context.codec.canonical_name if stream.codec_context is not None else "unknown"
+    lang = stream.metadata.get("language")
+    return f"{stream.type} stream {stream.index} ({codec}{', ' + lang if lang else ''})"
+
+
+def _add_tracks(out: av.container.OutputContainer, src: av.container.InputContainer, source: Path, fmt: str,
+                keep: dict[str, bool], stack: contextlib.ExitStack) -> list[Feed]:
+    """Add the source's audio and subtitle streams to ``out`` (those ``keep`` asks for, each the way that
+    works, with its tags and disposition) and its attachments; the feeds of their packets, in stream order."""
+    feeds = []
+    for s in (*src.streams.audio, *src.streams.subtitles):
+        if not keep[s.type]:
+            continue
+        way = _choose(fmt, source, s)
+        if way is None:
+            log.warning("%s: %s cannot go into a %s file; left out", source, _describe(s), _EXTENSION[fmt])
+            continue
+        add, how = way
+        if how != "copied":
+            log.info("%s: %s %s for a %s file", source, _describe(s), how, _EXTENSION[fmt])
+        own = stack.enter_context(av.open(str(source), metadata_errors="ignore"))  # one demuxer per track
+        stream, feed = add(out, own, s.index)
+        stream.metadata.update(content_tags(s.metadata, fmt))
+        stream.disposition = s.disposition
+        feeds.append(feed)
+    for s in src.streams.attachments:  # no packets: the file is the stream's own data
+        if fmt in _ATTACHMENTS:
+            out.add_stream_from_template(s).metadata.update(content_tags(s.metadata, fmt))
+        else:
+            log.info("%s: attachment %s cannot go into a %s file; left out", source, s.name, _EXTENSION[fmt])
+    return feeds
+
+
+def stitch(chunks: list[tuple[Path, int]], source: Path, info: VideoInfo, out_path: Path, *,
+           audio: str = "all", subtitles: str = "all") -> None:
+    """Write ``out_path``: the chunks' video packets in order plus the source's audio and subtitle streams,
+    attachments, chapters and container tags.
+
+    ``chunks`` holds (file, pts offset in the source time base) in presentation order. ``audio`` and
+    ``subtitles`` ("all" or "none") say which of those tracks to keep. A track the output container can
+    take in no way is left out with a warning; a failure to write the output raises RenderError.
+    """
+    fmt = OUTPUT_FORMATS[out_path.suffix.lower()]
+    keep = {"audio": check_keep("audio", audio) == "all", "subtitle": check_keep("subtitles", subtitles) == "all"}
+    if not chunks:
+        raise RenderError(f"{source}: nothing to stitch")
+    with contextlib.ExitStack() as stack:
+        out = stack.enter_context(av.open(str(out_path), mode="w", format=fmt))
+        first = stack.enter_context(av.open(str(chunks[0][0])))
+        src = stack.enter_context(av.open(str(source), metadata_errors="ignore"))
+        ov = out.add_stream_from_template(first.streams.video[0])
+        ov.time_base = info.time_base
+        ov.codec_context.framerate = info.fps  # not carried by the template; matroska writes it to the header
+        if info.stream_index < len(src.streams):
+            ov.metadata.update(content_tags(src.streams[info.stream_index].metadata, fmt))
+        out.metadata.update(content_tags(src.metadata, fmt))
+        if src.chapters():
+            out.set_chapters(src.chapters())  # the output keeps the source's timeline, so their times hold
+        feeds = [_video_packets(chunks, info, ov), *_add_tracks(out, src, source, fmt, keep, stack)]
+        skipped = 0
+        try:
+            for _, kind, packet in heapq.merge(*feeds, key=lambda t: (t[0], t[1])):
+                try:
+                    out.mux(packet)
+                except av.error.InvalidDataError:
+                    if kind == _VIDEO:
+                        raise
+                    skipped += 1  # a damaged source packet (a garbled AAC header); FFmpeg drops it too
+        except av.error.FFmpegError as exc:
+            raise RenderError(f"{out_path}: stitching failed ({exc})") from None
+        if skipped:
+            log.warning("%s: %d damaged audio or subtitle packets left out", source, skipped)
