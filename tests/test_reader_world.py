@@ -160,6 +160,27 @@ def test_damaged_frames_are_skipped_reported_and_the_rest_rendered(tmp_path: Pat
     assert len(info.audio) == 1
 
 
+def test_a_cluster_the_demuxer_skips_is_counted_lost(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A Matroska file missing one GOP of packets (a damaged cluster that FFmpeg's demuxer skips whole) states
+    the duration it has, and its frames keep their times: the gap of 13 frame steps is 12 frames lost, and the
+    render says so, where it used to say nothing (seen on bit-flipped files, by chance of where the flips fell)."""
+    src = make_clip(tmp_path / "good.mkv", ClipSpec(width=64, height=48, frames=48, gop=12))
+    holey = tmp_path / "holey.mkv"
+    with av.open(str(src)) as i, av.open(str(holey), "w") as o:
+        vs = o.add_stream_from_template(i.streams.video[0])
+        stamps = sorted(p.pts for p in i.demux(i.streams.video[0]) if p.size)
+        i.seek(0)
+        for p in i.demux(i.streams.video[0]):
+            if p.size == 0 or stamps[12] <= p.pts < stamps[24]:
+                continue  # frames 12..23: the second GOP, keyframe and all
+            p.stream = vs
+            o.mux(p)
+    assert probe(holey).undecodable == 12
+    code = main(["render", str(holey), "-o", str(tmp_path / "out.mp4"), "--style", "none", "-q"])
+    assert code == 0
+    assert "rendered 36 frames" in (out := capsys.readouterr().out) and "12 of 48 input frames lost" in out
+
+
 def test_nothing_decodes_is_refused_with_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     src = make_clip(tmp_path / "good.mp4", ClipSpec(width=160, height=96, frames=12))
     data = bytearray(src.read_bytes())

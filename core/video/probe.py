@@ -364,7 +364,25 @@ def _missing(vs: av.video.stream.VideoStream, pk: _Packets, pts: list[int], durs
         return 0
     step = float(Fraction(int(np.median(durs)) if durs else 1) * tb)
     have = float(Fraction(pts[-1] + durs[-1] - pts[0]) * tb)
-    return round((seconds - have) / step) if step > 0 and seconds - have > 1.5 * step else 0
+    tail = round((seconds - have) / step) if step > 0 and seconds - have > 1.5 * step else 0
+    return tail + _gaps([p for p in pk.pts if p is not None])
+
+
+def _gaps(stamps: list[int]) -> int:
+    """Frames missing between the packets of a constant-rate stream: a gap of k frame steps is k - 1 frames
+    (a damaged Matroska cluster that the demuxer skipped whole). Steps that vary otherwise (VFR) say nothing."""
+    if len(stamps) < 8:
+        return 0
+    steps = np.diff(np.unique(np.asarray(stamps, np.int64)))
+    step = float(np.median(steps))
+    if step <= 0:
+        return 0
+    ratio = steps / step
+    regular = np.abs(ratio - 1) <= 0.02  # a tick of jitter in a rounded time base
+    whole = (ratio > 1.5) & (np.abs(ratio - np.round(ratio)) <= 0.02)
+    if not np.all(regular | whole) or np.count_nonzero(regular) < 0.75 * len(steps):
+        return 0
+    return int(np.sum(np.round(ratio[whole]) - 1))
 
 
 def _rate(vs: av.video.stream.VideoStream, pts: list[int], tb: Fraction) -> Fraction:
