@@ -108,9 +108,9 @@ class Rendered:
 
 def render_variant(path: str | Path, seconds: float, style: str, preset: str, sets: Mapping[str, str],
                    source: np.ndarray | None = None) -> Rendered:
-    """Stylize the frame at ``seconds`` as a render with these settings would (core.render.pipeline.preview_frame)."""
+    """Stylize the frame at ``seconds`` as a render with these settings would (core.render.preview.preview_frame)."""
     from core.config import to_dict
-    from core.render.pipeline import preview_frame
+    from core.render.preview import preview_frame
     from core.render.spec import build_job
 
     spec = build_job(path, Path(path).with_suffix(".preview.mp4"), style, preset, dict(sets))

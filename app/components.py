@@ -62,7 +62,7 @@ def source_frame(path: str, stamp: float, seconds: float) -> np.ndarray:
 @st.cache_data(show_spinner="Rendering a preview frame...", max_entries=32)
 def preview(path: str, stamp: float, style: str, preset: str, sets: tuple[tuple[str, str], ...],
             seconds: float) -> np.ndarray:
-    from core.render.pipeline import preview_frame
+    from core.render.preview import preview_frame
     from core.render.spec import build_job
 
     return preview_frame(build_job(path, Path(path).with_suffix(".preview.mp4"), style, preset, dict(sets)), seconds)

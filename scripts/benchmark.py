@@ -416,7 +416,7 @@ def _total_ms(costs: dict) -> float:
 
 
 def _stage_costs(clip: Path, style: str) -> dict:
-    """:func:`core.render.pipeline.stage_costs` in a fresh process (this one's lingering threads would be billed),
+    """:func:`core.render.chunk.stage_costs` in a fresh process (this one's lingering threads would be billed),
     tuned like a pool worker beside others: OpenCV on one thread, glibc keeping freed buffers."""
     code = ("import json, sys\n"
             "from core.render.spec import build_job\nfrom core.render.pipeline import stage_costs\n"
@@ -655,7 +655,7 @@ def _loop(args, clips, tmp, home, cores, report) -> None:
     from core.presets import load_preset
     from core.quality.metrics import MetricsMeter
     from core.quality.shots import analyze
-    from core.render.pipeline import RENDER_METRICS
+    from core.render.chunk import RENDER_METRICS
     from core.render.temporal import Stabiliser
     from core.video.probe import probe
     from core.video.reader import Reader
@@ -719,7 +719,7 @@ def _studio(args, clips, tmp, home, cores, report) -> None:
     Batch queue page with 200 jobs rendered in Streamlit's AppTest, goal <= 2 s."""
     import statistics
 
-    from core.render.pipeline import preview_frame
+    from core.render.preview import preview_frame
     from core.render.spec import build_job
 
     print("\nstudio: 1080p one-frame preview (Dashboard's core call), seconds, median of 3:")

@@ -96,7 +96,7 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 
 def cmd_preview(args: argparse.Namespace) -> int:
-    from core.render.pipeline import preview_frame
+    from core.render.preview import preview_frame
     from core.render.spec import build_job, parse_sets
     from core.video.stills import write_image
 

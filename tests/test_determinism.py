@@ -1,7 +1,7 @@
 """Same bytes wherever a job renders: 1, 2 or 4 local workers, pipelined or not, or a 2-worker Dask cluster.
 
 The chunk plan (where chunks start, their pre-roll, which state they carry) is a function of the input and
-the settings only (:func:`core.render.pipeline.plan_chunks`); workers decide only when a chunk runs. Outputs are
+the settings only (:func:`core.render.plan.plan_chunks`); workers decide only when a chunk runs. Outputs are
 mp4 (Matroska's muxer writes a random segment UID, so two .mkv files of the same frames differ).
 """
 
@@ -16,9 +16,10 @@ from typing import Any
 
 import pytest
 
-from core.render import pipeline
+from core.render import plan
 from core.render.executors import make_executor
-from core.render.pipeline import plan_chunks, render
+from core.render.pipeline import render
+from core.render.plan import plan_chunks
 from core.render.spec import JobSpec, build_job
 from core.video.probe import probe
 from core.video.synthetic import ClipSpec, make_clip
@@ -45,7 +46,7 @@ def cluster() -> Iterator[Any]:
 @pytest.fixture
 def short_lanes(monkeypatch: pytest.MonkeyPatch) -> float:
     """A lane per 3 s, so a 6-s clip is planned like a long one: two lanes of carried chunks."""
-    monkeypatch.setattr(pipeline, "LANE_SECONDS", 3.0)
+    monkeypatch.setattr(plan, "LANE_SECONDS", 3.0)
     return 3.0
 
 
@@ -91,16 +92,16 @@ def test_stateless_plan_same_bytes_everywhere(clip: Path, tmp_path: Path, cluste
 
 
 def test_lanes_follow_the_clip_not_the_workers(clip: Path) -> None:
-    """A lane per :data:`core.render.pipeline.LANE_SECONDS` of video (each lane after the first pays pre-roll, on one
+    """A lane per :data:`core.render.plan.LANE_SECONDS` of video (each lane after the first pays pre-roll, on one
     worker too): one lane under two lanes' length, then one more per lane's length, at 25 fps and 60 fps."""
     base = probe(clip)
     for fps in (25, 60):
-        for seconds, lanes in ((30, 1), (2 * pipeline.LANE_SECONDS - 1, 1), (2 * pipeline.LANE_SECONDS, 2),
-                               (5.5 * pipeline.LANE_SECONDS, 5)):
+        for seconds, lanes in ((30, 1), (2 * plan.LANE_SECONDS - 1, 1), (2 * plan.LANE_SECONDS, 2),
+                               (5.5 * plan.LANE_SECONDS, 5)):
             n = int(seconds * fps)
             info = dataclasses.replace(base, pts=tuple(range(n)), durations=(1,) * n, frame_ids=(),
                                        keyframes=tuple(range(0, n, 250)), time_base=Fraction(1, fps),
                                        duration=n / fps, frame_count=n)
-            plan = plan_chunks(info, 10, 43)
-            assert sum(not c.carry for c in plan) == lanes, (fps, seconds)
-            assert [i for c in plan for i in range(c.start, c.stop)] == list(range(n))
+            chunks = plan_chunks(info, 10, 43)
+            assert sum(not c.carry for c in chunks) == lanes, (fps, seconds)
+            assert [i for c in chunks for i in range(c.start, c.stop)] == list(range(n))

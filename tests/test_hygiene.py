@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 
 from core import atomic
-from core.render.pipeline import _work_lock, work_root
 from core.render.pool import die_with_parent
+from core.render.workdir import work_lock, work_root
 
 ROOT = Path(__file__).resolve().parent.parent
 TAG_ENV = "VP_TEST_TAG"
@@ -145,7 +145,7 @@ def test_work_lock_leaves_no_lock_file_and_clears_free_ones(studio_home: Path) -
         dead = dead_pid()
         (root / "abc").mkdir()
         (root / "abc" / f".chunk_0001.{dead}.partial.mp4").write_bytes(b"half")
-        with _work_lock("abc"):
+        with work_lock("abc"):
             assert (root / ".abc.lock").exists()
             assert not free.exists()  # nobody held it
             assert held.exists()  # someone does
@@ -166,7 +166,7 @@ def test_work_lock_still_excludes(studio_home: Path) -> None:
     def one(i: int) -> None:
         try:
             for _ in range(20):
-                with _work_lock("same"):
+                with work_lock("same"):
                     inside.append(i)
                     if len(inside) > 1:
                         overlaps.append(tuple(inside))
@@ -195,7 +195,7 @@ def test_work_lock_waiter_relocks_a_replaced_file(studio_home: Path) -> None:
     entered = threading.Event()
 
     def waiter() -> None:
-        with _work_lock("j"):
+        with work_lock("j"):
             entered.set()
 
     t = threading.Thread(target=waiter)

@@ -200,8 +200,9 @@ def test_compare_videos_and_cli(tmp_path: Path, capsys: pytest.CaptureFixture[st
 def test_render_keeps_metrics_summary_and_history(clips: dict[str, Path], tmp_path: Path) -> None:
     """A render's record folder holds per-frame metrics for every 4th frame of every chunk (the same
     numbers whether the clip was rendered in one chunk or several) and the ETA history gains a line."""
+    from core.render.chunk import RENDER_METRICS
     from core.render.cost import read_history
-    from core.render.pipeline import RENDER_METRICS, render
+    from core.render.pipeline import render
     from core.render.spec import build_job
 
     results = {}

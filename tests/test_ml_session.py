@@ -389,7 +389,8 @@ def test_a_chunk_styled_several_frames_a_call_equals_one_at_a_time(tmp_path: Pat
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     """What a GPU does (frames batched into one run) gives a chunk of the same bytes as a frame a call, with
     the stabiliser's motion and cuts measured per frame inside the batch; here in-process, on the CPU."""
-    from core.render.pipeline import Chunk, ChunkTask, analyze_job, render_chunk
+    from core.render.chunk import ChunkTask, render_chunk
+    from core.render.plan import Chunk, analyze_job
 
     clip = make_clip(tmp_path / "c.mp4", ClipSpec(frames=14, width=160, height=96, cut_at=7))
     spec = build_job(clip, tmp_path / "n.mp4", "neural", "balanced")  # the bundled sketch model, flow stabilised

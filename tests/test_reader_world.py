@@ -218,7 +218,7 @@ def test_a_frame_larger_than_the_studio_renders_is_refused(tmp_path: Path, capsy
 
 def test_a_stream_that_cannot_be_sought_renders_in_one_pass(forms: dict[str, Path]) -> None:
     """Each chunk of a raw stream would decode it from the top: n chunks, n^2/2 frames decoded."""
-    from core.render.pipeline import plan_chunks
+    from core.render.plan import plan_chunks
 
     info = probe(forms["raw_h264"])
     assert [(c.start, c.stop) for c in plan_chunks(info, 0.5, 0)] == [(0, info.frame_count)]

@@ -17,8 +17,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.render.pipeline import plan_chunks, render, work_root
+from core.render.pipeline import render
+from core.render.plan import plan_chunks
 from core.render.spec import build_job
+from core.render.workdir import work_root
 from core.video.probe import probe
 from core.video.synthetic import ClipSpec, scene_frame
 from stylizers import READY_STYLES, get_style
@@ -87,12 +89,12 @@ def test_identity_psnr(clips: dict[str, Path], tmp_path: Path, passthrough: str)
 def test_chunked_equals_single(clips: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Lanes whose first chunk warms up on pre-roll (a lane per 2 s here, as a long clip is cut) give a
     single pass's frames to rounding."""
-    from core.render import pipeline
+    from core.render import plan
 
     lossless = {"encoder.codec": "ffv1"}  # FFV1 in RGB (bgr0): what the stages produced, bit for bit
     one, many = tmp_path / "one.mkv", tmp_path / "many.mkv"
     r1 = render(build_job(clips["long"], one, "cartoon", "balanced", lossless, chunk_seconds=100), workers=1)
-    monkeypatch.setattr(pipeline, "LANE_SECONDS", 2.0)
+    monkeypatch.setattr(plan, "LANE_SECONDS", 2.0)
     r4 = render(build_job(clips["long"], many, "cartoon", "balanced", lossless, chunk_seconds=1), workers=2)
     assert r1.chunks == 1 and r4.chunks >= 3
     a, b = np.stack(decode_all(one)).astype(np.int16), np.stack(decode_all(many)).astype(np.int16)
@@ -139,14 +141,15 @@ def test_resume_keeps_a_chunk_only_with_a_whole_state(clips: dict[str, Path], tm
     when its state is whole and of its last frame; a truncated or foreign state re-renders it."""
     from core.presets import TemporalConfig
     from core.quality.metrics import MetricsMeter
-    from core.render.pipeline import _Carry, _reusable, state_file
+    from core.render.chunk import Carry, state_file
+    from core.render.pipeline import _reusable
     from core.render.temporal import Stabiliser
 
     chunks = plan_chunks(probe(clips["long"]), 1, preroll=43)
     assert [c.carry for c in chunks] == [False, True, True, True]
     stab = Stabiliser(TemporalConfig(mode="ema"))
     stab.load_state_dict({"base": np.full((8, 8, 3), 0.5, np.float32)})
-    carry = _Carry(stab, MetricsMeter())
+    carry = Carry(stab, MetricsMeter())
     carry.save(tmp_path / state_file(1), chunks[1].stop - 1)
     assert _reusable(chunks, {0, 1}, tmp_path) == (0, 1)  # crashed in chunk 2: chunk 1's state serves
     carry.save(tmp_path / state_file(2), chunks[2].stop - 1)
@@ -159,7 +162,7 @@ def test_resume_keeps_a_chunk_only_with_a_whole_state(clips: dict[str, Path], tm
 
 def test_read_samples_decodes_from_each_keyframe(clips: dict[str, Path]) -> None:
     """Samples (on keyframes, between them, several after one keyframe) equal a full pass's frames."""
-    from core.render.pipeline import read_samples
+    from core.render.plan import read_samples
 
     info = probe(clips["long"])  # keyframes every 25 frames
     want = [0, 10, 24, 25, 60, 61, 99]
@@ -207,7 +210,7 @@ def test_plan_ends_the_workers_together_on_sparse_keyframes(tmp_path: Path) -> N
     snapped to keyframes (lanes snapped to a 250-frame GOP had differed by 100 frames)."""
     import heapq
 
-    from core.render.pipeline import DECODE_SHARE
+    from core.render.plan import DECODE_SHARE
     from core.video.synthetic import make_clip
 
     info = probe(make_clip(tmp_path / "g.mp4", ClipSpec(frames=300, fps=Fraction(30), gop=100, width=64, height=48)))

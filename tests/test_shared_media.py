@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.render.pipeline import preview_frame, render
+from core.render.pipeline import render
+from core.render.preview import preview_frame
 from core.render.spec import build_job
 from core.video.probe import probe
 from core.video.reader import Reader

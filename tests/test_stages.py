@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from core.render import stages
-from core.render.pipeline import render, stage_costs
+from core.render.chunk import stage_costs
+from core.render.pipeline import render
 from core.render.spec import build_job
 
 

@@ -17,8 +17,9 @@ import pytest
 from core.errors import ConfigError
 from core.render.checkpoint import Checkpoint
 from core.render.cost import history_path
-from core.render.pipeline import render, work_root
+from core.render.pipeline import render
 from core.render.spec import build_job
+from core.render.workdir import work_root
 from core.studio import worker as worker_mod
 from core.studio.queue import JobQueue
 from core.studio.worker import run_worker

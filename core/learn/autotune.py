@@ -493,7 +493,7 @@ def tune(path: str | Path, style: str, budget: int = 24, *, preset: str = "balan
     parameter, ``--param``, budget), MediaNotFoundError / UnsupportedVideoError (bad input).
     """
     from core.config import to_dict, validate
-    from core.render.pipeline import read_samples, sample_indices
+    from core.render.plan import read_samples, sample_indices
     from core.render.spec import build_job
     from core.video.probe import check_input_file, probe
     from stylizers import get_style

@@ -28,7 +28,7 @@ from typing import Any
 
 #: imported by the forkserver before it forks anyone: this module first, so it arms its death signal
 #: (:func:`_arm_forkserver`) before the heavy imports of the pipeline
-PRELOAD = ["core.render.pool", "core.render.pipeline"]
+PRELOAD = ["core.render.pool", "core.render.chunk"]
 #: the pid of the process starting the forkserver, for the forkserver to check its parent against
 OWNER_ENV = "VP_FORKSERVER_OWNER"
 #: prctl(2) option: the signal this process gets when its parent (the thread that forked it) ends

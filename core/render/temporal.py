@@ -4,7 +4,7 @@ input's optical flow, reset at the scene cuts :mod:`core.video.cuts` finds on th
 State is explicit and serialisable (``state_dict`` / ``load_state_dict``). A chunk that follows another in
 its lane carries the state that one saved (a single pass's frames, exactly); a lane's first chunk starts
 cold and decodes :meth:`TemporalConfig.preroll_frames` frames before its start, which leaves the EMA within
-a quarter code value of a single-pass render (see :func:`core.render.pipeline.plan_chunks`).
+a quarter code value of a single-pass render (see :func:`core.render.plan.plan_chunks`).
 """
 
 from __future__ import annotations

@@ -163,7 +163,7 @@ class Job:
     lease_until: float | None = None
     lost: int = 0
     max_lost: int = DEFAULT_MAX_LOST
-    work_key: str | None = None  # a render's job hash: it names the work folder (core.render.pipeline.work_root)
+    work_key: str | None = None  # a render's job hash: it names the work folder (core.render.workdir.work_root)
 
     def tries(self) -> str:
         """"attempt 2/3" and, once a worker died under it, ", 1/5 workers lost": for one-line displays."""

@@ -354,7 +354,7 @@ def _free_work(job: Job) -> int:
     it); returns the bytes freed."""
     import shutil
 
-    from core.render.pipeline import work_root
+    from core.render.workdir import work_root
 
     folder = work_root() / job.work_key if job.kind == "render" and job.work_key else None
     if folder is None or not folder.is_dir():
