@@ -20,8 +20,7 @@ import pytest
 
 from core.color import write_cube
 from core.video.synthetic import ClipSpec, make_clip
-from scripts import cli
-from scripts.cli import EXIT_FAILED, EXIT_USER, build_parser, main
+from scripts.cli import EXIT_FAILED, EXIT_USER, build_parser, looks, main
 
 onnx = pytest.importorskip("onnx")
 from onnx import TensorProto, helper  # noqa: E402
@@ -205,7 +204,7 @@ def test_unexpected_error_is_one_line_exit_1_with_the_traceback_in_the_log(
     def boom(args: argparse.Namespace) -> int:
         raise KeyError(f"{SECRET} from a file")
 
-    monkeypatch.setattr(cli, "cmd_styles", boom)
+    monkeypatch.setattr(looks, "cmd_styles", boom)
     try:
         assert main(["styles"]) == EXIT_FAILED
     finally:
@@ -230,7 +229,7 @@ def test_os_errors_on_a_path_are_the_users(exc: OSError, code: int, text: str, m
     def fail(args: argparse.Namespace) -> int:
         raise exc
 
-    monkeypatch.setattr(cli, "cmd_styles", fail)
+    monkeypatch.setattr(looks, "cmd_styles", fail)
     assert main(["styles"]) == code
     line = _error_line(capsys.readouterr().err)
     assert line.startswith(text), line
@@ -251,7 +250,7 @@ def test_multiline_studio_error_prints_one_line(monkeypatch: pytest.MonkeyPatch,
     def fail(args: argparse.Namespace) -> int:
         raise BadModelError("model m.onnx: ONNX Runtime cannot load it:\n  node 3\n  shape mismatch")
 
-    monkeypatch.setattr(cli, "cmd_styles", fail)
+    monkeypatch.setattr(looks, "cmd_styles", fail)
     assert main(["styles"]) == EXIT_USER
     line = _error_line(capsys.readouterr().err)
     assert line == "error: model m.onnx: ONNX Runtime cannot load it: node 3 shape mismatch"

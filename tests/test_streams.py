@@ -27,6 +27,7 @@ from core.render.spec import build_job
 from core.studio.queue import JobQueue, check_spec
 from core.video.stitch import KEEP_CHOICES, content_tags
 from scripts import cli
+from scripts.cli import args as cli_args
 
 from .conftest import MEDIA, need_shared
 
@@ -370,7 +371,7 @@ def test_exception_bad_choice(mkv_source: Path, tmp_path: Path) -> None:
 def test_cli_flags_on_render_and_queue(mkv_source: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """``render --audio none``, and the same through ``queue add render`` and a worker; a bad value is refused
     by the parser (exit 2)."""
-    assert cli.KEEP_CHOICES == KEEP_CHOICES
+    assert cli_args.KEEP_CHOICES == KEEP_CHOICES
     out = tmp_path / "cli.mkv"
     assert cli.main(["render", str(mkv_source), "-o", str(out), "--audio", "none", "--chunk-seconds", "0.6",
                      "--workers", "2", "-q"]) == 0

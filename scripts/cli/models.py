@@ -1,0 +1,177 @@
+"""The commands of the neural styles' model registry: ``models`` (list, activate, roll back, info),
+``download-model`` (fetch, verify, register) and ``train`` (fine-tune, export, register a version).
+
+torch is imported only inside ``train`` (through :mod:`trainer`): the other commands, and the CLI's start, do
+without it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from core.errors import ConfigError
+
+
+def add_models_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("models", help="list registered models, activate or roll back a version, show one")
+    p.add_argument("action", choices=["list", "activate", "rollback", "info"])
+    p.add_argument("target", nargs="?", default="", help="NAME@VERSION (activate) or NAME (rollback, info)")
+    p.set_defaults(func=cmd_models)
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from core.ml import registry
+
+    if args.action == "list":
+        entries = registry.list_models()
+        if not entries:
+            print("no models registered (add one with `download-model`)")
+        for e in entries:
+            mark = "*" if registry.info(e.name).active == e.version else " "
+            fps = f", {e.measured_fps:.1f} fps" if e.measured_fps is not None else ""
+            print(f"{mark} {e.spec}  {e.style or '-'}  ({e.licence or 'licence unknown'}{fps})  {e.path}")
+        return 0
+    if not args.target:
+        raise ConfigError(f"models {args.action}: give a model " + ("NAME@VERSION" if args.action == "activate"
+                                                                    else "NAME"))
+    if args.action == "activate":
+        name, _, version = args.target.partition("@")
+        if not version.isdigit():
+            raise ConfigError(f"models activate: expected NAME@VERSION, got {args.target!r}")
+        print(f"active: {registry.activate(name, int(version)).spec}")
+    elif args.action == "rollback":
+        print(f"active: {registry.rollback(args.target).spec}")
+    else:
+        info = registry.info(args.target)
+        print(json.dumps({"name": info.name, "active": info.active, "history": list(info.history),
+                          "versions": [{**e.to_json(), "path": str(e.path)} for e in info.versions]}, indent=2))
+    return 0
+
+
+def add_download_model_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("download-model", help="fetch a model (URL or path), verify its SHA-256, register it")
+    p.add_argument("source", metavar="URL_OR_PATH")
+    p.add_argument("--sha256", required=True, help="expected SHA-256 of the file (64 hex digits)")
+    p.add_argument("--name", required=True, help="registry name; the file becomes its next version")
+    p.add_argument("--no-activate", action="store_true", help="register without making it the active version")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_download_model)
+
+
+def cmd_download_model(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from core.ml.registry import download
+
+    bar: tqdm | None = None
+
+    def on_progress(done: int, total: int | None) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=args.name,
+                       dynamic_ncols=True, disable=args.quiet or None)
+        bar.update(done - bar.n)
+
+    is_url = args.source.startswith(("http://", "https://"))
+    try:
+        entry = download(args.source, args.sha256, args.name, on_progress=on_progress if is_url else None,
+                         activate=not args.no_activate)
+    finally:
+        if bar is not None:
+            bar.close()
+    print(f"registered {entry.spec} -> {entry.path}")
+    return 0
+
+
+def add_train_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="fine-tune a neural style on input/target pairs, export, register a version")
+    p.add_argument("--pairs", required=True, metavar="DIR", help="folder with inputs/ and targets/ (same names)")
+    p.add_argument("--base", required=True, help="registered model NAME[@VERSION], or compact/johnson from scratch")
+    p.add_argument("--name", default=None, help="register as this name (default: the base's name)")
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--crop", type=int, default=128, help="training crop side in pixels")
+    p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (AdamW, warm-up then cosine)")
+    p.add_argument("--patience", type=int, default=4, help="epochs without improvement before stopping")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--run", default=None, metavar="DIR", help="run folder; an existing one is resumed")
+    p.add_argument("--int8", choices=["no", "try", "require"], default="no",
+                   help="int8 quantisation: try (fall back to fp32 below the gate) or require")
+    p.add_argument("--min-psnr", type=float, default=32.0, help="int8 quality gate vs fp32, dB")
+    p.add_argument("--calibrate", action="append", default=[], metavar="CLIP",
+                   help="a clip whose frames calibrate int8 (repeatable; the pair inputs are always used)")
+    p.add_argument("--no-activate", action="store_true", help="register without making it the active version")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from trainer.finetune import EpochRecord, FinetuneConfig
+    from trainer.train import train_model
+
+    cfg = FinetuneConfig(epochs=args.epochs, batch=args.batch, crop=args.crop, lr=args.lr, patience=args.patience,
+                         device=args.device)
+    bar: tqdm | None = None
+
+    def on_step(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=total, initial=done - 1, unit="step", desc="fine-tune", dynamic_ncols=True,
+                       disable=args.quiet or None)
+        bar.update(done - bar.n)
+
+    def on_epoch(r: EpochRecord) -> None:
+        msg = (f"epoch {r.epoch}/{args.epochs}  loss {r.train_loss:.4f}  val {r.val_loss:.4f}"
+               f"{'  (best)' if r.improved else ''}  {r.seconds:.1f} s")
+        if bar is not None:
+            bar.set_postfix_str(f"epoch {r.epoch}, loss {r.train_loss:.4f}, val {r.val_loss:.4f}")
+            bar.write(msg, file=sys.stderr)
+        else:
+            print(msg, file=sys.stderr)
+
+    try:
+        report = train_model(args.pairs, args.base, args.name, cfg, folder=args.run, resume=args.run is not None,
+                             int8=args.int8, min_psnr=args.min_psnr,
+                             calibration=_calibration_frames(args.calibrate), activate=not args.no_activate,
+                             on_step=on_step, on_epoch=on_epoch)
+    finally:
+        if bar is not None:
+            bar.close()
+    run, e = report.run, report.export
+    worst = max(err for _, err in e.max_abs_error)
+    print(f"best val loss {run.best_val:.4f} (from {run.first_val:.4f}) after {run.epochs_run} epochs"
+          f"{', stopped early' if run.stopped_early else ''}; run folder {run.folder}")
+    print(f"exported: parity max error {worst:.1e} (<= {e.tol:g}), {e.parameters} parameters, "
+          f"{e.file_bytes / 1e6:.2f} MB")
+    if report.quant is not None and not report.int8_refused:
+        q = report.quant
+        print(f"int8: {q.psnr_db:.1f} dB vs fp32 (gate {q.min_psnr:g}), {q.speed_ratio:.2f}x fp32 speed")
+    if report.int8_refused:
+        print(f"int8 refused, registered fp32: {report.int8_refused}")
+    state = "active" if models_active(report.entry) else "not active"
+    print(f"registered {report.entry.spec} ({state}), {report.fps:.2f} fps at 1280x720 -> {report.entry.path}")
+    return 0
+
+
+def _calibration_frames(clips: list[str], per_clip: int = 8) -> list:
+    """A few frames spread over each clip, for int8 calibration."""
+    from core.video.probe import probe
+    from core.video.reader import Reader
+
+    frames = []
+    for clip in clips:
+        info = probe(clip)
+        picks = sorted({i * info.frame_count // per_clip for i in range(per_clip)})
+        with Reader(info) as reader:
+            frames += [f.rgb for i in picks for f in reader.frames(i, i + 1)]
+    return frames
+
+
+def models_active(entry) -> bool:
+    from core.ml import registry
+
+    return registry.info(entry.name).active == entry.version
