@@ -284,7 +284,7 @@ def plan_chunks(info: VideoInfo, chunk_seconds: float, preroll: int,
 
 
 #: a frame's decode as a share of its whole render (decode, stylize, temporal, encode): 720p on 2 cores,
-#: comic 7 of 77 ms, cartoon 8 of 81, pencil 8 of 64 (``python -m scripts.benchmark --only stages``). A chunk
+#: comic 7 of 77 ms, cartoon 8 of 81, pencil 8 of 64 (``python -m scripts.bench --only stages``). A chunk
 #: that starts between keyframes decodes, at this cost, the frames from the keyframe before.
 DECODE_SHARE = 0.1
 
@@ -634,7 +634,7 @@ def stage_costs(spec: JobSpec, frames: int | None = None) -> dict[str, Any]:
 #: (43 in the balanced preset) to warm its state, so fewer, pipelined lanes beat one per core: pencil at 720p
 #: on 2 cores ran 31 fps this way vs 29 fps as 2 one-loop chunks (comic: 20.5 vs 20.3). A style without
 #: state splits for free and is often encoder-bound (cinematic: 33 fps as 2 chunks, 25 as one): a chunk
-#: per core. Measured by ``python -m scripts.benchmark --only stages``.
+#: per core. Measured by ``python -m scripts.bench --only stages``.
 STAGE_CORES = 2
 
 
