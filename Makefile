@@ -26,7 +26,7 @@ lint: $(VENV)/.dev-installed
 	$(PY) -m ruff check .
 
 bench: $(VENV)/.installed
-	$(PY) -m scripts.benchmark
+	$(PY) -m scripts.bench
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

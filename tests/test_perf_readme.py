@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from scripts import perf_report
+from scripts.bench import report as perf_report
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -15,9 +15,9 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_readme_tables_match_the_committed_report() -> None:
     report_path = ROOT / perf_report.REPORT_PATH
     if not report_path.is_file():
-        pytest.skip(f"{perf_report.REPORT_PATH} is not committed yet (run python -m scripts.benchmark)")
+        pytest.skip(f"{perf_report.REPORT_PATH} is not committed yet (run python -m scripts.bench)")
     readme = (ROOT / "README.md").read_text()
     between = readme.split(perf_report.START, 1)[1].split(perf_report.END, 1)[0]
     assert between.strip() == perf_report.markdown(json.loads(report_path.read_text())).strip(), \
-        "README's performance tables differ from docs/perf/benchmark.json: run python -m scripts.perf_report " \
+        "README's performance tables differ from docs/perf/benchmark.json: run python -m scripts.bench.report " \
         "docs/perf/benchmark.json --readme README.md"

@@ -79,7 +79,7 @@ def check_paths(spec: JobSpec) -> None:
 #: (43 in the balanced preset) to warm its state, so fewer, pipelined lanes beat one per core: pencil at 720p
 #: on 2 cores ran 31 fps this way vs 29 fps as 2 one-loop chunks (comic: 20.5 vs 20.3). A style without
 #: state splits for free and is often encoder-bound (cinematic: 33 fps as 2 chunks, 25 as one): a chunk
-#: per core. Measured by ``python -m scripts.benchmark --only stages``.
+#: per core. Measured by ``python -m scripts.bench --only stages``.
 STAGE_CORES = 2
 
 

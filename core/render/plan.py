@@ -152,7 +152,7 @@ def plan_chunks(info: VideoInfo, chunk_seconds: float, preroll: int,
 
 
 #: a frame's decode as a share of its whole render (decode, stylize, temporal, encode): 720p on 2 cores,
-#: comic 7 of 77 ms, cartoon 8 of 81, pencil 8 of 64 (``python -m scripts.benchmark --only stages``). A chunk
+#: comic 7 of 77 ms, cartoon 8 of 81, pencil 8 of 64 (``python -m scripts.bench --only stages``). A chunk
 #: that starts between keyframes decodes, at this cost, the frames from the keyframe before.
 DECODE_SHARE = 0.1
 

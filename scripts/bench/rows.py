@@ -1,0 +1,313 @@
+"""The rows of the README's tables, one builder per benchmark section, in the README's order.
+
+Each builder takes the whole report and returns only rows whose figures were measured; a missed target
+keeps its row and says "(not met)". :data:`SUMMARY` lists the builders of the "what | measured | target"
+table; the per-style and per-stage tables have their own builders below it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from scripts.bench.figures import (
+    ANALYSIS,
+    BUSY,
+    COMPACT,
+    DASK,
+    FLICKER,
+    FLICKER_SSIM,
+    FULL_LOOK,
+    IDENTITY,
+    INT8,
+    INT8_PSNR,
+    LUT_ONLY,
+    MEMORY,
+    METRICS,
+    NOT_MET,
+    OF_LIMIT,
+    ORT,
+    PIPE_VS_SEQ,
+    PREVIEW,
+    QUEUE,
+    SCALING,
+    STAGES,
+    Row,
+    _cell,
+    _finite,
+    _fps,
+    _num,
+    _nums,
+    _pct,
+    _repeat,
+    _sec,
+    _x,
+)
+
+STYLE_LABELS = {"cinematic": "cinematic (default look: curve, bloom, grain, vignette)"}
+
+
+# -- the "what | measured | target" rows, one function per section, in the README's order --
+
+def _identity_rows(report: dict) -> list[Row]:
+    rows: list[Row] = []
+    frames = report.get("frames") if isinstance(report.get("frames"), int) else None
+    for key in ("identity_vs_ffmpeg", "identity_vs_ffmpeg_3x"):
+        sec = _sec(report, key)
+        ours = _num(sec, "ours_fps")
+        if ours is None:
+            continue
+        repeat = _repeat(sec)
+        if key == "identity_vs_ffmpeg":
+            what = "identity render vs `ffmpeg -c:v libx264 -preset veryfast -crf 20`, 720p"
+            what += f", {frames} frames" if frames else ""
+            what += f" (medians of {repeat})" if repeat else ""
+            target = IDENTITY
+        else:
+            what = (f"the same on a {3 * frames}-frame clip" if frames else "the same on a 3x longer clip")
+            what += f" (start-up costs amortised; medians of {repeat})" if repeat else " (start-up costs amortised)"
+            target = None
+        pair = _nums(sec, "ffmpeg_fps", "ratio")
+        if pair is None:
+            rows.append((what, f"{_fps(ours)} fps (no `ffmpeg` on PATH: no ratio)",
+                         target.text + " (not measured)" if target else ""))
+            continue
+        theirs, ratio = pair
+        rows.append((what, f"{_fps(ours)} vs {_fps(theirs)} fps = **{_x(ratio)}**",
+                     target.column(ratio) if target else ""))
+    return rows
+
+
+def _lut_rows(report: dict) -> list[Row]:
+    sec = _sec(report, "lut")
+    rows: list[Row] = []
+    ours = _num(sec, "lut_only_fps")
+    repeat = _repeat(sec)
+    medians = f" (medians of {repeat})" if repeat else ""
+    what = f"cinematic LUT-only vs `ffmpeg -vf lut3d=...:interp=tetrahedral` + x264 veryfast, 720p{medians}"
+    if ours is not None:
+        pair = _nums(sec, "ffmpeg_lut3d_fps", "lut_only_ratio")
+        if pair is None:
+            rows.append((what, f"{_fps(ours)} fps (no `ffmpeg` on PATH: no ratio)", LUT_ONLY.text + " (not measured)"))
+        else:
+            rows.append((what, f"{_fps(ours)} vs {_fps(pair[0])} fps = **{_x(pair[1])}**", LUT_ONLY.column(pair[1])))
+    look = _nums(sec, "full_look_fps", "full_look_ratio")
+    if look is not None:
+        rows.append(("cinematic full look (LUT + curve + bloom + grain + vignette) vs the same ffmpeg figure",
+                     f"{_fps(look[0])} fps = **{_x(look[1])}**", FULL_LOOK.column(look[1])))
+    return rows
+
+
+def _worker_counts(sec: dict) -> dict[int, dict]:
+    """``{workers: {"fps", "busy"}}``; JSON turns the benchmark's int keys into strings, so accept both."""
+    out: dict[int, dict] = {}
+    for k, v in sec.items():
+        try:
+            n = int(k)
+        except (TypeError, ValueError):
+            continue
+        if isinstance(v, dict) and not isinstance(k, bool):
+            out[n] = v
+    return out
+
+
+def _workers_rows(report: dict) -> list[Row]:
+    sec = _sec(report, "workers")
+    runs = _worker_counts(sec)
+    if not runs:
+        return []
+    cores = report.get("cores")
+    n = cores if isinstance(cores, int) and cores in runs else max(runs)
+    style = sec.get("style")
+    label = (f"{_cell(style)} 720p" if isinstance(style, str) and style else "720p") + ", one loop per chunk"
+    rows: list[Row] = []
+    busy = _num(runs[n], "busy")
+    if busy is not None:
+        rows.append((f"{label}, CPU time / (wall x {n} cores)", f"**{busy:.2f}**", BUSY.column(busy)))
+    one, full = _num(runs.get(1), "fps"), _num(runs[n], "fps")
+    if n != 1 and one is not None and full is not None and one > 0:
+        ratio = full / one
+        rows.append((f"{label}, {n} chunks at once vs 1", f"{_fps(full)} vs {_fps(one)} fps = **{_x(ratio)}**",
+                     SCALING.column(ratio)))
+    return rows
+
+
+def _dask_rows(report: dict) -> list[Row]:
+    sec = _sec(report, "dask")
+    figs = _nums(sec, "dask_fps", "local_fps", "ratio")
+    if figs is None:
+        return []
+    style = sec.get("style")
+    label = f"{_cell(style)} 720p" if isinstance(style, str) and style else "720p"
+    workers = sec.get("workers")
+    on = f"Dask ({workers} workers)" if isinstance(workers, int) and not isinstance(workers, bool) else "Dask"
+    return [(f"{label} on {on} vs the local process pool", f"{_fps(figs[0])} vs {_fps(figs[1])} fps = "
+             f"**{_x(figs[2])}**", DASK.column(figs[2]))]
+
+
+def _memory_rows(report: dict) -> list[Row]:
+    figs = _nums(_sec(report, "memory"), "long_mib", "short_mib", "ratio")
+    if figs is None:
+        return []
+    return [("peak RSS of the render's process tree, 10x longer clip vs short (640x360, pencil)",
+             f"{figs[0]:.0f} vs {figs[1]:.0f} MiB = **{_x(figs[2])}**", MEMORY.column(figs[2]))]
+
+
+def _neural_rows(report: dict) -> list[Row]:
+    sec = _sec(report, "neural")
+    if not sec:
+        return []
+    fps = _sec(sec, "fps_720p")
+    rows: list[Row] = []
+    ratio = _num(sec, "ort_vs_torch")
+    if ratio is not None:
+        pair = _nums(fps, "johnson", "torch")
+        shown = f"{pair[0]:.2f} vs {pair[1]:.2f} fps = " if pair else ""
+        rows.append(("neural: Johnson net, ONNX Runtime fp32 vs torch eager, 720p", f"{shown}**{_x(ratio)}**",
+                     ORT.column(ratio)))
+    ratio = _num(sec, "compact_vs_johnson")
+    if ratio is not None:
+        pair = _nums(fps, "compact", "johnson")
+        shown = f"{pair[0]:.2f} vs {pair[1]:.2f} fps = " if pair else ""
+        rows.append(("neural: compact (starter) net vs Johnson, both ORT fp32, 720p", f"{shown}**{_x(ratio)}**",
+                     COMPACT.column(ratio)))
+    ratio, psnr = _num(sec, "int8_vs_fp32"), _num(sec, "int8_psnr_db")
+    if ratio is not None:
+        at = f" at {psnr:.1f} dB PSNR" if psnr is not None else " (PSNR not measured)"
+        rows.append(("neural: compact int8 (static QDQ, per-channel) vs fp32", f"**{_x(ratio)}**{at}",
+                     INT8.column(ratio, extra_ok=psnr is not None and psnr >= INT8_PSNR)))
+    cuda = _sec(sec, "cuda_1080p_fps")
+    parts = [f"{name.capitalize() if name == 'johnson' else name} {_fps(v)} fps"
+             for name in ("johnson", "compact") if (v := _num(cuda, name)) is not None]
+    rows.append(("neural: CUDA EP 1080p with IO binding", ", ".join(parts) if parts else "not measured: no GPU", ""))
+    return rows
+
+
+def _gpu_rows(report: dict) -> list[Row]:
+    sec = _sec(report, "gpu")
+    if not sec:
+        return []
+    what = "GPU: neural (bundled sketch model) 1080p render; h264_nvenc vs libx264"
+    if "skipped" in sec:
+        return [(what, f"not measured: {_cell(str(sec['skipped']))}", "")]
+    device = f"GPU ({_cell(str(sec.get('device', '?')))})"
+    rows: list[Row] = []
+    fps, busy = _num(sec, "neural_1080p_fps"), _num(sec, "neural_gpu_busy")
+    if fps is not None:
+        rows.append((f"{device}: neural (bundled sketch model) 1080p render, CUDA EP, frames batched",
+                     f"**{_fps(fps)} fps**" + (f", GPU busy {_pct(busy)} (NVML)" if busy is not None else ""), ""))
+    enc = _nums(_sec(sec, "encode_1080p_fps"), "h264_nvenc", "libx264")
+    if enc is not None:
+        rows.append((f"{device}: identity render h264_nvenc vs libx264, 1080p",
+                     f"{_fps(enc[0])} vs {_fps(enc[1])} fps = **{_x(enc[0] / enc[1])}**", ""))
+    elif "nvenc_skipped" in sec:
+        rows.append((f"{device}: identity render h264_nvenc vs libx264, 1080p",
+                     f"not measured: h264_nvenc does not open ({_cell(str(sec['nvenc_skipped']))})", ""))
+    return rows
+
+
+def _loop_rows(report: dict) -> list[Row]:
+    sec = _sec(report, "loop")
+    rows: list[Row] = []
+    render = _num(sec, "render_cpu_ms")
+    figs = _nums(sec, "metrics_ms", "metrics_ratio")
+    if figs is not None:
+        shown = f"{figs[0]:.1f} vs {render:.1f} ms" if render is not None else f"{figs[0]:.1f} ms"
+        rows.append(("metrics while rendering (the render's default sampling) vs a 720p cartoon render, CPU per frame",
+                     f"{shown} = **{_pct(figs[1])}**", METRICS.column(figs[1])))
+    figs = _nums(sec, "analysis_ms", "analysis_ratio")
+    if figs is not None:
+        rows.append(("shot analysis (every 4th frame) vs the same render", f"{figs[0]:.1f} ms = **{_pct(figs[1])}**",
+                     ANALYSIS.column(figs[1])))
+    styles, ratios, sims = _per_style(_sec(sec, "flicker"), "warping_ratio", "ssim")
+    if styles:
+        rows.append((f"flicker: flow-stabilised warping error vs per-frame, real clip, {' / '.join(styles)}",
+                     f"**{' / '.join(_x(r) for r in ratios)}** at SSIM {' / '.join(f'{s:.3f}' for s in sims)}",
+                     FLICKER.column(*ratios, extra_ok=all(s >= FLICKER_SSIM for s in sims))))
+    return rows
+
+
+def _per_style(sec: dict, a: str, b: str) -> tuple[list[str], list[float], list[float]]:
+    """Styles with both figures ``a`` and ``b`` measured, and those figures, in the report's order."""
+    styles, xs, ys = [], [], []
+    for style, v in sec.items():
+        pair = _nums(v, a, b)
+        if pair is not None:
+            styles.append(_cell(style))
+            xs.append(pair[0])
+            ys.append(pair[1])
+    return styles, xs, ys
+
+
+def _studio_rows(report: dict) -> list[Row]:
+    sec = _sec(report, "studio")
+    rows: list[Row] = []
+    styles, firsts, scrubs = _per_style(_sec(sec, "preview_1080p"), "first", "scrub")
+    if styles:
+        # bold marks the calls that miss the goal, so the row says which one did
+        first = " / ".join(f"**{s:.2f}**" if not PREVIEW.met(s) else f"{s:.2f}" for s in firsts)
+        lo, hi = min(scrubs), max(scrubs)
+        scrub = f"{lo:.2f} s" if f"{lo:.2f}" == f"{hi:.2f}" else f"{lo:.2f}-{hi:.2f} s"
+        rows.append((f"one-frame preview, 1080p, {' / '.join(styles)} (first call; scrubbing)", f"{first} s; {scrub}",
+                     PREVIEW.column(*firsts, *scrubs)))
+    took = _num(sec, "queue_page_200_s")
+    if took is not None:
+        rows.append(("Batch queue page with 200 jobs, AppTest", f"**{took:.2f} s**", QUEUE.column(took)))
+    return rows
+
+
+SUMMARY: tuple[Callable[[dict], list[Row]], ...] = (
+    _identity_rows, _lut_rows, _workers_rows, _dask_rows, _memory_rows, _neural_rows, _gpu_rows, _loop_rows,
+    _studio_rows)
+
+
+# -- the per-style and per-stage tables: a row per style, "-" for a figure not measured --
+
+def _styles_rows(report: dict) -> list[list[str]]:
+    rows = []
+    for style, v in _sec(report, "styles").items():
+        if not isinstance(v, dict):
+            continue
+        cells = [_num(v, "720p_fps"), _num(v, "1080p_fps"), _num(v, "720p_busy")]
+        if all(c is None for c in cells):
+            continue
+        fps720, fps1080, busy = cells
+        rows.append([_cell(STYLE_LABELS.get(style, style)), _fps(fps720) if fps720 is not None else "-",
+                     _fps(fps1080) if fps1080 is not None else "-", f"{busy:.2f}" if busy is not None else "-"])
+    return rows
+
+
+def _stage_rows(report: dict) -> list[list[str]]:
+    rows = []
+    for style, v in _sec(report, "stages").items():
+        if not isinstance(v, dict):
+            continue
+        cost = _sec(v, "cost_ms")
+        cells = [_cell(style)] + [f"{c:.1f}" if (c := _num(cost, s)) is not None else "-" for s in STAGES]
+        limit, pipe, seq = _num(v, "limit_fps"), _num(v, "pipelined_fps"), _num(v, "sequential_fps")
+        of_limit, vs_seq = _num(v, "of_limit"), _num(v, "pipelined_vs_sequential")
+        cells.append(_fps(limit) if limit is not None else "-")
+        pipe_cell = _fps(pipe) if pipe is not None else "-"
+        if of_limit is not None:
+            spread = _spread(v.get("of_limit_runs"), _pct)
+            pipe_cell += f" ({_pct(of_limit)}{spread})" + ("" if OF_LIMIT.met(of_limit) else NOT_MET)
+        cells.append(pipe_cell)
+        seq_cell = _fps(seq) if seq is not None else "-"
+        if vs_seq is not None:
+            spread = _spread(v.get("pipelined_vs_sequential_runs"), _x)
+            seq_cell += f" (default {_x(vs_seq)}{spread})" + ("" if PIPE_VS_SEQ.met(vs_seq) else NOT_MET)
+        cells.append(seq_cell)
+        bottleneck = v.get("bottleneck")
+        cells.append(_cell(bottleneck) if isinstance(bottleneck, str) and bottleneck else "-")
+        if any(c != "-" for c in cells[1:]):
+            rows.append(cells)
+    return rows
+
+
+def _spread(runs: Any, fmt: Callable[[float], str]) -> str:
+    """"; rounds LO-HI" from a section's per-round ratios, when there are several numbers; else ""."""
+    if not isinstance(runs, list) or len(runs) < 2 or not all(_finite(r) for r in runs):
+        return ""
+    return f"; rounds {fmt(min(runs))}-{fmt(max(runs))}"
+
+

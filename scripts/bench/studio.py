@@ -1,0 +1,131 @@
+"""Sections for the studio around the render: what the learning loop costs a render, what the temporal
+stage buys (flicker), and how fast the interactive pages answer (preview, batch queue).
+
+These run in this process (metrics, shot analysis, previews, Streamlit's AppTest), so they come last in
+the run: the threads they leave behind would otherwise compete with the CLI renders measured after them.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from scripts.bench.measure import ROOT, SHARED_CLIP, Bench, cli_render, measure
+
+
+def loop(bench: Bench) -> None:
+    """The learning loop's costs and the temporal stage's effect, side by side in one run.
+
+    Goals: metrics at the render's default sampling add <= 15 % to a 720p cartoon render, the shot-analysis
+    pass <= 10 % (both as CPU seconds per frame against the render's CPU seconds per frame); and the flicker
+    reduction on a real clip: warping error of the flow-stabilised render vs the per-frame render, with the
+    SSIM between them (issue goal <= 0.25x at SSIM >= 0.95).
+    """
+    from core.presets import load_preset
+    from core.quality.metrics import MetricsMeter
+    from core.quality.shots import analyze
+    from core.render.chunk import RENDER_METRICS
+    from core.render.temporal import Stabiliser
+    from core.video.probe import probe
+    from core.video.reader import Reader
+    from stylizers import STYLIZERS
+
+    clips, tmp, home, report = bench.clips, bench.tmp, bench.home, bench.report
+    render = measure(cli_render(clips[720], tmp / "loop_cartoon.mp4", "cartoon", 0, home), bench.frames)
+    cpu_per_frame = render.cpu / render.frames
+    with Reader(probe(clips[720])) as r:
+        frames = [f.rgb for f in r.frames(0, min(bench.frames, 120))]
+    outs = [np.ascontiguousarray(255 - f) for f in frames]  # any output: the metrics' cost does not depend on it
+    meter = MetricsMeter(RENDER_METRICS)
+    t = time.process_time()
+    for i, (a, b) in enumerate(zip(frames, outs, strict=True)):
+        meter.update(i, a, b)
+    metrics_cpu = (time.process_time() - t) / len(frames)
+    t = time.process_time()
+    analyze(clips[720], every=4)
+    analysis_cpu = (time.process_time() - t) / bench.frames
+    m_ratio, a_ratio = metrics_cpu / cpu_per_frame, analysis_cpu / cpu_per_frame
+    print(f"\nlearning loop, 720p cartoon render {cpu_per_frame * 1e3:.1f} CPU ms/frame:")
+    print(f"  metrics (every {RENDER_METRICS.every}th frame, {RENDER_METRICS.long_side} px) {metrics_cpu * 1e3:.1f} "
+          f"ms/frame = {m_ratio:.1%} of the render (goal <= 15%: {'met' if m_ratio <= 0.15 else 'NOT met'})")
+    print(f"  shot analysis (every 4th frame, 256 px) {analysis_cpu * 1e3:.1f} ms/frame = {a_ratio:.1%} "
+          f"(goal <= 10%: {'met' if a_ratio <= 0.10 else 'NOT met'})")
+    report["loop"] = {"render_cpu_ms": cpu_per_frame * 1e3, "metrics_ms": metrics_cpu * 1e3, "metrics_ratio": m_ratio,
+                      "analysis_ms": analysis_cpu * 1e3, "analysis_ratio": a_ratio, "flicker": {}}
+
+    if not SHARED_CLIP.is_file():
+        print("  flicker reduction: skipped (../shared/media is absent)")
+        return
+    with Reader(probe(SHARED_CLIP)) as r:
+        real = [f.rgb for f in r.frames(0, 36)]
+    temporal = load_preset("balanced").temporal
+    for style in ("cartoon", "pencil"):
+        cls = STYLIZERS[style]
+        params = cls.Params()
+        st = cls(params, cls.analyze(params, real[::6]))
+        styled = [st.stylize(f, i) for i, f in enumerate(real)]
+        per_frame = [st(f, i) for i, f in enumerate(real)]
+        stab = Stabiliser(temporal)
+        stable = [stab(s, f) for s, f in zip(styled, real, strict=True)]
+        err = {}
+        for name, seq in (("per_frame", per_frame), ("stable", stable)):
+            m = MetricsMeter(type(RENDER_METRICS)(every=1))
+            vals = [x.warping_error for i, (a, b) in enumerate(zip(real, seq, strict=True))
+                    if (x := m.update(i, a, b)) is not None and x.warping_error is not None]
+            err[name] = float(np.mean(vals))
+        from core.quality.metrics import ssim
+
+        sim = float(np.mean([ssim(a, b) for a, b in zip(stable, per_frame, strict=True)]))
+        ratio = err["stable"] / err["per_frame"]
+        verdict = "met" if ratio <= 0.25 and sim >= 0.95 else "NOT met"
+        print(f"  flicker, {style} on {SHARED_CLIP.name} (36 frames, balanced = {temporal.mode} mode): warping "
+              f"error {ratio:.2f}x of per-frame at SSIM {sim:.3f} to it (goal <= 0.25x at >= 0.95: {verdict})")
+        report["loop"]["flicker"][style] = {"warping_ratio": ratio, "ssim": sim}
+
+
+def studio(bench: Bench) -> None:
+    """The studio's interactive costs: the one-frame preview the Dashboard calls (1080p, each classical style;
+    first call with the style's job-wide analysis, then cached as when scrubbing), goal <= 1 s; and the
+    Batch queue page with 200 jobs rendered in Streamlit's AppTest, goal <= 2 s."""
+    import statistics
+
+    from core.render.preview import preview_frame
+    from core.render.spec import build_job
+
+    clips, tmp, report = bench.clips, bench.tmp, bench.report
+    print("\nstudio: 1080p one-frame preview (Dashboard's core call), seconds, median of 3:")
+    report["studio"] = {"preview_1080p": {}}
+    for style in ("pencil", "cartoon", "comic", "cinematic"):
+        spec = build_job(clips[1080], tmp / "p.mp4", style, "balanced", {})
+        t = time.perf_counter()
+        preview_frame(spec, 1.0)
+        first = time.perf_counter() - t
+        times = []
+        for at in (2.0, 3.0, 4.0):
+            t = time.perf_counter()
+            preview_frame(spec, min(at, bench.frames / 30 - 0.1))
+            times.append(time.perf_counter() - t)
+        again = statistics.median(times)
+        verdict = "met" if max(first, again) <= 1 else "first call NOT met" if again <= 1 else "NOT met"
+        print(f"  {style:>9}: first {first:.2f} s, scrubbing {again:.2f} s (goal <= 1 s: {verdict})")
+        report["studio"]["preview_1080p"][style] = {"first": first, "scrub": again}
+
+    from streamlit.testing.v1 import AppTest
+
+    from core.studio.queue import JobQueue
+
+    queue = JobQueue()
+    for i in range(200):
+        queue.add("render", {"input": str(clips["tiny"]), "output": str(tmp / f"q{i}.mp4"), "style": "pencil",
+                             "preset": "speed", "sets": {}})
+    page = str(ROOT / "app" / "pages" / "queue.py")
+    AppTest.from_file(page, default_timeout=60).run()  # warm: imports
+    t = time.perf_counter()
+    at = AppTest.from_file(page, default_timeout=60).run()
+    took = time.perf_counter() - t
+    if at.exception:
+        print(f"  Batch queue page raised: {at.exception[0].value}")
+    print(f"  Batch queue page with {len(queue.list())} jobs: {took:.2f} s in AppTest "
+          f"(goal <= 2 s: {'met' if took <= 2 and not at.exception else 'NOT met'})")
+    report["studio"]["queue_page_200_s"] = took
