@@ -1,0 +1,1 @@
+"""app/: every page through AppTest, and the running studio in a real browser."""

@@ -1,0 +1,257 @@
+"""The studio's pages under Streamlit's AppTest: each renders, shows its key widgets, and its actions reach
+the core (a queued job in this test's VP_HOME, a feedback record, an approved pair, a saved preset)."""
+
+from __future__ import annotations
+
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from app.events import epoch_records
+from app.wipe import wipe
+from core.video.synthetic import ClipSpec, make_clip
+
+ROOT = Path(__file__).resolve().parents[2]
+PAGES = ROOT / "app" / "pages"
+#: pages import torch-free but heavy modules (cv2, plotly, sklearn): AppTest's 3 s default is too short
+TIMEOUT = 30
+
+
+def page(name: str) -> AppTest:
+    return AppTest.from_file(str(PAGES / f"{name}.py"), default_timeout=TIMEOUT)
+
+
+def no_errors(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+
+
+@pytest.fixture
+def sample(studio_home: Path) -> Path:
+    """A small clip in the default media folder (samples/) of this test's studio home."""
+    (studio_home / "samples").mkdir(parents=True)
+    return make_clip(studio_home / "samples" / "sample.mp4",
+                     ClipSpec(width=192, height=108, frames=24, fps=Fraction(25), cut_at=12, gop=12, seed=5))
+
+
+@pytest.fixture
+def queue(studio_home: Path):
+    from core.studio.queue import JobQueue
+
+    return JobQueue()
+
+
+def test_smoke_navigation(sample: Path) -> None:
+    at = AppTest.from_file(str(ROOT / "app" / "streamlit_app.py"), default_timeout=TIMEOUT).run()
+    no_errors(at)
+    assert at.title[0].value == "Dashboard"
+    for name, title in (("queue", "Batch queue"), ("style_lab", "Style Lab"), ("trainer", "Trainer"),
+                        ("settings", "Settings")):
+        at.switch_page(f"pages/{name}.py").run()
+        assert not at.exception, (name, [e.value for e in at.exception])
+        assert at.title[0].value == title
+
+
+def test_dashboard_preview_and_queue(sample: Path, queue) -> None:
+    at = page("dashboard").run()
+    no_errors(at)
+    assert at.selectbox(key="dash.style").value == "cartoon"
+    assert at.selectbox(key="dash.file").value == sample.resolve()
+    assert len(at.get("image")) == 1  # the wipe of original and preview
+    at.slider(key="dash.params.cartoon.balanced.n_colors").set_value(5).run()
+    no_errors(at)
+    at.button(key="dash.queue").click().run()
+    no_errors(at)
+    jobs = queue.list()
+    assert [(j.kind, j.spec["style"], j.spec["sets"]) for j in jobs] == [("render", "cartoon", {"n_colors": "5"})]
+    assert Path(jobs[0].spec["input"]) == sample.resolve()
+    assert Path(jobs[0].spec["output"]).parent.name == "renders"
+
+
+def test_dashboard_bad_value_is_one_line(sample: Path, queue) -> None:
+    at = page("dashboard").run()
+    at.selectbox(key="dash.style").set_value("cinematic").run()
+    at.text_input(key="dash.params.cinematic.balanced.lut").set_value("no_such_lut").run()
+    assert not at.exception
+    assert at.error and "no_such_lut" in at.error[0].value
+    assert queue.list() == []
+
+
+def test_queue_page_200_jobs(sample: Path, queue) -> None:
+    ids = [queue.add("render", {"input": str(sample), "output": str(sample.parent / f"out{i}.mp4"),
+                                "style": "pencil"}) for i in range(200)]
+    at = page("queue")
+    t0 = time.perf_counter()
+    at.run()
+    seconds = time.perf_counter() - t0
+    no_errors(at)
+    print(f"\nqueue page with 200 jobs rendered in {seconds:.2f} s (AppTest)")
+    assert seconds <= 2.0
+    assert at.dataframe[0].value.shape[0] == 200
+
+    at.selectbox(key="queue.job").set_value(ids[5]).run()
+    at.button(key="queue.pause").click().run()
+    no_errors(at)
+    assert queue.get(ids[5]).state == "paused"
+    at.button(key="queue.resume").click().run()
+    assert queue.get(ids[5]).state == "queued"
+    at.button(key="queue.top").click().run()
+    assert queue.list()[0].id == ids[5]
+    at.button(key="queue.down").click().run()
+    assert [j.id for j in queue.list()[:2]] == [ids[0], ids[5]]
+    at.button(key="queue.cancel").click().run()
+    assert queue.get(ids[5]).state == "cancelled"
+    at.button(key="queue.retry").click().run()
+    no_errors(at)
+    assert queue.get(ids[5]).state == "queued"
+
+
+def test_style_lab_rate_and_approve(sample: Path) -> None:
+    from core.learn import feedback
+
+    at = page("style_lab").run()
+    no_errors(at)
+    assert at.selectbox(key="lab.frame").options  # worst frames offered
+    at.selectbox(key="lab.B.style").set_value("pencil").run()
+    at.button(key="lab.render").click().run()
+    no_errors(at)
+    assert len(at.get("image")) >= 1
+    at.radio(key="lab.choice").set_value("B")
+    at.slider(key="lab.rating").set_value(4)
+    at.text_area(key="lab.comment").set_value("cleaner lines")
+    at.button(key="lab.save").click().run()
+    no_errors(at)
+    records = feedback.list_records()
+    assert [(r.choice, r.rating, r.comment, r.a.style, r.b.style) for r in records] == \
+        [("B", 4, "cleaner lines", "cartoon", "pencil")]
+    assert records[0].a.metrics and "ssim" in records[0].a.metrics
+    at.radio(key="lab.approve_side").set_value("B")
+    at.button(key="lab.approve").click().run()
+    no_errors(at)
+    folder = feedback.pairs_folder()
+    assert [p.name for p in (folder / "targets").glob("*.png")] == [f"{feedback.pair_stem(records[0].id, 'B')}.png"]
+
+
+def test_trainer_launch(studio_home: Path, queue) -> None:
+    from core.learn import feedback
+    from core.video.stills import write_image
+
+    folder = feedback.pairs_folder()
+    for sub in ("inputs", "targets"):
+        write_image(folder / sub / "p1.png", np.full((32, 32, 3), 100, np.uint8))
+    at = page("trainer").run()
+    no_errors(at)
+    base = at.selectbox(key="train.base")
+    assert "compact" in base.options
+    base.set_value("compact")
+    at.number_input(key="train.epochs").set_value(3)
+    at.button(key="train.launch").click().run()
+    no_errors(at)
+    (job,) = queue.list()
+    assert (job.kind, job.spec["epochs"], job.spec["base"]) == ("train", 3, "compact")
+    assert Path(job.spec["pairs"]) == folder
+
+
+def test_settings_preset_save_and_cleanup(studio_home: Path) -> None:
+    from core.presets import load_preset
+
+    at = page("settings").run()
+    no_errors(at)
+    assert at.tabs and [t.label for t in at.tabs] == ["Hardware", "Presets", "Folders", "Storage"]
+    at.slider(key="set.e.balanced.crf").set_value(18)
+    at.text_input(key="set.save_name").set_value("mine")
+    at.button(key="set.save").click().run()
+    no_errors(at)
+    assert load_preset("mine").encoder.crf == 18
+    at.text_input(key="set.save_name").set_value("bad name!")
+    at.button(key="set.save").click().run()
+    assert at.error and "bad name!" in at.error[0].value
+    at.button(key="set.cleanup").click().run()
+    assert not at.exception
+    assert any("removed 0 items" in s.value for s in at.success)
+
+
+def test_wipe() -> None:
+    a, b = np.zeros((4, 10, 3), np.uint8), np.full((4, 10, 3), 9, np.uint8)
+    out = wipe(a, b, 0.5, line=0)
+    assert (out[:, :5] == 0).all() and (out[:, 5:] == 9).all()
+    assert (a == 0).all() and (b == 9).all()  # inputs untouched
+    assert (wipe(a, b, 0.0) == b).all() and (wipe(a, b, 1.0) == a).all()
+    with pytest.raises(ValueError, match="one size"):
+        wipe(a, b[:, :5], 0.5)
+
+
+def test_epoch_records() -> None:
+    class Ev:
+        def __init__(self, message: str = "", data: dict | None = None) -> None:
+            self.message, self.data = message, data
+
+    events = [Ev("queued"), Ev(data={"event": "epoch", "epoch": 1, "train_loss": 0.5, "val_loss": 0.6}),
+              Ev('{"epoch": 2, "train_loss": 0.4, "val_loss": 0.5}'), Ev("epoch 3/20  loss 0.3000  val 0.4000")]
+    assert epoch_records(events) == [{"epoch": 1.0, "train_loss": 0.5, "val_loss": 0.6},
+                                     {"epoch": 2.0, "train_loss": 0.4, "val_loss": 0.5},
+                                     {"epoch": 3.0, "train_loss": 0.3, "val_loss": 0.4}]
+
+
+def test_queue_page_finished_render(sample: Path, queue) -> None:
+    from app.actions import queue_render
+    from core.studio.worker import run_worker
+
+    job_id = queue_render(queue, sample, "pencil", "speed", {}, workers=1)
+    assert run_worker(cpu_slots=1, poll_s=0.1, once=True) == 1
+    job = queue.get(job_id)
+    assert job.state == "done", job.error
+    at = page("queue").run()
+    no_errors(at)
+    assert at.get("video") and at.get("download_button")
+    assert at.get("plotly_chart") or any("no metrics recorded" in c.value for c in at.caption)
+    assert any(c.value.startswith("The bottleneck is ") for c in at.caption)  # where the render's time went
+
+
+def test_settings_render_on_a_cluster(studio_home: Path) -> None:
+    """The executor setting: a bad URL is refused with a message and not saved; an unreachable cluster says
+    so when tested; a good URL is saved for the queue worker. The decode setting beside it (without a GPU the
+    page says the CPU would decode)."""
+    from core.hardware import probe_gpus
+    from core.studio import storage
+
+    at = page("settings").run()
+    at.text_input(key="set.executor").set_value("spark://a:1")
+    at.button(key="set.executor_save").click().run()
+    assert at.error and "expected 'local' or dask://HOST:PORT" in at.error[0].value
+    assert storage.load_settings().executor == "local"
+    at.text_input(key="set.executor").set_value("dask://127.0.0.1:9")
+    at.button(key="set.executor_test").click().run()
+    assert at.error and "cannot connect to the Dask scheduler at tcp://127.0.0.1:9" in at.error[0].value
+    at.button(key="set.executor_save").click().run()
+    assert not at.exception and storage.load_settings().executor == "dask://127.0.0.1:9"
+    assert storage.load_settings().decode == "cpu"
+    at.radio(key="set.decode").set_value("cuda").run()
+    if not probe_gpus()[0]:
+        assert any("renders here would decode on the CPU" in c.value for c in at.caption)
+    at.button(key="set.decode_save").click().run()
+    assert not at.exception and storage.load_settings().decode == "cuda"
+    assert storage.load_settings().executor == "dask://127.0.0.1:9"  # the other setting kept
+
+
+def test_settings_watch_folders_enable_and_launcher(studio_home: Path, tmp_path: Path) -> None:
+    """The Folders tab turns the watchers on; the studio launcher then starts `cli watch` beside the worker."""
+    from core.studio import watch
+    from scripts.studio import watch_command
+
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    watch.save_watch_settings(watch.WatchSettings(folders=(watch.WatchFolder(folder=str(drop), style="pencil"),)))
+    assert watch_command() is None  # configured but not enabled
+    at = page("settings").run()
+    no_errors(at)
+    at.toggle(key="set.watch_on").set_value(True)
+    at.button(key="set.save_watch").click().run()
+    no_errors(at)
+    cfg = watch.load_watch_settings()
+    assert cfg.enabled and [(w.folder, w.style) for w in cfg.folders] == [(str(drop), "pencil")]
+    assert watch_command()[-1] == "watch"

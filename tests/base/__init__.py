@@ -1,0 +1,1 @@
+"""The base of core/: presets, the database and its migrations, hardware."""

@@ -1,0 +1,1 @@
+"""core/learn: worst-frame sampling, the feedback store, the preference model, the auto-tuner."""

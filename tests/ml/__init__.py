@@ -1,0 +1,1 @@
+"""core/ml: ONNX Runtime sessions (tiling, batching, providers) and the model registry."""

@@ -1,0 +1,1 @@
+"""core/studio: the job queue, its worker, watch folders, storage, telemetry."""

@@ -1,0 +1,1 @@
+"""stylizers/: every style through the frame contract, and the registry."""

@@ -1,0 +1,268 @@
+"""Every registered style honours the frame contract; each style keeps its own promises.
+
+Frames are made here (seeded gradients, shapes and noise), so nothing is read from disk.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import pytest
+
+from core.errors import ConfigError, UnsupportedVideoError
+from core.video.frames import to_uint8
+from stylizers import READY_STYLES, STYLIZERS, Stylizer, build_params
+from stylizers.base import thin_min_side
+from stylizers.cartoon import Cartoon, CartoonParams
+from stylizers.comic import Comic
+from stylizers.pencil import Pencil, PencilParams
+
+STYLES = sorted(READY_STYLES)  # 'neural' needs a model: tests/ml/test_session.py
+
+
+def make_frame(height: int, width: int, seed: int = 0) -> np.ndarray:
+    """(H, W, 3) uint8 RGB: colour gradients, a bright rectangle, a dark disc and a little noise."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    y /= max(1, height - 1)
+    x /= max(1, width - 1)
+    img = np.stack([x, y, 0.5 + 0.5 * np.sin(6.0 * (x + y))], axis=2)
+    img[height // 5 : height // 2, width // 6 : width // 2] = (0.95, 0.8, 0.1)
+    disc = (x - 0.7) ** 2 + (y - 0.6) ** 2 < 0.04
+    img[disc] = (0.1, 0.15, 0.5)
+    img += rng.normal(0.0, 0.02, img.shape).astype(np.float32)
+    return to_uint8(img)
+
+
+def flat(height: int, width: int, value: int) -> np.ndarray:
+    return to_uint8(np.full((height, width, 3), value / 255.0, np.float32))
+
+
+def make_stylizer(name: str, samples: list[np.ndarray], params: Any = None) -> Stylizer:
+    """An instance of a style, with its job-wide analysis run on ``samples`` as the pipeline does."""
+    cls = STYLIZERS[name]
+    params = params if params is not None else cls.Params()
+    shared = cls.analyze(params, samples) if cls.analysis_samples else {}
+    return cls(params, shared)
+
+
+@pytest.fixture(scope="module")
+def frame() -> np.ndarray:
+    return make_frame(120, 160)
+
+
+# ---- the contract, for every style --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", STYLES)
+def test_smoke(name: str, frame: np.ndarray) -> None:
+    st = make_stylizer(name, [frame])
+    styled = st.stylize(frame, 0)
+    assert styled.base.shape == frame.shape
+    assert styled.base.dtype == np.uint8
+    assert styled.base.flags.c_contiguous
+    if styled.lines is not None:
+        assert styled.lines.shape == frame.shape[:2]
+        assert styled.lines.dtype == np.float32
+        assert styled.lines.min() >= 0.0 and styled.lines.max() <= 1.0
+    assert len(styled.ink) == 3 and all(0 <= v <= 255 for v in styled.ink)
+    out = st(frame, 0)
+    assert out.shape == frame.shape and out.dtype == np.uint8 and out.flags.c_contiguous
+
+
+@pytest.mark.parametrize("name", STYLES)
+def test_does_not_mutate_input(name: str, frame: np.ndarray) -> None:
+    before = frame.copy()
+    readonly = frame.copy()
+    readonly.flags.writeable = False  # an in-place write would raise
+    st = make_stylizer(name, [readonly])
+    st(readonly, 0)
+    st.stylize(readonly, 1)
+    np.testing.assert_array_equal(readonly, before)
+
+
+@pytest.mark.parametrize("name", STYLES)
+def test_deterministic(name: str, frame: np.ndarray) -> None:
+    other = make_frame(120, 160, seed=1)
+    a = make_stylizer(name, [frame, other])
+    b = make_stylizer(name, [frame, other])
+    for index, f in enumerate([frame, other, frame]):
+        np.testing.assert_array_equal(a(f, index), b(f, index))
+    # the second call on one instance (caches warm) gives what the first gave
+    np.testing.assert_array_equal(a(frame, 0), b(frame, 0))
+
+
+@pytest.mark.parametrize("size", [(241, 321), (16, 16), (9, 17), (2, 3)])
+@pytest.mark.parametrize("name", STYLES)
+def test_odd_and_tiny_sizes(name: str, size: tuple[int, int]) -> None:
+    f = make_frame(*size)
+    out = make_stylizer(name, [f])(f, 0)
+    assert out.shape == f.shape and out.dtype == np.uint8 and out.flags.c_contiguous
+
+
+@pytest.mark.parametrize(
+    ("name", "key", "text"),
+    [
+        ("none", "strength", "1"),
+        ("pencil", "blur_sigma", "-1"),
+        ("pencil", "ink", "1,2"),
+        ("cartoon", "n_colors", "1"),
+        ("cartoon", "smooth_scale", "3"),
+        ("cartoon", "edge_low", "900"),  # above edge_high
+        ("comic", "cell_size", "big"),
+        ("comic", "black_generation", "1.5"),
+    ],
+)
+def test_exception(name: str, key: str, text: str) -> None:
+    with pytest.raises(ConfigError):
+        build_params(name, None, {key: text}, "test")
+
+
+def test_build_params_accepts_good_values() -> None:
+    assert build_params("cartoon", None, {"n_colors": "5"}, "test").n_colors == 5
+    assert build_params("pencil", None, {"ink": "10,20,30"}, "test").ink == (10, 20, 30)
+
+
+# ---- style by style ----------------------------------------------------------------------------
+
+
+def test_identity_returns_input(frame: np.ndarray) -> None:
+    np.testing.assert_array_equal(make_stylizer("none", [frame])(frame, 0), frame)
+
+
+def test_pencil_white_stays_white() -> None:
+    white = flat(90, 120, 255)
+    out = Pencil()(white, 0)
+    assert out.min() >= 225 and out.mean() > 245
+    plain = Pencil(PencilParams(paper_texture=0.0))(white, 0)
+    assert (plain == 255).all()
+
+
+def test_pencil_paper_is_static_and_seeded(frame: np.ndarray) -> None:
+    st = Pencil()
+    np.testing.assert_array_equal(st.stylize(frame, 0).base, st.stylize(make_frame(120, 160, seed=3), 7).base)
+    other = Pencil(PencilParams(seed=1)).stylize(frame, 0).base
+    assert not np.array_equal(st.stylize(frame, 0).base, other)
+
+
+def test_pencil_draws_edges(frame: np.ndarray) -> None:
+    lines = Pencil().stylize(frame, 0).lines
+    assert lines is not None and lines.max() > 0.3
+
+
+def test_cartoon_analyze_deterministic_and_serialisable(frame: np.ndarray) -> None:
+    params = CartoonParams(n_colors=6)
+    samples = [frame, make_frame(120, 160, seed=2)]
+    shared = Cartoon.analyze(params, samples)
+    assert shared == Cartoon.analyze(params, samples)
+    assert json.loads(json.dumps(shared)) == shared
+    palette = shared["palette"]
+    assert 1 <= len(palette) <= 6
+    assert all(len(c) == 3 and all(isinstance(v, int) and 0 <= v <= 255 for v in c) for c in palette)
+    assert palette == sorted(palette, key=lambda c: (sum(c), c))
+
+
+def test_cartoon_base_uses_only_the_palette(frame: np.ndarray) -> None:
+    params = CartoonParams(n_colors=5)
+    shared = Cartoon.analyze(params, [frame])
+    base = Cartoon(params, shared).stylize(make_frame(120, 160, seed=4), 0).base
+    used = {tuple(int(v) for v in c) for c in np.unique(base.reshape(-1, 3), axis=0)}
+    assert used <= {tuple(c) for c in shared["palette"]}
+
+
+def test_cartoon_without_analysis_fits_the_frame(frame: np.ndarray) -> None:
+    base = Cartoon(CartoonParams(n_colors=4)).stylize(frame, 0).base
+    assert len(np.unique(base.reshape(-1, 3), axis=0)) <= 4
+
+
+def test_cartoon_rejects_a_bad_shared_palette() -> None:
+    with pytest.raises(ConfigError):
+        Cartoon(None, {"palette": [[0, 0, 300]]})
+
+
+def test_comic_black_is_dark_and_white_stays_white() -> None:
+    st = Comic()
+    assert st(flat(64, 96, 0), 0).mean() < 10
+    assert (st(flat(64, 96, 255), 0) == 255).all()
+
+
+def test_comic_halftone_keeps_the_average_colour() -> None:
+    out = Comic().stylize(flat(120, 160, 128), 0).base
+    assert np.abs(out.reshape(-1, 3).mean(axis=0) - 128).max() < 6
+    assert out.min() < 40 and out.max() > 215  # dots, not a flat grey
+
+
+def test_comic_bands_compose_the_whole_frame_exactly(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The halftone composed a band of rows at a time (for the cache) equals the whole frame at once, also
+    where the height is not a multiple of the band and the last band is short."""
+    import stylizers.comic as comic
+
+    rng = np.random.default_rng(4)
+    rgb = np.ascontiguousarray(rng.integers(0, 256, (77, 130, 3), dtype=np.uint8))
+    assert rgb.shape[0] % comic.BAND_ROWS
+    banded = Comic().stylize(rgb, 0).base
+    monkeypatch.setattr(comic, "BAND_ROWS", 10_000)
+    np.testing.assert_array_equal(banded, Comic().stylize(rgb, 0).base)
+
+
+# ---- frames too small for a render ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("w", "h"), [(2, 2), (4, 4), (1, 64), (64, 1), (15, 200), (16, 15)])
+@pytest.mark.parametrize("name", sorted(STYLIZERS))
+def test_exception_frames_smaller_than_min_size(name: str, w: int, h: int) -> None:
+    cls = STYLIZERS[name]
+    with pytest.raises(UnsupportedVideoError) as info:
+        cls.check_size("clip.mp4", w, h)
+    msg = str(info.value)
+    assert msg == f"clip.mp4: {w}x{h} frames are too small for style {name!r} (at least 16x16)"
+    assert info.value.user_error
+
+
+@pytest.mark.parametrize(("w", "h", "need"), [(1920, 41, 42), (41, 1920, 42), (4096, 89, 90), (8192, 64, 180)])
+def test_exception_frames_too_thin_for_the_metrics(w: int, h: int, need: int) -> None:
+    """The metrics' copy is 320 px long; its SSIM needs 7 px across (8192x64 would make it 320x2)."""
+    assert thin_min_side(max(w, h)) == need
+    with pytest.raises(UnsupportedVideoError, match=rf"{w}x{h} frames are too thin for style 'pencil' \(at "
+                                                    rf"{max(w, h)} px on the longer side, at least {need} px"):
+        Pencil.check_size("clip.mp4", w, h)
+
+
+@pytest.mark.parametrize(("w", "h"), [(16, 16), (79, 16), (128, 24), (640, 16), (1920, 42), (1920, 1080)])
+def test_sizes_a_render_takes(w: int, h: int) -> None:
+    for cls in STYLIZERS.values():
+        cls.check_size("clip.mp4", w, h)
+        cls.check_size("clip.mp4", h, w)
+
+
+@pytest.mark.parametrize("preset", ["ultrafast", "fast", "medium"])
+@pytest.mark.parametrize(("h", "w"), [(2, 2), (1, 16), (16, 1), (8, 320), (24, 128), (320, 24), (15, 64), (31, 1280)])
+def test_flow_on_frames_dis_cannot_take(preset: str, h: int, w: int) -> None:
+    """Frames DIS raises on or crashes the process with (a 128x24 segfaults OpenCV 5.0) are padded: a flow of
+    the frame's size, zero where nothing moves."""
+    from core.video.flow import FlowEstimator
+
+    a = np.random.default_rng(0).integers(0, 256, (h, w), dtype=np.uint8)
+    flow = FlowEstimator(preset)(a, a)
+    assert flow.shape == (h, w, 2) and flow.dtype == np.float32 and flow.flags.c_contiguous
+    assert np.abs(flow).max() < 0.5
+
+
+def test_flow_leaves_sizes_dis_takes_as_they_are() -> None:
+    """No padding (so no change of a single flow value) where DIS works: every render of a normal clip."""
+    from core.video.flow import dis_shape
+
+    for h, w in ((16, 16), (16, 79), (32, 80), (32, 320), (180, 320), (720, 1280)):
+        assert dis_shape(h, w) == (h, w) and dis_shape(w, h) == (w, h)
+    assert dis_shape(2, 2) == (16, 16) and dis_shape(24, 128) == (32, 128) and dis_shape(320, 8) == (320, 32)
+
+
+def test_identity_takes_thin_frames() -> None:
+    """Nothing stabilises ``none``: a thin clip is copied as decoded, so only the 16 px minimum holds."""
+    STYLIZERS["none"].check_size("clip.mp4", 8192, 64)
+    with pytest.raises(UnsupportedVideoError, match="too small"):
+        STYLIZERS["none"].check_size("clip.mp4", 8192, 8)
+    with pytest.raises(UnsupportedVideoError, match="too thin"):
+        STYLIZERS["pencil"].check_size("clip.mp4", 8192, 64)

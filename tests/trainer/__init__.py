@@ -1,0 +1,1 @@
+"""trainer/: fine-tuning, ONNX export and int8 (torch)."""
