@@ -3,7 +3,7 @@
 ``spec`` (the job as a value; its hash names the work folder), ``pipeline`` (the numbered steps of a render),
 ``stages`` (a chunk's decode -> stylize -> temporal -> encode, overlapped in threads), ``temporal`` (the EMA /
 flow stabiliser), ``checkpoint`` (finished chunks, as atomic JSON), ``pool`` (the local worker processes),
-``executors`` (local pool or a Dask cluster), ``dask_worker`` (a Dask worker's set-up), ``cost`` (the render
+``executors`` (local pool or a Dask cluster), ``dask_setup`` (what a Dask worker runs once), ``cost`` (the render
 history and the ETA it gives).
 
 May import: the base, ``core.video``, ``core.color``, ``core.ml``, ``core.quality`` and ``stylizers``.

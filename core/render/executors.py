@@ -74,7 +74,7 @@ def _dask_client(address: str, url: str, timeout: float) -> Iterator[tuple[Execu
             raise ClusterUnreachableError(f"the Dask scheduler at {address} has no workers "
                                           f"(none joined within {timeout:g} s)") from None
         _check_workers(client, address)
-        from .dask_worker import StudioWorkerSetup
+        from .dask_setup import StudioWorkerSetup
 
         client.register_plugin(StudioWorkerSetup(), name=StudioWorkerSetup.name)  # also for restarted workers
         workers = sum(client.nthreads().values())

@@ -46,7 +46,8 @@ from typing import Any
 from core.errors import ConfigError, DiskFullError, MediaNotFoundError, StudioError
 
 from . import telemetry
-from .queue import DEFAULT_LEASE_S, Job, JobQueue, LeaseLostError, sets_text
+from .kinds import sets_text
+from .queue import DEFAULT_LEASE_S, Job, JobQueue, LeaseLostError
 
 log = logging.getLogger(__name__)
 

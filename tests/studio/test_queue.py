@@ -14,7 +14,8 @@ import pytest
 
 from core import db
 from core.errors import ConfigError, MediaNotFoundError, OutputError, StudioError
-from core.studio.queue import EVENT_INTERVAL_S, KINDS, STATES, Job, JobQueue, LeaseLostError, check_spec
+from core.studio.kinds import KINDS, check_spec
+from core.studio.queue import EVENT_INTERVAL_S, STATES, Job, JobQueue, LeaseLostError
 from core.video.synthetic import ClipSpec, make_clip
 
 ROOT = Path(__file__).resolve().parents[2]

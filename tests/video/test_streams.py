@@ -24,7 +24,8 @@ from av.subtitles.subtitle import SubtitleSet
 from core.errors import ConfigError
 from core.render.pipeline import render
 from core.render.spec import build_job
-from core.studio.queue import JobQueue, check_spec
+from core.studio.kinds import check_spec
+from core.studio.queue import JobQueue
 from core.video.stitch import KEEP_CHOICES, content_tags
 from scripts import cli
 from scripts.cli import args as cli_args
