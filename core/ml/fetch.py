@@ -71,7 +71,6 @@ def fetch_to(url: str, part: Path, on_progress: Progress | None = None, timeout:
     the whole file, resumed bytes included. Raises DownloadError (no connection; the transfer cut off: the
     partial file is kept), BadModelError (HTTP 4xx), ModelError (HTTP 5xx).
     """
-    part.parent.mkdir(parents=True, exist_ok=True)
     have = part.stat().st_size if part.is_file() else 0
     request = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
     try:
@@ -91,6 +90,7 @@ def fetch_to(url: str, part: Path, on_progress: Progress | None = None, timeout:
         length = resp.headers.get("Content-Length")
         total = resumed + int(length) if length and length.isdigit() else None
         done = resumed
+        part.parent.mkdir(parents=True, exist_ok=True)  # only once connected: offline leaves no folder behind
         try:
             with open(part, "ab" if resumed else "wb") as out:
                 for block in iter(lambda: resp.read(BLOCK), b""):
@@ -195,8 +195,9 @@ def _register_staged(staged: Path, model: zoo.ZooModel, activate: bool) -> Model
     finally:
         staged.unlink(missing_ok=True)
         staged.with_suffix(".json").unlink(missing_ok=True)
-        with contextlib.suppress(OSError):
-            staged.parent.rmdir()
+        for folder in (staged.parent, staged.parent.parent):  # the stage, then .partial/ when nothing else is in it
+            with contextlib.suppress(OSError):
+                folder.rmdir()
 
 
 def describe(model: zoo.ZooModel) -> str:

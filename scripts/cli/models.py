@@ -92,20 +92,22 @@ def cmd_download_model(args: argparse.Namespace) -> int:
 
     try:
         if by_name:
-            _report(fetch.download_known(source, on_progress=on_progress, activate=not args.no_activate))
-            return 0
-        if not is_url and zoo.known(name):
-            _report(fetch.register_known_file(source, name, args.sha256, activate=not args.no_activate))
-            return 0
-        if args.sha256 is None:
+            result = fetch.download_known(source, on_progress=on_progress, activate=not args.no_activate)
+        elif not is_url and zoo.known(name):
+            result = fetch.register_known_file(source, name, args.sha256, activate=not args.no_activate)
+        elif args.sha256 is None:
             raise ConfigError(f"download-model {source}: --sha256 is required for a model that is not known "
                               "(see --list)")
-        entry = registry.download(source, args.sha256, name, on_progress=on_progress if is_url else None,
-                                  activate=not args.no_activate)
+        else:
+            result = registry.download(source, args.sha256, name, on_progress=on_progress if is_url else None,
+                                     activate=not args.no_activate)
     finally:
         if bar is not None:
             bar.close()
-    print(f"registered {entry.spec} -> {entry.path}")
+    if isinstance(result, fetch.Fetched):
+        _report(result)
+    else:
+        print(f"registered {result.spec} -> {result.path}")
     return 0
 
 
@@ -121,7 +123,7 @@ def _report(done) -> None:
 
     e, model = done.entry, zoo.get(done.entry.name)
     if done.resumed_from:
-        print(f"resumed at byte {done.resumed_from}")
+        print(f"resumed a partial download at byte {done.resumed_from} (HTTP Range)")
     print(f"registered {e.spec} -> {e.path}")
     print(f"sha256 {done.sha256} ({_CHECKS[done.check]})")
     size = f" {model.input_size[0]}x{model.input_size[1]}" if model.input_size else ""
