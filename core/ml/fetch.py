@@ -9,7 +9,8 @@ model (:mod:`core.ml.zoo`) brings its own, may have none published, and is megab
 2. The whole file's SHA-256 is checked against the catalogue's pin, else against the hash recorded when the
    name was first fetched (the registered entry's ``sha256``), else it is recorded now and reported as such.
    A mismatch deletes the partial file and raises ``ChecksumError`` naming expected and got.
-3. Only a verified file is renamed to ``<name>.onnx`` (with its sidecar ``<name>.json``: range, channels)
+3. Only a verified file is renamed to ``.partial/<name>.stage/<name>.onnx``, given its sidecar
+   ``<name>.json`` (``{"range": 255, "channels": "rgb"}``, what core.ml.session reads)
    and registered through :func:`core.ml.registry.register`; any failure registers nothing.
 
 No connection at all (refused, no DNS, timed out) raises :class:`DownloadError` naming the URL to fetch
@@ -87,6 +88,10 @@ def fetch_to(url: str, part: Path, on_progress: Progress | None = None, timeout:
         raise cls(f"cannot reach {url} ({reason})") from exc
     with resp:
         resumed = have if have and resp.status == 206 and _range_start(resp) == have else 0
+        if have and resp.status == 206 and not resumed:  # a part we did not ask for: never splice it, start again
+            part.unlink(missing_ok=True)
+            resp.close()
+            return fetch_to(url, part, on_progress, timeout)
         length = resp.headers.get("Content-Length")
         total = resumed + int(length) if length and length.isdigit() else None
         done = resumed
