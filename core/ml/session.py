@@ -34,7 +34,7 @@ import logging
 import math
 import os
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -158,7 +158,7 @@ def get_session(path: str | Path, value_range: float | None = None, provider: st
     provider = provider or choose_provider()
     explicit = convention or Convention()
     if value_range:
-        explicit = Convention(**{**explicit.__dict__, "range": float(value_range)})
+        explicit = replace(explicit, range=float(value_range))
     try:
         digest = file_sha256(path)
     except OSError as exc:
