@@ -274,23 +274,25 @@ def cpu_session_options() -> Any:
     nothing to overlap; all the parallelism is inside each convolution (intra-op). ORT's default spins its
     intra-op threads after every op, waiting for the next: beside a second chunk's process (or the chunk's own
     decode, prepare and encode threads) the spinning threads take the cores that the other process needs.
-    Measured on this 2-core machine, shared with other jobs (load average 8 to 16, so noisy): sketch-v1 on a
-    1280x720 frame, frames/s of all processes together (each process's median of 4 runs), the settings
-    alternated; round A ran beside other users' jobs, round B also beside one of our own 2-thread renders:
+    Measured on this 2-core machine, shared with other jobs (load average about 10): sketch-v1 on a 1280x720
+    frame, frames/s of all processes together (each process's median of 4 runs after a warm-up), the settings
+    alternated, median of 3 rounds:
 
-    =====================  ===========  ===========  ===========  ===========
-    setting                A 1 process  A 2 procs    B 1 process  B 2 procs
-    =====================  ===========  ===========  ===========  ===========
-    ORT default (spin)     0.40         0.41         0.13         0.18
-    intra 2, spinning      0.39         0.34         0.16         0.18
-    intra 2, no spinning   0.45         0.38         0.17         0.25
-    intra 1                0.45         0.22         0.17         0.24
-    =====================  ===========  ===========  ===========  ===========
+    ==========================  =========  ===========
+    setting (per process)       1 process  2 processes
+    ==========================  =========  ===========
+    ORT default (spinning)      0.47       0.42
+    intra 2, spinning           0.47       0.45
+    intra 2, no spinning        0.61       0.51
+    intra 1, no spinning        0.60       0.61
+    ==========================  =========  ===========
 
-    No spinning was the fastest single process in both rounds and the fastest pair under load (B); spinning
-    threads made two processes slower together than one alone (A: 0.34 vs 0.39). Intra 1 leaves a core idle
-    whenever the other process waits on decode or encode (A: 0.22). So: no spinning, and each process its
-    share of the cores. The machine's load dominates these numbers; they rank settings, they are no benchmark.
+    With ORT's defaults two chunks at once were slower than one (0.42 vs 0.47); so were two processes that
+    each took both cores without spinning (0.51 vs 0.61). Two processes with one core's share each (what the
+    render pool sets: ``cores // workers``) ran as fast as one process with both cores (0.61 vs 0.61), and 30 %
+    faster than ORT's defaults. An earlier, more loaded run (load 8 to 16) ranked them the same way: spinning
+    made the pair slower than one process (0.34 vs 0.39 frames/s). The load dominates the absolute numbers;
+    they rank the settings, they are no benchmark.
     """
     import onnxruntime as ort
 
