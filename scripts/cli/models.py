@@ -47,8 +47,20 @@ def cmd_models(args: argparse.Namespace) -> int:
     else:
         info = registry.info(args.target)
         print(json.dumps({"name": info.name, "active": info.active, "history": list(info.history),
-                          "versions": [{**e.to_json(), "path": str(e.path)} for e in info.versions]}, indent=2))
+                          "versions": [{**e.to_json(), "path": str(e.path), **_convention(e)}
+                                       for e in info.versions]}, indent=2))
     return 0
+
+
+def _convention(e) -> dict:
+    """What ``models info`` shows of a version's input convention: the resolved one and, per field, where it
+    came from (registry, sidecar, detected from the graph, default). A missing file shows nothing."""
+    from core.ml import convention
+
+    if not e.path.is_file():
+        return {}
+    conv, origin = convention.resolve(e.path, None, e.convention)
+    return {"convention": conv.describe(), "convention_from": {k: v for k, v in origin.items() if v != "default"}}
 
 
 def add_download_model_parser(sub: argparse._SubParsersAction) -> None:
