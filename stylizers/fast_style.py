@@ -3,7 +3,8 @@
 Any third-party fast-style model with one float32 (N, 3, H, W) RGB input works, whether its spatial axes
 are dynamic or fixed (e.g. 720x720 only), and whether it takes 0..255 or 0..1 pixels (``range``, or a
 sidecar ``<model>.json``): :mod:`core.ml.session` reads the graph, picks CPU or CUDA and tiles. The
-render engine's temporal stabiliser runs after this style like after any other.
+render engine stabilises it in the ``neural`` temporal mode (:mod:`core.render.temporal`), whose weights fit
+a network's flicker, which is mostly colour.
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ class FastStyle(Stylizer):
     name = "neural"
     description = "Neural fast style transfer with an ONNX model (any size or fixed size), tiled without seams."
     Params = FastStyleParams
+    temporal_mode = "neural"
 
     def __init__(self, params: FastStyleParams | None = None, shared: Mapping[str, Any] | None = None) -> None:
         super().__init__(params, shared)
