@@ -279,7 +279,7 @@ def flicker(bench: Bench) -> None:
             sim = float(np.mean([ssim(a, b) for a, b in zip(stable, per_frame, strict=True)]))
             ratio, (goal, floor) = err / base, ((0.25, 0.90) if third_party else (0.3, 0.95))
             verdict = "met" if ratio <= goal and sim >= floor else "NOT met"
-            print(f"  {label}{suffix}: warping error per-frame {base:.5f}, stabilised {err:.5f} = {ratio:.2f}x at "
+            print(f"  {label}{suffix}: warping error per-frame {base:.2e}, stabilised {err:.2e} = {ratio:.2f}x at "
                   f"SSIM {sim:.3f} (goal <= {goal}x at >= {floor}: {verdict})")
             sec["models"][label + suffix] = {"per_frame": base, "stable": err, "warping_ratio": ratio, "ssim": sim,
                                              "third_party": third_party}
