@@ -47,17 +47,27 @@ class TemporalConfig:
     ``mode``: ``flow`` warps the past along the input's optical flow before blending and gives it no
     weight where the flow is unreliable, so moving content does not ghost (measured: a quarter or less of
     the per-frame render's warping error, at SSIM >= 0.95 to it, for cartoon and pencil; ~10 ms a frame
-    more at 720p); ``ema`` blends in place (cheap, ghosts on motion, so it must stay weak); ``off``.
+    more at 720p); ``ema`` blends in place (cheap, ghosts on motion, so it must stay weak); ``off``;
+    ``neural`` is the flow mode made for a network's output (whose texture flickers in colour more than in
+    structure): the past weighs ``neural_luma`` in luma and ``neural_chroma`` in chroma. A style can ask for
+    a mode (:meth:`for_style`; the ``neural`` style asks for ``neural``).
     ``lines_strength`` applies to line work (edges, pencil strokes), which flickers most.
     ``cut_threshold`` is the Bhattacharyya histogram distance between consecutive input frames above
     which a scene cut is declared and the state resets.
     """
 
-    mode: str = field(default="flow", metadata={"choices": ("off", "ema", "flow")})
+    mode: str = field(default="flow", metadata={"choices": ("off", "ema", "flow", "neural")})
     strength: float = field(default=0.4, metadata={"min": 0.0, "max": 0.95})
     lines_strength: float = field(default=0.83, metadata={"min": 0.0, "max": 0.95})
     cut_threshold: float = field(default=0.45, metadata={"min": 0.05, "max": 1.0})
     max_preroll: int = field(default=64, metadata={"min": 0, "max": 500})
+    neural_luma: float = field(default=0.42, metadata={"min": 0.0, "max": 0.95})
+    neural_chroma: float = field(default=0.9, metadata={"min": 0.0, "max": 0.95})
+
+    def for_style(self, mode: str) -> TemporalConfig:
+        """This config with the temporal ``mode`` a style asks for (``""``: none) in place of the preset's
+        ``ema`` or ``flow``; ``off`` stays off."""
+        return self if not mode or self.mode == "off" else replace(self, mode=mode)
 
     def preroll_frames(self) -> int:
         """Frames a chunk decodes before its start so the EMA has forgotten its start-up state.
@@ -68,7 +78,8 @@ class TemporalConfig:
         """
         if self.mode == "off":
             return 1  # one frame is still needed to see a cut on the chunk's first frame
-        s = max(self.strength, self.lines_strength)
+        s = max(self.neural_luma, self.neural_chroma) if self.mode == "neural" else 0.0
+        s = max(s, self.strength, self.lines_strength)
         if s <= 0:
             return 1
         return max(1, min(self.max_preroll, math.ceil(math.log(0.1 / 255) / math.log(s))))

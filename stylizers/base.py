@@ -90,6 +90,9 @@ class Stylizer(ABC):
     Params: ClassVar[type] = NoParams
     #: False for styles whose output must equal the input (no temporal smoothing by default).
     stabilise: ClassVar[bool] = True
+    #: the temporal mode the style's output needs in place of the preset's ``ema``/``flow`` ("": the
+    #: preset's), see :meth:`core.presets.TemporalConfig.for_style`.
+    temporal_mode: ClassVar[str] = ""
     #: how many frames analyze() wants, sampled evenly over the clip.
     analysis_samples: ClassVar[int] = 0
 

@@ -4,8 +4,8 @@ Any third-party fast-style model with one float32 (N, 3, H, W) input works, whet
 are dynamic or fixed (e.g. 720x720 only), RGB or BGR, 0..255, 0..1 or -1..1, with or without a mean/std
 (its :mod:`input convention <core.ml.convention>`: ``channels`` and ``range`` here beat the registry entry and
 the sidecar ``<model>.json``, which beat what the graph shows, e.g. Johnson's BGR mean): :mod:`core.ml.session`
-reads the graph, picks CPU or CUDA and tiles. The render engine's temporal stabiliser runs after this style
-like after any other.
+reads the graph, picks CPU or CUDA and tiles. The render engine stabilises it in the ``neural`` temporal mode
+(:mod:`core.render.temporal`), whose weights fit a network's flicker, which is mostly colour.
 """
 
 from __future__ import annotations
@@ -83,6 +83,7 @@ class FastStyle(Stylizer):
     name = "neural"
     description = "Neural fast style transfer with an ONNX model (any size or fixed size), tiled without seams."
     Params = FastStyleParams
+    temporal_mode = "neural"
 
     def __init__(self, params: FastStyleParams | None = None, shared: Mapping[str, Any] | None = None) -> None:
         super().__init__(params, shared)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +91,7 @@ def build_job(input: str | Path, output: str | Path, style: str = "none", preset
     resolved = apply_sets(base, preset_sets)
     if chunk_seconds is not None:
         resolved = apply_sets(resolved, {"chunk_seconds": str(chunk_seconds)})
+    resolved = replace(resolved, temporal=resolved.temporal.for_style(get_style(style).temporal_mode))
     params = get_style(style).pin(build_params(style, resolved.styles.get(style), style_sets, f"preset {base.name}"))
     return JobSpec(input=str(Path(input)), output=str(Path(output)), style=style, params=params, preset=resolved,
                    audio=audio, subtitles=subtitles)

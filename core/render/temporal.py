@@ -103,6 +103,8 @@ class _Motion:
 _FLOW_SIDE = 320
 #: below this fraction of reliable flow, the frame is treated as a cut the histogram missed
 _MIN_RELIABLE = 0.2
+#: ``cv2.transform`` matrix putting an RGB pixel's BT.601 luma into each of its three channels
+_LUMA_ROWS = np.array([[0.299, 0.587, 0.114]] * 3, np.float32)
 
 
 class Stabiliser:
@@ -113,17 +115,20 @@ class Stabiliser:
 
     Modes (:attr:`TemporalConfig.mode`): ``"ema"`` blends with the past state where it was; ``"flow"`` first
     warps the past state along the input's optical flow (so moving content does not leave a ghost trail)
-    and gives the past no weight where the flow is unreliable; ``"off"`` passes frames through.
+    and gives the past no weight where the flow is unreliable; ``"neural"`` warps like ``"flow"`` but
+    weighs the past separately in luma and chroma (:meth:`_blend_neural`); ``"off"`` passes frames through.
     The weight of an ``n``-frame-old state is at most ``s**n`` in both modes, so the same pre-roll
     (:meth:`TemporalConfig.preroll_frames`) makes a chunked render equal a single pass; in flow mode the
     pre-roll frames feed the flow too.
     """
 
     def __init__(self, config: TemporalConfig, enabled: bool = True) -> None:
-        on = enabled and config.mode in ("ema", "flow")
-        self.s_base = np.float32(config.strength if on else 0.0)
+        on = enabled and config.mode in ("ema", "flow", "neural")
+        neural = on and config.mode == "neural"
+        self.s_base = np.float32(config.neural_luma if neural else config.strength if on else 0.0)
+        self.s_chroma = np.float32(config.neural_chroma) if neural else None
         self.s_lines = np.float32(config.lines_strength if on else 0.0)
-        self._motion = _Motion() if on and config.mode == "flow" else None
+        self._motion = _Motion() if on and config.mode in ("flow", "neural") else None
         self._local = threading.local()  # per-thread flow estimators for motion_between
         self._base: np.ndarray | None = None
         self._lines: np.ndarray | None = None
@@ -131,7 +136,7 @@ class Stabiliser:
     @property
     def active(self) -> bool:
         """False when the stabiliser passes frames through (no state to keep or reset)."""
-        return bool(self.s_base or self.s_lines)
+        return bool(self.s_base or self.s_lines or self.s_chroma)
 
     @property
     def needs_source(self) -> bool:
@@ -166,6 +171,26 @@ class Stabiliser:
         w_past = reliable * s
         return cv2.blendLinear(past, cur, w_past, 1.0 - w_past)
 
+    @staticmethod
+    def _blend_neural(state: np.ndarray | None, cur: np.ndarray, s_luma: np.float32, s_chroma: np.float32,
+                      motion: Motion | None) -> np.ndarray:
+        """:meth:`_blend_warped` with the past weighing ``s_luma`` in luma (BT.601) and ``s_chroma`` in
+        chroma: a style network's flicker is mostly colour (its texture swaps hues from frame to frame) while
+        its structure is what SSIM to the per-frame render measures, so colour can be held much longer than
+        luma at the same loss of detail (measured on real clips, ``tests/render/test_temporal_neural.py``).
+        The luma of the luma blend replaces the luma of the chroma blend; both are linear, so no colour
+        conversion is needed."""
+        cur = cur.astype(np.float32)
+        if state is None or motion is None or state.shape != cur.shape:
+            return cur
+        map_x, map_y, reliable = motion
+        past = cv2.remap(state, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        w_luma, w_chroma = reliable * s_luma, reliable * s_chroma
+        luma_blend = cv2.blendLinear(past, cur, w_luma, 1.0 - w_luma)
+        chroma_blend = cv2.blendLinear(past, cur, w_chroma, 1.0 - w_chroma)
+        # (luma of the difference) in each channel: adding it moves chroma_blend's luma to luma_blend's
+        return cv2.add(chroma_blend, cv2.transform(cv2.subtract(luma_blend, chroma_blend), _LUMA_ROWS))
+
     def __call__(self, styled: Styled, source: np.ndarray | None = None) -> np.ndarray:
         """Stabilise one frame's layers -> (H, W, 3) uint8 RGB.
 
@@ -174,7 +199,7 @@ class Stabiliser:
         """
         if self._motion is not None and self.active:
             if source is None:
-                raise ValueError("temporal mode 'flow': the stabiliser needs the input frame (source=)")
+                raise ValueError("temporal mode 'flow' or 'neural': the stabiliser needs the input frame (source=)")
             return self.apply(styled, self._motion.step(source))
         return self.apply(styled, None)
 
@@ -192,7 +217,7 @@ class Stabiliser:
     def apply(self, styled: Styled, motion: Motion | None) -> np.ndarray:
         """Stabilise one frame's layers with motion measured ahead (:meth:`motion_between`); the same as
         :meth:`__call__` for the same frames in the same order, resets included."""
-        if self.s_base == 0 and self.s_lines == 0:
+        if not self.active:
             return compose(styled.base, styled.lines, styled.ink)
         if self._motion is None:
             self._base = self._blend(self._base, styled.base, self.s_base)
@@ -201,7 +226,10 @@ class Stabiliser:
         else:
             if motion is None:  # first frame, or a cut the histograms missed: start fresh
                 self._base = self._lines = None
-            self._base = self._blend_warped(self._base, styled.base, self.s_base, motion)
+            if self.s_chroma is None:
+                self._base = self._blend_warped(self._base, styled.base, self.s_base, motion)
+            else:
+                self._base = self._blend_neural(self._base, styled.base, self.s_base, self.s_chroma, motion)
             if styled.lines is not None:
                 self._lines = self._blend_warped(self._lines, styled.lines, self.s_lines, motion)
         return compose(self._base, self._lines if styled.lines is not None else None, styled.ink)

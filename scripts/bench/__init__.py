@@ -18,7 +18,9 @@ Targets (render engine):
     (a chunk per core, one loop each);
   * dask: a render on a 2-worker ``LocalCluster`` >= 0.9x the local pool with the same 2 chunks at once;
   * gpu (only where NVML sees an NVIDIA GPU): the neural style's 1080p render fps with the GPU's utilisation
-    meanwhile, and h264_nvenc vs libx264 encode fps (reported, no fixed target).
+    meanwhile, and h264_nvenc vs libx264 encode fps (reported, no fixed target);
+  * neural_flicker (only where ../shared has the clip): the neural temporal mode's warping error vs the
+    per-frame render, per model: third-party models <= 0.25x at SSIM >= 0.90, bundled ones <= 0.3x at >= 0.95.
 
 Where things live (the sections run in the order of :data:`scripts.bench.run.SECTIONS`):
   * :mod:`.run`: the command: options, the section registry, running the chosen sections, publishing;
@@ -27,7 +29,8 @@ Where things live (the sections run in the order of :data:`scripts.bench.run.SEC
   * :mod:`.render`: whole CLI renders: ``identity`` (vs ffmpeg), ``lut``, ``workers``, ``memory``,
     ``styles``, ``dask``;
   * :mod:`.stages`: ``stages``, the per-stage CPU costs and the machine limit they give;
-  * :mod:`.neural`: ``neural`` (ONNX Runtime vs torch, int8, CUDA EP) and ``gpu`` (NVML, NVENC);
+  * :mod:`.neural`: ``neural`` (ONNX Runtime vs torch, int8, CUDA EP), ``gpu`` (NVML, NVENC) and
+    ``neural_flicker`` (the neural temporal mode per model);
   * :mod:`.studio`: ``loop`` (the learning loop's costs, flicker) and ``studio`` (preview, queue page);
   * the report: :mod:`.figures` (reading a figure leniently, formatting it, the targets),
     :mod:`.rows` (the tables' rows, a builder per section), :mod:`.charts` (the Plotly figures) and

@@ -1,5 +1,6 @@
 """Sections for the neural style: inference speed on the CPU (ONNX Runtime vs torch, compact vs Johnson,
-int8 vs fp32), the CUDA provider, and a whole render on an NVIDIA GPU with its utilisation and NVENC.
+int8 vs fp32), the CUDA provider, a whole render on an NVIDIA GPU with its utilisation and NVENC, and the
+flicker left by the neural temporal mode per model.
 
 torch, ONNX Runtime and NVML are imported inside each section: a run without them (``--only lut``) never
 pays for them, and a machine without them skips the section and says why.
@@ -10,7 +11,7 @@ from __future__ import annotations
 import threading
 import time
 
-from scripts.bench.measure import Bench, Run, cli_render, measure
+from scripts.bench.measure import SHARED_CLIP, Bench, Run, cli_render, measure
 
 
 def neural(bench: Bench) -> None:
@@ -199,3 +200,87 @@ def gpu(bench: Bench) -> None:
         sec["nvenc_skipped"] = nvenc_why
         print(f"  NVENC: skipped: h264_nvenc does not open ({nvenc_why})")
     report["gpu"] = sec
+
+
+#: third-party models the flicker section measures when ../shared has them (never copied into the repo)
+SHARED_MODELS = ("wml_candy", "wml_mosaic")
+
+
+def flicker(bench: Bench) -> None:
+    """The neural temporal mode on a real clip: per model, the warping error (Lai et al.) of the per-frame
+    render and of the stabilised one, their ratio, and the SSIM of the stabilised frames to the per-frame
+    ones; 24 frames of ../shared's clip at 320 px wide (CPU inference is slow), cuts reset as in a render.
+
+    Goals: third-party models <= 0.25x at SSIM >= 0.90 (the default ``neural_luma``); the bundled models
+    <= 0.3x at SSIM >= 0.95, which they reach with ``temporal.neural_luma=0.8`` (measured beside the default).
+    """
+    import dataclasses
+
+    import cv2
+    import numpy as np
+
+    from core.presets import load_preset
+    from core.quality.metrics import MetricsMeter, ssim
+    from core.render.temporal import Stabiliser
+    from core.video.cuts import CutDetector
+    from core.video.probe import probe
+    from core.video.reader import Reader
+    from stylizers import STYLIZERS
+    from stylizers.base import Styled
+
+    report = bench.report
+    if not SHARED_CLIP.is_file():
+        print("\nneural flicker: skipped (../shared/media is absent)")
+        report["neural_flicker"] = {"skipped": "../shared/media is absent"}
+        return
+    n, width = 24, 320
+    with Reader(probe(SHARED_CLIP)) as r:
+        src = [f.rgb for f in r.frames(0, n)]
+    h, w = src[0].shape[:2]
+    src = [cv2.resize(f, (width, round(width * h / w / 2) * 2), interpolation=cv2.INTER_AREA) for f in src]
+    temporal = load_preset("balanced").temporal.for_style("neural")
+    detector = CutDetector(temporal.cut_threshold)
+    cuts = {i for i, f in enumerate(src) if detector.is_cut(f) and i > 0}
+
+    def warping_error(seq: list[np.ndarray]) -> float:
+        meter, errs = MetricsMeter(), []
+        for i, (a, b) in enumerate(zip(src, seq, strict=True)):
+            if i in cuts:
+                meter.reset()
+            e = meter.update(i, a, b).warping_error
+            if e is not None:
+                errs.append(e)
+        return float(np.mean(errs))
+
+    def stabilised(per_frame: list[np.ndarray], cfg) -> list[np.ndarray]:
+        stab, out = Stabiliser(cfg), []
+        for i, (f, o) in enumerate(zip(src, per_frame, strict=True)):
+            if i in cuts:
+                stab.reset()
+            out.append(stab(Styled(base=o), f))
+        return out
+
+    shared = SHARED_CLIP.parent.parent / "models"
+    models = [("sketch", "sketch", False), ("teal", "teal", False)]
+    models += [(name, str(shared / f"{name}.onnx"), True) for name in SHARED_MODELS
+               if (shared / f"{name}.onnx").is_file()]
+    sec: dict = {"clip": SHARED_CLIP.name, "frames": n, "width": width, "models": {}}
+    print(f"\nneural flicker: {SHARED_CLIP.name}, {n} frames at {width} px, neural temporal mode "
+          f"(luma {temporal.neural_luma}, chroma {temporal.neural_chroma}):")
+    cls = STYLIZERS["neural"]
+    for label, model, third_party in models:
+        per_frame = [s.base for s in cls(cls.Params(model=model)).stylize_batch(src, list(range(n)))]
+        base = warping_error(per_frame)
+        runs = [("", temporal)] if third_party else [("", temporal),
+                                                     (" luma 0.8", dataclasses.replace(temporal, neural_luma=0.8))]
+        for suffix, cfg in runs:
+            stable = stabilised(per_frame, cfg)
+            err = warping_error(stable)
+            sim = float(np.mean([ssim(a, b) for a, b in zip(stable, per_frame, strict=True)]))
+            ratio, (goal, floor) = err / base, ((0.25, 0.90) if third_party else (0.3, 0.95))
+            verdict = "met" if ratio <= goal and sim >= floor else "NOT met"
+            print(f"  {label}{suffix}: warping error per-frame {base:.2e}, stabilised {err:.2e} = {ratio:.2f}x at "
+                  f"SSIM {sim:.3f} (goal <= {goal}x at >= {floor}: {verdict})")
+            sec["models"][label + suffix] = {"per_frame": base, "stable": err, "warping_ratio": ratio, "ssim": sim,
+                                             "third_party": third_party}
+    report["neural_flicker"] = sec

@@ -12,6 +12,7 @@ from typing import Any
 
 from scripts.bench.figures import (
     ANALYSIS,
+    BUNDLED_FLICKER,
     BUSY,
     COMPACT,
     DASK,
@@ -24,6 +25,8 @@ from scripts.bench.figures import (
     LUT_ONLY,
     MEMORY,
     METRICS,
+    NEURAL_FLICKER,
+    NEURAL_FLICKER_SSIM,
     NOT_MET,
     OF_LIMIT,
     ORT,
@@ -183,6 +186,25 @@ def _neural_rows(report: dict) -> list[Row]:
     return rows
 
 
+def _neural_flicker_rows(report: dict) -> list[Row]:
+    """A row per model: the neural temporal mode's warping error vs the per-frame render, SSIM to it."""
+    sec = _sec(report, "neural_flicker")
+    rows: list[Row] = []
+    where = f"{sec.get('clip', '?')}, {sec.get('frames', '?')} frames at {sec.get('width', '?')} px"
+    for model, v in _sec(sec, "models").items():
+        figs = _nums(v, "per_frame", "stable", "warping_ratio", "ssim")
+        if figs is None:
+            continue
+        base, err, ratio, sim = figs
+        if v.get("third_party"):
+            target = NEURAL_FLICKER.column(ratio, extra_ok=sim >= NEURAL_FLICKER_SSIM)
+        else:
+            target = BUNDLED_FLICKER.column(ratio, extra_ok=sim >= FLICKER_SSIM)
+        rows.append((f"flicker: neural temporal mode, {_cell(model)} model, {_cell(where)}",
+                     f"{base:.2e} -> {err:.2e} = **{_x(ratio)}** at SSIM {sim:.3f}", target))
+    return rows
+
+
 def _gpu_rows(report: dict) -> list[Row]:
     sec = _sec(report, "gpu")
     if not sec:
@@ -257,8 +279,8 @@ def _studio_rows(report: dict) -> list[Row]:
 
 
 SUMMARY: tuple[Callable[[dict], list[Row]], ...] = (
-    _identity_rows, _lut_rows, _workers_rows, _dask_rows, _memory_rows, _neural_rows, _gpu_rows, _loop_rows,
-    _studio_rows)
+    _identity_rows, _lut_rows, _workers_rows, _dask_rows, _memory_rows, _neural_rows, _neural_flicker_rows, _gpu_rows,
+    _loop_rows, _studio_rows)
 
 
 # -- the per-style and per-stage tables: a row per style, "-" for a figure not measured --

@@ -392,7 +392,7 @@ def test_a_chunk_styled_several_frames_a_call_equals_one_at_a_time(tmp_path: Pat
     from core.render.plan import Chunk, analyze_job
 
     clip = make_clip(tmp_path / "c.mp4", ClipSpec(frames=14, width=160, height=96, cut_at=7))
-    spec = build_job(clip, tmp_path / "n.mp4", "neural", "balanced")  # the bundled sketch model, flow stabilised
+    spec = build_job(clip, tmp_path / "n.mp4", "neural", "balanced")  # the bundled sketch model, neural-mode stabilised
     analysis = analyze_job(spec)
     calls: list[int] = []
     real = FastStyle.stylize_batch

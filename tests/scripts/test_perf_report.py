@@ -286,3 +286,22 @@ def test_main_bad_input_is_one_line_and_exit_2(tmp_path: Path, capsys: pytest.Ca
     assert "Traceback" not in err
     assert err.startswith("python -m scripts.bench.report: error: ")
     assert (str(src) if case != "no_markers" else "README.md") in err
+
+
+def test_neural_flicker_rows_per_model() -> None:
+    report = sample_report()
+    report["neural_flicker"] = {"clip": "c.mp4", "frames": 24, "width": 320, "models": {
+        "sketch": {"per_frame": 2.1e-5, "stable": 9.6e-6, "warping_ratio": 0.45, "ssim": 0.999, "third_party": False},
+        "sketch luma 0.8": {"per_frame": 2.1e-5, "stable": 3.8e-6, "warping_ratio": 0.181, "ssim": 0.996,
+                            "third_party": False},
+        "wml_candy": {"per_frame": 0.00646, "stable": 0.00159, "warping_ratio": 0.246, "ssim": 0.967,
+                      "third_party": True},
+        "broken": {"per_frame": None}}}
+    rows = _rows(perf_report.markdown(report))
+    assert rows["flicker: neural temporal mode, sketch model, c.mp4, 24 frames at 320 px"] == \
+        ["2.10e-05 -> 9.60e-06 = **0.45x** at SSIM 0.999", "<= 0.3x at >= 0.95 (bundled) (not met)"]
+    assert rows["flicker: neural temporal mode, sketch luma 0.8 model, c.mp4, 24 frames at 320 px"] == \
+        ["2.10e-05 -> 3.80e-06 = **0.18x** at SSIM 0.996", "<= 0.3x at >= 0.95 (bundled)"]
+    assert rows["flicker: neural temporal mode, wml_candy model, c.mp4, 24 frames at 320 px"] == \
+        ["6.46e-03 -> 1.59e-03 = **0.25x** at SSIM 0.967", "<= 0.25x at >= 0.90 (third-party)"]
+    assert not any("broken" in k for k in rows)
