@@ -117,11 +117,11 @@ def train_model(pairs_dir: str | Path, base: str, name: str | None, cfg: Finetun
     user's words (the card's title and the registry's style). ``calibration``: extra (H, W, 3) uint8 frames
     for int8 calibration (the pair inputs are used too). ``int8="require"`` raises QualityGateError where
     ``"try"`` would register fp32."""
+    pairs = load_pairs(pairs_dir)
     if base in ARCHS and not name:
         raise ConfigError(f"training from scratch needs --name for the new model (base {base!r} is an architecture)")
     if name is not None:
         registry.check_name(name, "--name")
-    pairs = load_pairs(pairs_dir)
     net, lineage_base = base_network(base, cfg.seed)
     name = name or default_name(lineage_base)
     held_out = split(pairs, cfg.val_fraction)[1]
