@@ -55,7 +55,8 @@ def card_text(entry: ModelEntry, f: CardFacts) -> str:
         f"- training: AdamW lr {cfg.lr:g}, batch {cfg.batch}, crop {cfg.crop}, {run.epochs_run} epochs"
         f"{' (early stop)' if run.stopped_early else ''}, seed {cfg.seed}, "
         f"loss L1 + {cfg.loss.edge:g} Sobel + {cfg.loss.temporal:g} temporal",
-        f"- held-out pairs vs their targets ({f.after.pairs} whole frames): base `{base}` {_scores(f.before)}"
+        f"- held-out pairs vs their targets ({f.after.pairs} whole frame{'s' if f.after.pairs != 1 else ''}): "
+        f"base `{base}` {_scores(f.before)}"
         f" -> this model {_scores(f.after)}",
         f"- validation loss {run.best_val:.4f} (from {run.first_val:.4f} with the base's weights)",
         f"- export parity (torch vs ONNX Runtime): max error {max(e for _, e in f.export.max_abs_error):.1e}",

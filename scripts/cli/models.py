@@ -46,7 +46,9 @@ def cmd_models(args: argparse.Namespace) -> int:
     else:
         info = registry.info(args.target)
         print(json.dumps({"name": info.name, "active": info.active, "history": list(info.history),
-                          "versions": [{**e.to_json(), "path": str(e.path)} for e in info.versions]}, indent=2))
+                          "versions": [{**e.to_json(), "path": str(e.path),
+                                        "card": None if e.card_path is None else str(e.card_path)}
+                                       for e in info.versions]}, indent=2))
     return 0
 
 
