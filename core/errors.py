@@ -75,3 +75,9 @@ class ClusterMismatchError(StudioError, RuntimeError):
     """A Dask cluster whose workers run other code than ours (cannot import the project, another version of it,
     of Python or of a package that renders); the message names the address and what differs. Exit 2: the
     cluster is the user's to fix (or not to use)."""
+
+
+class DownloadError(StudioError, ConnectionError):
+    """A download the network stopped: no connection (refused, no DNS, timed out) or a transfer cut off
+    mid-file; the message names the URL and what to do (run again to resume, or fetch it elsewhere and
+    register the file). Exit 2: nothing of ours failed, and a file kept for resuming is not registered."""

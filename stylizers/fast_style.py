@@ -1,9 +1,11 @@
 """The neural style: a feed-forward (fast) style-transfer ONNX model, run in feathered tiles.
 
-Any third-party fast-style model with one float32 (N, 3, H, W) RGB input works, whether its spatial axes
-are dynamic or fixed (e.g. 720x720 only), and whether it takes 0..255 or 0..1 pixels (``range``, or a
-sidecar ``<model>.json``): :mod:`core.ml.session` reads the graph, picks CPU or CUDA and tiles. The
-render engine's temporal stabiliser runs after this style like after any other.
+Any third-party fast-style model with one float32 (N, 3, H, W) input works, whether its spatial axes
+are dynamic or fixed (e.g. 720x720 only), RGB or BGR, 0..255, 0..1 or -1..1, with or without a mean/std
+(its :mod:`input convention <core.ml.convention>`: ``channels`` and ``range`` here beat the registry entry and
+the sidecar ``<model>.json``, which beat what the graph shows, e.g. Johnson's BGR mean): :mod:`core.ml.session`
+reads the graph, picks CPU or CUDA and tiles. The render engine's temporal stabiliser runs after this style
+like after any other.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import numpy as np
 from core.assets import resolve_asset
 from core.errors import ConfigError
 from core.ml import session as ml_session
+from core.ml.convention import Convention
 from core.video.frames import to_float, to_uint8
 
 from .base import Styled, Stylizer
@@ -40,9 +43,14 @@ def resolve_model(name: str) -> Path:
 class FastStyleParams:
     model: str = field(default="sketch", metadata={"help": "a registered model NAME[@VERSION] (bundled: sketch, teal; "
                                                             "see `models list`), or a .onnx file"})
-    range: int = field(default=0, metadata={"choices": (0, 1, 255),
-                                            "help": "pixel range the model takes: 255, 1, or 0 = from the "
-                                                    "model's sidecar <model>.json, else 255"})
+    range: int = field(default=0, metadata={"choices": (0, 1, 255, -1),
+                                            "help": "pixel range the model takes: 255, 1, -1 (-1..1), or 0 = "
+                                                    "from the registry, the sidecar <model>.json or the graph, "
+                                                    "else 255"})
+    channels: str = field(default="auto", metadata={"choices": ("auto", "rgb", "bgr"),
+                                                    "help": "channel order the model takes: rgb, bgr, or auto = "
+                                                            "from the registry, the sidecar or the graph "
+                                                            "(an ImageNet mean in B, G, R order: bgr), else rgb"})
     tile: int = field(default=0, metadata={"min": 0, "max": 4096,
                                            "help": "tile side in pixels for any-size models (at least 16); "
                                                    "0 = from free memory"})
@@ -56,6 +64,21 @@ class FastStyleParams:
                               f"{ml_session.MIN_MODEL_SIDE} px)")
 
 
+def explicit_convention(p: FastStyleParams) -> Convention:
+    """The convention fields the params set (``range`` 0 and ``channels`` auto set nothing)."""
+    return Convention(channels=None if p.channels == "auto" else p.channels.upper(),
+                      range=float(p.range) if p.range else None)
+
+
+def registered_convention(name: str) -> Convention | None:
+    """The convention in a registered model's manifest ``input``; None for a plain file."""
+    from core.ml import registry
+
+    if not name or not registry.is_registered(name):
+        return None
+    return registry.entry(name).convention
+
+
 class FastStyle(Stylizer):
     name = "neural"
     description = "Neural fast style transfer with an ONNX model (any size or fixed size), tiled without seams."
@@ -64,7 +87,8 @@ class FastStyle(Stylizer):
     def __init__(self, params: FastStyleParams | None = None, shared: Mapping[str, Any] | None = None) -> None:
         super().__init__(params, shared)
         p = self.params
-        self._session = ml_session.get_session(resolve_model(p.model), p.range or None)
+        self._session = ml_session.get_session(resolve_model(p.model), convention=explicit_convention(p),
+                                               declared=registered_convention(p.model))
 
     @classmethod
     def pin(cls, params: FastStyleParams) -> FastStyleParams:

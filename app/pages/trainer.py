@@ -81,7 +81,9 @@ if entries:
         with ui.shown_errors():
             active.setdefault(e.name, registry.info(e.name).active)
     st.dataframe([{"model": e.spec, "active": active.get(e.name) == e.version, "style": e.style,
-                   "fps": e.measured_fps, "base": (e.lineage or {}).get("base"),
+                   "fps": e.measured_fps,
+                   "input": e.convention.describe() if e.convention else "from the sidecar or the graph",
+                   "base": (e.lineage or {}).get("base"),
                    "val_loss": (e.lineage or {}).get("val_loss"), "created": e.created, "licence": e.licence}
                   for e in entries], hide_index=True, width="stretch")
     c1, c2 = st.columns(2)

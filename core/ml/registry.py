@@ -52,6 +52,8 @@ _SHA = re.compile(r"[0-9a-f]{64}")
 #: Lineage keys and their types: where a trained model came from (see trainer/).
 _LINEAGE: dict[str, tuple[type, ...]] = {"base": (str,), "data_hash": (str,), "epochs": (int,),
                                          "val_loss": (int, float)}
+#: ``input`` keys beyond the pixel convention's (core.ml.convention.SIDECAR_KEYS) and their types.
+_INPUT: dict[str, tuple[type, ...]] = {"layout": (str,), "precision": (str,), "size": (list, type(None))}
 
 Progress = Callable[[int, int | None], None]
 Card = Callable[["ModelEntry"], str]
@@ -67,7 +69,9 @@ class ModelEntry:
     """One version of one named model, as stored in a manifest.
 
     ``file`` is relative to ``folder`` (the manifest's folder; not stored in the JSON). ``input`` is the
-    input spec as far as known (e.g. ``{"layout": "NCHW", "range": 255, "size": [720, 720]}``); ``lineage``
+    input spec as far as known (e.g. ``{"layout": "NCHW", "range": 255, "size": [720, 720]}``), including
+    the pixel convention's keys (``channels``, ``range``, ``mean``, ``std``, ``min_size``: see
+    :mod:`core.ml.convention`; they beat the sidecar, and explicit settings beat them); ``lineage``
     holds any of ``base``, ``data_hash``, ``epochs``, ``val_loss``. ``weights_sha256`` is set for models
     trained here: their trainable weights sit beside the model as ``<file stem>.npz`` (see trainer/).
     """
@@ -101,6 +105,15 @@ class ModelEntry:
             if path.is_file():
                 return path
         return None
+
+    @property
+    def convention(self) -> Any:
+        """The pixel convention this entry's ``input`` declares (a :class:`core.ml.convention.Convention`,
+        fields it does not say are None); None when it declares none. Validated when the manifest loaded."""
+        from core.ml.convention import SIDECAR_KEYS, from_dict
+
+        said = {k: v for k, v in (self.input or {}).items() if k in SIDECAR_KEYS}
+        return from_dict(said, f"model {self.spec}") if said else None
 
     @property
     def weights_path(self) -> Path | None:
@@ -178,6 +191,7 @@ def _entry_from_dict(d: Any, where: Path, folder: Path) -> ModelEntry:
     except ValueError:
         raise ConfigError(f"{label}: created must be an ISO time, got {d['created']!r}") from None
     _check_type(where, "input", d.get("input"), (dict,), optional=True)
+    _check_input(d.get("input"), where, label)
     _check_type(where, "lineage", d.get("lineage"), (dict,), optional=True)
     for key, value in (d.get("lineage") or {}).items():
         if key not in _LINEAGE:
@@ -189,6 +203,25 @@ def _entry_from_dict(d: Any, where: Path, folder: Path) -> ModelEntry:
         raise ConfigError(f"{label}: weights_sha256 must be 64 lowercase hex digits, got {d['weights_sha256']!r}")
     fps = d.get("measured_fps")
     return ModelEntry(**{**d, "measured_fps": None if fps is None else float(fps)}, folder=folder)
+
+
+def _check_input(inp: dict[str, Any] | None, where: Path, label: str) -> None:
+    """An entry's ``input``: known keys only, each of its type; the convention's keys as strictly as a sidecar."""
+    from core.ml.convention import SIDECAR_KEYS, from_dict
+
+    for key, value in (inp or {}).items():
+        if key not in _INPUT and key not in SIDECAR_KEYS:
+            raise ConfigError(f"{label}: unknown input key {key!r} (known: {', '.join([*_INPUT, *SIDECAR_KEYS])})")
+        if key in _INPUT:
+            _check_type(where, f"input.{key}", value, _INPUT[key])
+    size = (inp or {}).get("size")
+    if size is not None and (len(size) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0
+                                                        for v in size)):
+        raise ConfigError(f"{label}: input.size must be null or [height, width] in pixels, got {size!r}")
+    try:
+        from_dict(inp or {}, f"{label}: input")
+    except BadModelError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 @dataclass(frozen=True)

@@ -1,15 +1,17 @@
 """ONNX Runtime sessions for image-to-image models, and tiled inference that hides the seams.
 
 A model's input contract (:class:`InputSpec`) is read from its graph: the input name, NCHW layout, and a
-fixed (H, W) when the spatial axes are integers or None when they are symbolic (dynamic). The value
-range (0..255 or 0..1) is not in the graph: it comes from an explicit argument, else from an optional
-sidecar ``<model>.json`` beside the model (``{"range": 255}`` or ``{"range": 1}``), else 255. A fixed input
+fixed (H, W) when the spatial axes are integers or None when they are symbolic (dynamic). What a pixel is
+(channel order, value range, mean/std, minimum size: a :class:`~core.ml.convention.Convention`) comes per
+field from explicit arguments, else the registry entry, else the sidecar ``<model>.json``, else what the graph
+shows (an ImageNet mean added in B, G, R order means BGR), else RGB 0..255 (:mod:`core.ml.convention`). A fixed input
 smaller than :data:`MIN_MODEL_SIDE` on a side is refused: tiles that small run the model once per few pixels
 (a 1x1 model took 85 s for 100 tiny frames and would never finish a 720p clip).
 
 Providers: CUDA only when ONNX Runtime lists it *and* NVML sees a GPU *and* the session really loaded
 it; otherwise CPU. ORT's own logging is silenced to errors. Sessions are created once per
-(model content, provider, range) and reused by every caller in the process.
+(model content, provider, convention) and shared by every caller and thread in the process (ORT's ``run`` is
+thread-safe); the CPU provider's thread settings are :func:`cpu_session_options`'s.
 
 :func:`run_tiled` cuts a frame into overlapping tiles (reflection-padded to a fixed model's size),
 runs each, and blends them with linear-ramp (feathered) weights; :func:`run_tiled_batch` does the same for
@@ -28,11 +30,11 @@ batch); on a GPU cuDNN may pick other algorithms per batch size, so bits can dif
 
 from __future__ import annotations
 
-import json
 import logging
 import math
+import os
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +42,9 @@ import numpy as np
 
 from core.errors import BadModelError, ModelError
 from core.fingerprint import file_sha256
-from core.video.frames import nchw_to_hwc
+from core.ml.convention import DEFAULT, Convention, read_sidecar
+from core.ml.convention import resolve as resolve_convention
+from core.video.frames import from_model, from_model_units, to_model
 
 log = logging.getLogger(__name__)
 
@@ -63,26 +67,38 @@ MEMORY_SHARE = 0.25
 
 @dataclass(frozen=True)
 class InputSpec:
-    """What a model expects: input ``name`` and ``output`` name, ``layout`` "NCHW", ``channels`` "RGB",
-    ``value_range`` 255.0 (pixels 0..255) or 1.0 (0..1), ``size`` a fixed (H, W) or None when dynamic,
-    ``batch`` a fixed batch size (runs are padded to it) or None when any."""
+    """What a model expects: input ``name`` and ``output`` name, ``layout`` "NCHW", ``size`` a fixed (H, W)
+    or None when dynamic, ``batch`` a fixed batch size (runs are padded to it) or None when any, and its
+    pixels' ``convention`` (every field set: channels, range, mean, std, min_size)."""
 
     name: str
     output: str
     layout: str = "NCHW"
-    channels: str = "RGB"
-    value_range: float = 255.0
     size: tuple[int, int] | None = None
     batch: int | None = None
+    convention: Convention = DEFAULT
+
+    @property
+    def channels(self) -> str:
+        """"RGB" or "BGR"."""
+        return self.convention.channels or "RGB"
+
+    @property
+    def value_range(self) -> float:
+        """255.0 (pixels 0..255), 1.0 (0..1) or -1.0 (-1..1)."""
+        return self.convention.range if self.convention.range is not None else 255.0
 
 
 class ModelSession:
     """One ONNX Runtime session on one provider, with its model's :class:`InputSpec`. Shared by threads: its
     only changing state is each thread's own bound buffers (on a device)."""
 
-    def __init__(self, path: Path, ort_session: Any, spec: InputSpec, provider: str, device: str | None = None) -> None:
+    def __init__(self, path: Path, ort_session: Any, spec: InputSpec, provider: str, device: str | None = None,
+                 origin: dict[str, str] | None = None) -> None:
         self.path = path
         self.spec = spec
+        #: per convention field, where it came from ("explicit", "sidecar", "detected: ...", "default")
+        self.origin = origin or {}
         self.provider = provider
         #: where bound inputs and outputs live: "cuda" on the CUDA provider, None (plain ``run``) on CPU
         self.device = device if device is not None else ("cuda" if provider == CUDA else None)
@@ -122,30 +138,36 @@ class ModelSession:
         return f"ModelSession({self.path.name!r}, {self.provider}, {self.spec})"
 
 
-_SESSIONS: dict[tuple[str, str, float], ModelSession] = {}
+_SESSIONS: dict[tuple[str, str, Convention], ModelSession] = {}
 _LOCK = threading.Lock()
 
 
-def get_session(path: str | Path, value_range: float | None = None, provider: str | None = None) -> ModelSession:
-    """The process-wide session for the ONNX model at ``path`` (created on first use, then reused).
+def get_session(path: str | Path, value_range: float | None = None, provider: str | None = None, *,
+                convention: Convention | None = None, declared: Convention | None = None) -> ModelSession:
+    """The process-wide session for the ONNX model at ``path`` (created on first use, then shared).
 
-    ``value_range``: 255 or 1 to override the sidecar; None = sidecar, else 255. ``provider``: force
-    ``CPUExecutionProvider`` (the OOM fallback); None = :func:`choose_provider`. Raises BadModelError for a
-    missing, unreadable or unsupported model.
+    ``value_range``: 255, 1 or -1 (-1..1) to override the sidecar (a shorthand for ``convention``'s range);
+    ``convention``: explicit settings, which beat ``declared`` (the registry entry's), the sidecar and
+    detection, per field (see :mod:`core.ml.convention`). ``provider``: force ``CPUExecutionProvider`` (the
+    OOM fallback); None = :func:`choose_provider`. One session per (model content, provider, resolved
+    convention). Raises BadModelError for a missing, unreadable or unsupported model or a bad sidecar.
     """
     path = Path(path).resolve()
     if not path.is_file():
         raise BadModelError(f"model {path}: no such file")
     provider = provider or choose_provider()
-    value_range = float(value_range) if value_range else sidecar_range(path)
+    explicit = convention or Convention()
+    if value_range:
+        explicit = replace(explicit, range=float(value_range))
     try:
         digest = file_sha256(path)
     except OSError as exc:
         raise BadModelError(f"model {path}: cannot read it ({exc.strerror or type(exc).__name__})") from None
-    key = (digest, provider, value_range)
+    conv, origin = resolve_convention(path, explicit, declared)
+    key = (digest, provider, conv)
     with _LOCK:
         if key not in _SESSIONS:
-            _SESSIONS[key] = _open(path, provider, value_range)
+            _SESSIONS[key] = _open(path, provider, conv, origin)
         return _SESSIONS[key]
 
 
@@ -159,25 +181,13 @@ def choose_provider() -> str:
 
 
 def sidecar_range(path: Path) -> float:
-    """The value range from ``<model>.json`` (``{"range": 255}`` or ``{"range": 1}``); 255 without one.
-    Errors name the sidecar and what is wrong, never its text (it may be a link to any file)."""
-    side = path.with_suffix(".json")
-    if not side.is_file():
-        return 255.0
-    try:
-        value = json.loads(side.read_bytes())["range"]
-    except OSError as exc:
-        raise BadModelError(f"{side}: cannot read the model's sidecar ({exc.strerror or type(exc).__name__})") from None
-    except (ValueError, KeyError, TypeError) as exc:
-        why = "no \"range\" key" if isinstance(exc, KeyError | TypeError) else "not valid JSON"
-        raise BadModelError(f"{side}: expected JSON like {{\"range\": 255}} ({why})") from None
-    if isinstance(value, bool) or value not in (1, 255):
-        got = repr(value) if isinstance(value, int | float) and not isinstance(value, bool) else type(value).__name__
-        raise BadModelError(f"{side}: range must be 1 or 255, got {got}")
-    return float(value)
+    """The value range from ``<model>.json`` (``{"range": 255}``, ``1`` or ``-1``); 255 without one or
+    without the key. Errors name the sidecar and what is wrong (:func:`core.ml.convention.read_sidecar`)."""
+    side = read_sidecar(path)
+    return side.range if side is not None and side.range is not None else 255.0
 
 
-def read_spec(ort_session: Any, path: Path, value_range: float) -> InputSpec:
+def read_spec(ort_session: Any, path: Path, convention: Convention | float) -> InputSpec:
     """The input contract from the graph: one float32 NCHW 3-channel input; spatial axes fixed or dynamic, a
     fixed size at least :data:`MIN_MODEL_SIDE` a side. Raises BadModelError naming the model otherwise."""
     inputs, outputs = ort_session.get_inputs(), ort_session.get_outputs()
@@ -195,7 +205,9 @@ def read_spec(ort_session: Any, path: Path, value_range: float) -> InputSpec:
         raise BadModelError(f"model {path}: its fixed input is {size[1]}x{size[0]} px; a model must take at least "
                             f"{MIN_MODEL_SIDE}x{MIN_MODEL_SIDE} (smaller tiles run it once per few pixels)")
     batch = int(shape[0]) if isinstance(shape[0], int) and shape[0] > 0 else None
-    return InputSpec(name=inp.name, output=outputs[0].name, value_range=value_range, size=size, batch=batch)
+    if not isinstance(convention, Convention):
+        convention = Convention(channels="RGB", range=float(convention))
+    return InputSpec(name=inp.name, output=outputs[0].name, size=size, batch=batch, convention=convention)
 
 
 def check_external_data(path: Path) -> None:
@@ -225,12 +237,12 @@ def check_external_data(path: Path) -> None:
                                 f"the model's folder; refused")
 
 
-def _open(path: Path, provider: str, value_range: float) -> ModelSession:
+def _open(path: Path, provider: str, convention: Convention, origin: dict[str, str]) -> ModelSession:
     import onnxruntime as ort
 
     check_external_data(path)
     ort.set_default_logger_severity(3)
-    opts = ort.SessionOptions()
+    opts = cpu_session_options() if provider == CPU else ort.SessionOptions()
     opts.log_severity_level = 3  # errors only: no provider-probing warnings on stderr
     providers = [provider, CPU] if provider != CPU else [CPU]
     try:
@@ -240,7 +252,65 @@ def _open(path: Path, provider: str, value_range: float) -> ModelSession:
     used = sess.get_providers()[0]
     if used != provider:
         log.info("model %s: %s did not load, running on %s", path.name, provider, used)
-    return ModelSession(path, sess, read_spec(sess, path, value_range), used)
+    return ModelSession(path, sess, read_spec(sess, path, convention), used, origin=origin)
+
+
+#: intra-op threads of a CPU session; None = the cores this process may use (see :func:`set_cpu_threads`)
+_CPU_THREADS: int | None = None
+
+
+def set_cpu_threads(n: int) -> None:
+    """Threads each CPU session made from now on may use: a render pool gives each of its worker processes its
+    share of the cores (``cores // workers``, as for OpenCV), so concurrent chunks never oversubscribe them."""
+    global _CPU_THREADS
+    _CPU_THREADS = max(1, int(n))
+
+
+def cpu_session_options() -> Any:
+    """ORT session options for the CPU provider: ``intra_op_num_threads`` = this process's share of the cores,
+    one inter-op thread, sequential execution, and **no spin-waiting**.
+
+    Why: a fast-style net is a chain of convolutions, so the parallel executor and inter-op threads find
+    nothing to overlap; all the parallelism is inside each convolution (intra-op). ORT's default spins its
+    intra-op threads after every op, waiting for the next: beside a second chunk's process (or the chunk's own
+    decode, prepare and encode threads) the spinning threads take the cores that the other process needs.
+    Measured on this 2-core machine, shared with other jobs (load average about 10): sketch-v1 on a 1280x720
+    frame, frames/s of all processes together (each process's median of 4 runs after a warm-up), the settings
+    alternated, median of 3 rounds:
+
+    ==========================  =========  ===========
+    setting (per process)       1 process  2 processes
+    ==========================  =========  ===========
+    ORT default (spinning)      0.47       0.42
+    intra 2, spinning           0.47       0.45
+    intra 2, no spinning        0.61       0.51
+    intra 1, no spinning        0.60       0.61
+    ==========================  =========  ===========
+
+    With ORT's defaults two chunks at once were slower than one (0.42 vs 0.47); so were two processes that
+    each took both cores without spinning (0.51 vs 0.61). Two processes with one core's share each (what the
+    render pool sets: ``cores // workers``) ran as fast as one process with both cores (0.61 vs 0.61), and 30 %
+    faster than ORT's defaults. An earlier, more loaded run (load 8 to 16) ranked them the same way: spinning
+    made the pair slower than one process (0.34 vs 0.39 frames/s). The load dominates the absolute numbers;
+    they rank the settings, they are no benchmark.
+    """
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = _CPU_THREADS or _cores()
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    return opts
+
+
+def _cores() -> int:
+    """The cores this process may run on (its CPU affinity, which a container or ``taskset`` narrows)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
 
 
 def _first_line(exc: BaseException, limit: int = 300) -> str:
@@ -339,7 +409,7 @@ def run_tiled_batch(session: ModelSession, frames: list[np.ndarray], tile: int =
                 side = side // 2 // PAD_MULTIPLE * PAD_MULTIPLE
             elif session.provider != CPU:
                 log.warning("model %s: out of memory on %s, falling back to CPU", session.path.name, session.provider)
-                session = get_session(session.path, session.spec.value_range, provider=CPU)
+                session = get_session(session.path, provider=CPU, convention=session.spec.convention)
                 side = tile or auto_tile(CPU)
             else:
                 raise ModelError(f"model {session.path}: out of memory even at tile {side} on CPU: {exc}") from None
@@ -367,9 +437,10 @@ def _is_out_of_memory(exc: BaseException) -> bool:
 def _tile_shape(spec: InputSpec, h: int, w: int, side: int) -> tuple[int, int]:
     if spec.size is not None:
         return spec.size
+    least = _round_up(spec.convention.min_size or 0)  # a model that needs more pixels gets reflection-padded
     if h * w <= side * side:  # the whole frame is one tile
-        return _round_up(h), _round_up(w)
-    return min(side, _round_up(h)), min(side, _round_up(w))
+        return max(least, _round_up(h)), max(least, _round_up(w))
+    return max(least, min(side, _round_up(h))), max(least, min(side, _round_up(w)))
 
 
 def _tiled(session: ModelSession, frames: list[np.ndarray], tile: tuple[int, int], overlap: int,
@@ -381,7 +452,9 @@ def _tiled(session: ModelSession, frames: list[np.ndarray], tile: tuple[int, int
     ph, pw = padded[0].shape[:2]
     acc = [np.zeros((ph, pw, 3), np.float32) for _ in frames]
     weight = np.zeros((ph, pw, 1), np.float32)  # the same tiles on every frame: one weight map
-    scale = np.float32(spec.value_range)
+    bgr = spec.convention.bgr
+    gain, offset = spec.convention.fold()  # the model's channel order
+    gain_rgb, offset_rgb = (gain[::-1], offset[::-1]) if bgr else (gain, offset)
     origins = [(y0, x0) for y0 in _starts(ph, th, overlap) for x0 in _starts(pw, tw, overlap)]
     ramps = {}
     for y0, x0 in origins:
@@ -393,18 +466,14 @@ def _tiled(session: ModelSession, frames: list[np.ndarray], tile: tuple[int, int
         part = tiles[k:k + per_run]
         x = np.zeros((spec.batch or len(part), 3, th, tw), np.float32)  # a fixed-batch graph's last run: padded
         for j, (i, y0, x0) in enumerate(part):
-            np.multiply(padded[i][y0:y0 + th, x0:x0 + tw].transpose(2, 0, 1), scale, out=x[j])
+            to_model(padded[i][y0:y0 + th, x0:x0 + tw], x[j], bgr, gain, offset)
         y = session.run(x)
         if y.shape != x.shape:
             raise BadModelError(f"model {session.path}: output {y.shape} does not match input {x.shape} (an "
                                 "image-to-image model keeps the size)")
         for j, (i, y0, x0) in enumerate(part):
-            acc[i][y0:y0 + th, x0:x0 + tw] += nchw_to_hwc(y[j:j + 1]) * ramps[y0, x0]
-    outs = []
-    for a in acc:
-        out = a[:h, :w] / (weight[:h, :w] * scale)
-        outs.append(np.clip(out, 0.0, 1.0, out=out))
-    return outs
+            acc[i][y0:y0 + th, x0:x0 + tw] += from_model(y[j:j + 1], bgr) * ramps[y0, x0]
+    return [from_model_units(a[:h, :w], weight[:h, :w], gain_rgb, offset_rgb) for a in acc]
 
 
 def _round_up(n: int) -> int:

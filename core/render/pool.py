@@ -238,12 +238,16 @@ def init_worker(progress_queue: Any, cv_threads: int) -> None:
 
 def tune_process(cv_threads: int) -> None:
     """What any process that renders chunks wants (a pool worker, a Dask worker): glibc keeping freed frame
-    buffers, OpenCV using ``cv_threads`` threads so the processes on one machine do not oversubscribe it,
+    buffers, OpenCV and ONNX Runtime's CPU sessions using ``cv_threads`` threads so the processes on one
+    machine do not oversubscribe it,
     and NumPy's BLAS on the calling thread only (:func:`single_thread_blas`)."""
     _keep_freed_memory()
     import cv2
 
+    from core.ml import session as ml_session
+
     cv2.setNumThreads(cv_threads)
+    ml_session.set_cpu_threads(cv_threads)  # ONNX Runtime's CPU sessions: the same share of the cores
     single_thread_blas()
 
 

@@ -208,3 +208,37 @@ def nchw_to_hwc(x: np.ndarray) -> np.ndarray:
     if x.ndim != 4 or x.shape[0] != 1:
         raise ValueError(f"expected (1, C, H, W), got {x.shape}")
     return np.ascontiguousarray(x[0].transpose(1, 2, 0), dtype=np.float32)
+
+
+def to_model(rgb: np.ndarray, out: np.ndarray, bgr: bool, gain: np.ndarray, offset: np.ndarray) -> None:
+    """(H, W, 3) float32 RGB in [0, 1] -> a network's (3, H, W) float32 input, written into ``out``.
+
+    ``bgr``: the model takes B, G, R (the flip is a view, no copy). ``gain``, ``offset``: (3,) float32 in the
+    model's channel order, ``model = x * gain + offset`` (range, mean and std folded into one multiply-add,
+    see ``core.ml.convention``); an all-zero offset is skipped, so 0..1 and 0..255 are a single multiply.
+    """
+    src = rgb.transpose(2, 0, 1)
+    if bgr:
+        src = src[::-1]
+    np.multiply(src, gain[:, None, None], out=out)
+    if offset.any():
+        np.add(out, offset[:, None, None], out=out)
+
+
+def from_model(y: np.ndarray, bgr: bool) -> np.ndarray:
+    """A network's (1, 3, H, W) output -> (H, W, 3) float32 in R, G, B order, still in the model's units
+    (undo them with :func:`from_model_units` once the tiles are summed); a new array."""
+    hwc = nchw_to_hwc(y)
+    return hwc[..., ::-1] if bgr else hwc
+
+
+def from_model_units(total: np.ndarray, weight: np.ndarray, gain: np.ndarray, offset: np.ndarray) -> np.ndarray:
+    """Weighted sums of model-unit pixels -> float32 RGB in [0, 1], clipped: ``(total / weight - offset) / gain``.
+
+    ``total``: (H, W, 3) float32, tile outputs times their weights; ``weight``: (H, W, 1) the weights' sum;
+    ``gain``, ``offset``: (3,) in R, G, B order (the inverse of :func:`to_model`). A new array.
+    """
+    if offset.any():
+        total = total - offset * weight
+    out = total / (weight * gain)
+    return np.clip(out, 0.0, 1.0, out=out)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from core.errors import ConfigError
@@ -27,7 +28,7 @@ def cmd_models(args: argparse.Namespace) -> int:
     if args.action == "list":
         entries = registry.list_models()
         if not entries:
-            print("no models registered (add one with `download-model`)")
+            print("no models registered (add one with `download-model`; `download-model --list` shows the known ones)")
         for e in entries:
             mark = "*" if registry.info(e.name).active == e.version else " "
             fps = f", {e.measured_fps:.1f} fps" if e.measured_fps is not None else ""
@@ -46,17 +47,32 @@ def cmd_models(args: argparse.Namespace) -> int:
     else:
         info = registry.info(args.target)
         print(json.dumps({"name": info.name, "active": info.active, "history": list(info.history),
-                          "versions": [{**e.to_json(), "path": str(e.path),
+                          "versions": [{**e.to_json(), "path": str(e.path), **_convention(e),
                                         "card": None if e.card_path is None else str(e.card_path)}
                                        for e in info.versions]}, indent=2))
     return 0
 
 
+def _convention(e) -> dict:
+    """What ``models info`` shows of a version's input convention: the resolved one and, per field, where it
+    came from (registry, sidecar, detected from the graph, default). A missing file shows nothing."""
+    from core.ml import convention
+
+    if not e.path.is_file():
+        return {}
+    conv, origin = convention.resolve(e.path, None, e.convention)
+    return {"convention": conv.describe(), "convention_from": {k: v for k, v in origin.items() if v != "default"}}
+
+
 def add_download_model_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("download-model", help="fetch a model (URL or path), verify its SHA-256, register it")
-    p.add_argument("source", metavar="URL_OR_PATH")
-    p.add_argument("--sha256", required=True, help="expected SHA-256 of the file (64 hex digits)")
-    p.add_argument("--name", required=True, help="registry name; the file becomes its next version")
+    p = sub.add_parser("download-model", help="fetch a known model by name, or any model (URL or path) with its "
+                                              "SHA-256; verify and register it")
+    p.add_argument("source", metavar="NAME|URL|PATH", nargs="?", default="",
+                   help="a known model's name (see --list), or a URL or file with --sha256 and --name")
+    p.add_argument("--sha256", default=None, help="expected SHA-256 of the file (64 hex digits); optional for a "
+                                                  "known model")
+    p.add_argument("--name", default=None, help="registry name; the file becomes its next version")
+    p.add_argument("--list", action="store_true", help="show the known models and which are registered")
     p.add_argument("--no-activate", action="store_true", help="register without making it the active version")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_download_model)
@@ -65,25 +81,76 @@ def add_download_model_parser(sub: argparse._SubParsersAction) -> None:
 def cmd_download_model(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from core.ml.registry import download
+    from core.ml import fetch, registry, zoo
 
+    if args.list:
+        return _list_known()
+    source, name = args.source, args.name
+    is_url = source.startswith(("http://", "https://"))
+    by_name = bool(source) and not is_url and zoo.known(source) and not os.path.exists(source)
+    if not source or (not by_name and not name):
+        raise ConfigError("download-model: give a known model's name (see --list), or a URL or file with --name"
+                          " and --sha256")
+    if by_name and name not in (None, source):
+        raise ConfigError(f"download-model {source}: a known model is registered under its own name, not {name!r}")
+    label = source if by_name else name
     bar: tqdm | None = None
 
     def on_progress(done: int, total: int | None) -> None:
         nonlocal bar
-        if bar is None:
-            bar = tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=args.name,
+        if bar is None:  # a resumed download starts its bar (and its ETA) at the bytes already here
+            bar = tqdm(total=total, initial=done, unit="B", unit_scale=True, unit_divisor=1024, desc=label,
                        dynamic_ncols=True, disable=args.quiet or None)
         bar.update(done - bar.n)
 
-    is_url = args.source.startswith(("http://", "https://"))
     try:
-        entry = download(args.source, args.sha256, args.name, on_progress=on_progress if is_url else None,
-                         activate=not args.no_activate)
+        if by_name:
+            result = fetch.download_known(source, on_progress=on_progress, activate=not args.no_activate)
+        elif not is_url and zoo.known(name):
+            result = fetch.register_known_file(source, name, args.sha256, activate=not args.no_activate)
+        elif args.sha256 is None:
+            raise ConfigError(f"download-model {source}: --sha256 is required for a model that is not known "
+                              "(see --list)")
+        else:
+            result = registry.download(source, args.sha256, name, on_progress=on_progress if is_url else None,
+                                     activate=not args.no_activate)
     finally:
         if bar is not None:
             bar.close()
-    print(f"registered {entry.spec} -> {entry.path}")
+    if isinstance(result, fetch.Fetched):
+        _report(result)
+    else:
+        print(f"registered {result.spec} -> {result.path}")
+    return 0
+
+
+_CHECKS = {"pinned": "matches the catalogue's pinned hash",
+           "recorded": "matches the hash recorded at this model's first download",
+           "given": "matches --sha256",
+           "first": "no published hash: recorded now, later downloads of this name must match it"}
+
+
+def _report(done) -> None:
+    """What a known model's download did: where it is, how its bytes were checked, its convention and licence."""
+    from core.ml import zoo
+
+    e, model = done.entry, zoo.get(done.entry.name)
+    if done.resumed_from:
+        print(f"resumed a partial download at byte {done.resumed_from} (HTTP Range)")
+    print(f"registered {e.spec} -> {e.path}")
+    print(f"sha256 {done.sha256} ({_CHECKS[done.check]})")
+    size = f" {model.input_size[0]}x{model.input_size[1]}" if model.input_size else ""
+    print(f"input {model.channels.upper()} 0..{model.value_range}{size}; licence {model.licence}; {model.source}")
+
+
+def _list_known() -> int:
+    from core.ml import fetch, registry, zoo
+
+    have = {e.name for e in registry.list_models()}
+    print("known models (python -m scripts.cli download-model NAME):")
+    for model in zoo.CATALOGUE.values():
+        print(f"{'*' if model.name in have else ' '} {fetch.describe(model)}")
+    print("* registered")
     return 0
 
 

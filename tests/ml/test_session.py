@@ -480,3 +480,24 @@ def test_job_pins_the_active_model_version(models: dict[str, Path], tmp_path: Pa
     after = build_job(clip, tmp_path / "o.mp4", "neural", "speed", {"model": "pinme"})
     assert after.params.model == "pinme@2" and after.job_hash() != before.job_hash()
     assert FastStyle.files(before.params)[0].endswith("v1.onnx")
+
+
+def test_cpu_sessions_share_the_cores_without_spinning(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CPU provider's settings (reasons and timings in cpu_session_options): no timing asserted here."""
+    monkeypatch.setattr(ml_session, "_CPU_THREADS", None)
+    opts = ml_session.cpu_session_options()
+    assert opts.intra_op_num_threads == ml_session._cores() and opts.inter_op_num_threads == 1
+    assert opts.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    ml_session.set_cpu_threads(1)
+    assert ml_session.cpu_session_options().intra_op_num_threads == 1
+
+
+def test_one_session_for_the_threads_of_a_chunk(models: dict[str, Path]) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    def make(_: int) -> ml_session.ModelSession:
+        return FastStyle(FastStyleParams(model=str(models["dynamic"]), range=255))._session
+
+    with ThreadPoolExecutor(4) as pool:
+        sessions = list(pool.map(make, range(8)))
+    assert all(s is sessions[0] for s in sessions)
