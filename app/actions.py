@@ -36,9 +36,10 @@ def queue_render(queue: Any, input: str | Path, style: str, preset: str, sets: M
 
 
 def queue_train(queue: Any, pairs: str | Path, base: str, *, epochs: int, lr: float, name: str | None = None,
-                int8: str = "no", gpu: bool = False) -> int:
+                description: str = "", int8: str = "no", gpu: bool = False) -> int:
     """Add a fine-tuning job (kind ``train``) to ``queue``; returns its id. The spec's keys are the CLI's
-    ``train`` options. ConfigError when the pair folder holds no pairs or a value is out of range."""
+    ``train`` options (``name`` None: the trainer derives ``<base>-ft-<n>``). ConfigError when the pair
+    folder holds no pairs or a value is out of range."""
     folder = Path(pairs)
     if not (folder / "inputs").is_dir() or not any((folder / "inputs").glob("*.png")):
         raise ConfigError(f"{folder}: no approved pairs yet (approve outputs in the Style Lab first)")
@@ -48,8 +49,9 @@ def queue_train(queue: Any, pairs: str | Path, base: str, *, epochs: int, lr: fl
         raise ConfigError(f"learning rate: expected a number in (0, 1], got {lr}")
     if int8 not in ("no", "try", "require"):
         raise ConfigError(f"int8: expected no, try or require, got {int8!r}")
-    return int(queue.add("train", {"pairs": str(folder), "base": base, "name": name or None, "epochs": int(epochs),
-                                   "lr": float(lr), "int8": int8}, gpu=gpu))
+    return int(queue.add("train", {"pairs": str(folder), "base": base, "name": name or None,
+                                   "description": description.strip(), "epochs": int(epochs), "lr": float(lr),
+                                   "int8": int8}, gpu=gpu))
 
 
 def in_use_paths(queue: Any) -> list[Path]:

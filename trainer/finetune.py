@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from core import atomic
@@ -238,6 +239,45 @@ def finetune(net: TransformerNet, pairs: Sequence[Pair], folder: str | Path, cfg
                                        "stopped_early": stopped and epochs_run < cfg.epochs})
     return FinetuneResult(folder, folder / BEST, best_val, first_val, epochs_run,
                           stopped and epochs_run < cfg.epochs, tuple(history))
+
+
+@dataclass(frozen=True)
+class HeldOutScores:
+    """How close a network's outputs come to the held-out pairs' targets, on whole frames.
+
+    ``psnr_db``: PSNR of all held-out pixels pooled (peak 1.0; inf when identical); ``ssim``: the mean SSIM
+    (grey, :func:`core.quality.metrics.ssim`). Higher is closer for both.
+    """
+
+    pairs: int
+    psnr_db: float
+    ssim: float
+
+
+def score_held_out(net: TransformerNet, pairs: Sequence[Pair]) -> HeldOutScores:
+    """Score ``net`` (unchanged: its mode is restored) on the whole frames of ``pairs`` on the CPU, output
+    clamped to [0, 1] and rounded to uint8 as the deployed model's is rendered."""
+    from core.quality.metrics import mse, ssim
+    from core.video.frames import nchw_to_hwc, to_uint8
+
+    if not pairs:
+        raise ConfigError("score_held_out: no pairs to score")
+    device = next(net.parameters()).device
+    was_training = net.training
+    net.eval()
+    errors, similarities = [], []
+    try:
+        with torch.no_grad():
+            for p in pairs:
+                x = torch.from_numpy(np.ascontiguousarray(p.input.transpose(2, 0, 1)))[None].float().div(255.0)
+                out = to_uint8(nchw_to_hwc(net(x.to(device)).clamp(0, 1).cpu().numpy()))
+                errors.append(mse(out, p.target))
+                similarities.append(ssim(out, p.target))
+    finally:
+        net.train(was_training)
+    pooled = float(np.mean(errors))
+    return HeldOutScores(len(pairs), float("inf") if pooled == 0 else float(10 * np.log10(1.0 / pooled)),
+                         float(np.mean(similarities)))
 
 
 def load_best(result: FinetuneResult) -> TransformerNet:

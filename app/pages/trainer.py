@@ -29,15 +29,21 @@ pair_set = c1.selectbox("Approved pairs", pair_sets or ["approved"], key="train.
 folder = feedback.pairs_folder(pair_set)
 n_pairs = len(list((folder / "inputs").glob("*.png"))) if (folder / "inputs").is_dir() else 0
 c1.caption(f"{n_pairs} pairs in {folder}")
-name = c1.text_input("Register as (default: the base's name)", key="train.name")
+scratch = base in ("compact", "johnson")
+name = c1.text_input("New model's name", key="train.name", placeholder="required" if scratch else f"{base}-ft-N",
+                     help="a fine-tune is a model of its own; empty: <base>-ft-N, the first N free. The base's own "
+                          "name registers a new version of the base instead")
+description = c1.text_area("Its look, in your words", key="train.description", max_chars=2000,
+                           help="the title of its model card and its style in the registry")
 epochs = c2.number_input("Epochs", 1, 1000, 20, key="train.epochs")
 lr = c2.number_input("Learning rate", 1e-6, 1.0, 1e-3, format="%.0e", key="train.lr")
 int8 = c2.selectbox("int8", ["no", "try", "require"], key="train.int8",
-                    help="try: quantise and keep it only if it passes the 32 dB PSNR gate")
+                    help="try: keep int8 only if it is >= 32 dB PSNR vs fp32 and at least 1.1x as fast on this "
+                         "machine, else fp32 (the card says why); require: else fail")
 if st.button("Launch training", type="primary", key="train.launch", disabled=queue is None):
     with ui.shown_errors():
         job_id = queue_train(queue, folder, base, epochs=int(epochs), lr=float(lr), name=name.strip() or None,
-                             int8=int8, gpu=bool(ui.hardware().gpus))
+                             description=description, int8=int8, gpu=bool(ui.hardware().gpus))
         st.success(f"queued training job {job_id}")
 
 train_jobs = queue.list() if queue is not None else []
@@ -61,7 +67,10 @@ if train_jobs:
             st.error(job.error)
         if job.state == "done" and job.result:
             st.markdown("**Gates and model card**")
-            st.json(job.result)
+            if job.result.get("card"):
+                st.markdown(job.result["card"])
+            with st.expander("Everything the run reported"):
+                st.json(job.result)
 
     curves()
 
@@ -79,6 +88,9 @@ if entries:
                   for e in entries], hide_index=True, width="stretch")
     c1, c2 = st.columns(2)
     spec = c1.selectbox("Version", [e.spec for e in entries], key="train.activate_spec")
+    card = next(e for e in entries if e.spec == spec).card_path
+    with c1.expander(f"Model card of {spec}"):
+        st.markdown(card.read_text() if card is not None else "no card (registered without one)")
     if c1.button("Activate", key="train.activate"):
         with ui.shown_errors():
             name_, _, version = spec.partition("@")

@@ -8,6 +8,7 @@ Layout (user registry, writable)::
 
     $VP_HOME/models/manifest.json        {"format": 1, "models": [entry, ...], "active": {name: pointer}}
     $VP_HOME/models/<name>/v<version>.onnx
+    $VP_HOME/models/<name>/v<version>.md     its model card, when the trainer wrote one
 
 The repo's ``models/manifest.json`` (same format, read-only) adds bundled entries; its files are relative
 to the repo's ``models/`` folder. The user manifest's ``active`` pointers win over the bundled ones.
@@ -55,6 +56,7 @@ _LINEAGE: dict[str, tuple[type, ...]] = {"base": (str,), "data_hash": (str,), "e
 _INPUT: dict[str, tuple[type, ...]] = {"layout": (str,), "precision": (str,), "size": (list, type(None))}
 
 Progress = Callable[[int, int | None], None]
+Card = Callable[["ModelEntry"], str]
 
 
 class ChecksumError(BadModelError):
@@ -94,6 +96,15 @@ class ModelEntry:
     @property
     def spec(self) -> str:
         return f"{self.name}@{self.version}"
+
+    @property
+    def card_path(self) -> Path | None:
+        """The model card: ``<file stem>.md`` beside the model, else (bundled models) ``<name>.md`` in its
+        folder; None when there is neither."""
+        for path in (self.path.with_suffix(".md"), self.folder / f"{self.name}.md"):
+            if path.is_file():
+                return path
+        return None
 
     @property
     def convention(self) -> Any:
@@ -146,7 +157,7 @@ def _check_type(where: Path, key: str, value: Any, types: tuple[type, ...], opti
         raise ConfigError(f"{where}: {key} must be {want}, got {value!r}")
 
 
-def _check_name(name: Any, where: str) -> str:
+def check_name(name: Any, where: str) -> str:
     if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise ConfigError(f"{where}: bad model name {name!r} (letters, digits, '_', '.', '-'; at most 64)")
     return name
@@ -164,7 +175,7 @@ def _entry_from_dict(d: Any, where: Path, folder: Path) -> ModelEntry:
         if key not in d:
             raise ConfigError(f"{where}: model entry {d.get('name', '?')!r} lacks key {key!r}")
     label = f"{where}: {d['name']!r}"
-    _check_name(d["name"], str(where))
+    check_name(d["name"], str(where))
     _check_type(where, "version", d["version"], (int,))
     if d["version"] < 1:
         raise ConfigError(f"{label}: version must be >= 1, got {d['version']!r}")
@@ -248,7 +259,7 @@ def _load(path: Path) -> _Manifest:
         seen.add(e.spec)
     active = {}
     for name, ptr in data.get("active", {}).items():
-        _check_name(name, f"{path}: active")
+        check_name(name, f"{path}: active")
         if not isinstance(ptr, dict) or set(ptr) != {"version", "history"}:
             raise ConfigError(f"{path}: active.{name} must be {{'version': int, 'history': [int]}}, got {ptr!r}")
         _check_type(path, f"active.{name}.version", ptr["version"], (int,))
@@ -396,9 +407,9 @@ def _current(name: str) -> int | None:
 
 
 def _add(staged: Path, name: str, sha: str, activate: bool, meta: dict[str, Any],
-         companions: dict[str, bytes] | None = None) -> ModelEntry:
+         companions: dict[str, bytes] | None = None, card: Card | None = None) -> ModelEntry:
     """Rename a fully written, checksummed ``staged`` file into ``<name>/v<N>.onnx`` (with its companion
-    files, by extension) and record it."""
+    files, by extension, and its card) and record it."""
     with _locked():
         m = _user()
         version = max((e.version for e in list_models() if e.name == name), default=0) + 1
@@ -407,7 +418,8 @@ def _add(staged: Path, name: str, sha: str, activate: bool, meta: dict[str, Any]
                                 "created": meta.get("created", _now())}, m.path, m.path.parent)
         current = _current(name)
         final = m.path.parent / rel
-        for ext, data in (companions or {}).items():
+        companions = {**(companions or {}), **({".md": card(new).encode()} if card is not None else {})}
+        for ext, data in companions.items():
             write_bytes(final.with_suffix(ext), data)
         os.replace(staged, final)
         fsync_dir(final.parent)
@@ -417,14 +429,14 @@ def _add(staged: Path, name: str, sha: str, activate: bool, meta: dict[str, Any]
         try:
             _save(updated)
         except BaseException:
-            for ext in (".onnx", *(companions or {})):
+            for ext in (".onnx", *companions):
                 final.with_suffix(ext).unlink(missing_ok=True)
             raise
         return new
 
 
 def _staging(name: str) -> Path:
-    folder = user_folder() / _check_name(name, "register")
+    folder = user_folder() / check_name(name, "register")
     folder.mkdir(parents=True, exist_ok=True)
     return folder / f".incoming.{os.getpid()}.{secrets.token_hex(4)}.onnx.tmp"
 
@@ -435,8 +447,12 @@ def _discard(tmp: Path) -> None:
         tmp.parent.rmdir()  # only when empty: a failed first registration leaves no folder
 
 
-def register(path: str | Path, name: str, *, activate: bool = True, **meta: Any) -> ModelEntry:
+def register(path: str | Path, name: str, *, activate: bool = True, card: Card | None = None,
+             **meta: Any) -> ModelEntry:
     """Copy ``path`` into the registry as the next version of ``name`` and (by default) activate it.
+
+    ``card(entry) -> Markdown``: the model card, written beside the model as ``v<N>.md`` before the manifest
+    names it (called under the manifest's lock, once the version is known, so the card can name it).
 
     ``meta`` takes the optional manifest fields (style, licence, input, lineage, measured_fps, created),
     validated as strictly as a manifest. The first version of a name is always activated. Companions
@@ -454,7 +470,7 @@ def register(path: str | Path, name: str, *, activate: bool = True, **meta: Any)
     tmp = _staging(name)
     try:
         sha = _copy(src, tmp, None)
-        return _add(tmp, name, sha, activate, meta, companions)
+        return _add(tmp, name, sha, activate, meta, companions, card)
     finally:
         _discard(tmp)
 
@@ -553,5 +569,5 @@ def download(url_or_path: str, sha256: str, name: str, *, on_progress: Progress 
         _discard(tmp)
 
 
-__all__ = ["ChecksumError", "ModelEntry", "ModelInfo", "activate", "download", "entry", "info",
+__all__ = ["ChecksumError", "ModelEntry", "ModelInfo", "activate", "check_name", "download", "entry", "info",
            "is_registered", "list_models", "register", "resolve", "resolve_weights", "rollback"]

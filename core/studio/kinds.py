@@ -105,16 +105,28 @@ def render_spec(spec: Mapping[str, Any]) -> tuple[dict[str, Any], str]:
     return out, job.job_hash()
 
 
-_TRAIN = {"pairs": _REQUIRED, "base": _REQUIRED, "name": None, "epochs": 20, "lr": 1e-3, "batch": 8, "crop": 128,
-          "patience": 4, "int8": "no", "min_psnr": 32.0, "device": "auto"}
+_TRAIN = {"pairs": _REQUIRED, "base": _REQUIRED, "name": None, "description": "", "epochs": 20, "lr": 1e-3,
+          "batch": 8, "crop": 128, "patience": 4, "int8": "no", "min_psnr": 32.0, "device": "auto"}
+
+
+#: a model's look in the user's words: a line or a short paragraph on its card
+MAX_DESCRIPTION = 2000
 
 
 def _check_train(spec: Mapping[str, Any]) -> dict[str, Any]:
-    """Checked here without torch (core never imports it); the trainer re-checks when the job runs."""
+    """Checked here without torch (core never imports it); the trainer re-checks when the job runs. ``name``:
+    the registered model's (None: the trainer derives ``<base>-ft-<n>``); ``description``: its look."""
+    from core.ml.registry import check_name
+
     _unknown("train", spec, _TRAIN)
     s = {**_TRAIN, **spec}
+    if s["name"] is not None:
+        check_name(s["name"], "train job: name")
+    if not isinstance(s["description"], str) or len(s["description"]) > MAX_DESCRIPTION:
+        raise ConfigError(f"train job: description must be a string of at most {MAX_DESCRIPTION} characters, "
+                          f"got {str(s['description'])[:40]!r}{'...' if len(str(s['description'])) > 40 else ''}")
     out = {"pairs": _path(_text("train", "pairs", s["pairs"])), "base": _text("train", "base", s["base"]),
-           "name": _text("train", "name", s["name"], optional=True),
+           "name": s["name"], "description": s["description"].strip(),
            "epochs": _number("train", "epochs", s["epochs"], integer=True, lo=1, hi=100_000),
            "lr": _number("train", "lr", s["lr"], lo=1e-9, hi=10.0),
            "batch": _number("train", "batch", s["batch"], integer=True, lo=1, hi=4096),

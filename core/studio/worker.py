@@ -245,15 +245,17 @@ def run_train(job: Job, rep: Reporter) -> tuple[str | None, dict[str, Any]]:
                            f"{'  (best)' if r.improved else ''}")
 
     report = train_model(s["pairs"], s["base"], s["name"], cfg, folder=folder, resume=True, int8=s["int8"],
-                         min_psnr=s["min_psnr"], on_step=on_step, on_epoch=on_epoch)
-    run, quant = report.run, report.quant
+                         min_psnr=s["min_psnr"], description=s["description"], on_step=on_step, on_epoch=on_epoch)
+    run = report.run
     return str(report.entry.path), {
         "model": report.entry.spec, "path": str(report.entry.path), "run_folder": str(run.folder),
         "best_val": run.best_val, "first_val": run.first_val, "epochs_run": run.epochs_run,
         "stopped_early": run.stopped_early, "history": [r.to_json() for r in run.history],
         "parity_max_error": max(err for _, err in report.export.max_abs_error), "fps": report.fps,
-        "int8": None if quant is None else {"psnr_db": quant.psnr_db, "speed_ratio": quant.speed_ratio},
-        "int8_refused": report.int8_refused}
+        "held_out": {"pairs": report.after.pairs,
+                     "base": {"psnr_db": report.before.psnr_db, "ssim": report.before.ssim},
+                     "model": {"psnr_db": report.after.psnr_db, "ssim": report.after.ssim}},
+        "int8": None if report.int8 is None else report.int8.to_json(), "card": report.card}
 
 
 def run_autotune(job: Job, rep: Reporter) -> tuple[str | None, dict[str, Any]]:

@@ -47,7 +47,8 @@ def cmd_models(args: argparse.Namespace) -> int:
     else:
         info = registry.info(args.target)
         print(json.dumps({"name": info.name, "active": info.active, "history": list(info.history),
-                          "versions": [{**e.to_json(), "path": str(e.path), **_convention(e)}
+                          "versions": [{**e.to_json(), "path": str(e.path), **_convention(e),
+                                        "card": None if e.card_path is None else str(e.card_path)}
                                        for e in info.versions]}, indent=2))
     return 0
 
@@ -157,7 +158,11 @@ def add_train_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="fine-tune a neural style on input/target pairs, export, register a version")
     p.add_argument("--pairs", required=True, metavar="DIR", help="folder with inputs/ and targets/ (same names)")
     p.add_argument("--base", required=True, help="registered model NAME[@VERSION], or compact/johnson from scratch")
-    p.add_argument("--name", default=None, help="register as this name (default: the base's name)")
+    p.add_argument("--name", default=None,
+                   help="the new model's name (default: <base>-ft-<n>, the first n free; give the base's own name "
+                        "to register a new version of it instead)")
+    p.add_argument("--description", default="", metavar="TEXT",
+                   help="the new model's look in your words: the title of its card and its style in the registry")
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--crop", type=int, default=128, help="training crop side in pixels")
@@ -166,7 +171,8 @@ def add_train_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument("--run", default=None, metavar="DIR", help="run folder; an existing one is resumed")
     p.add_argument("--int8", choices=["no", "try", "require"], default="no",
-                   help="int8 quantisation: try (fall back to fp32 below the gate) or require")
+                   help="int8 quantisation, kept only at >= --min-psnr dB vs fp32 and >= 1.1x fp32's speed here: try "
+                        "(else register fp32, the card says why) or require (else fail)")
     p.add_argument("--min-psnr", type=float, default=32.0, help="int8 quality gate vs fp32, dB")
     p.add_argument("--calibrate", action="append", default=[], metavar="CLIP",
                    help="a clip whose frames calibrate int8 (repeatable; the pair inputs are always used)")
@@ -203,7 +209,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     try:
         report = train_model(args.pairs, args.base, args.name, cfg, folder=args.run, resume=args.run is not None,
-                             int8=args.int8, min_psnr=args.min_psnr,
+                             int8=args.int8, min_psnr=args.min_psnr, description=args.description,
                              calibration=_calibration_frames(args.calibrate), activate=not args.no_activate,
                              on_step=on_step, on_epoch=on_epoch)
     finally:
@@ -215,13 +221,14 @@ def cmd_train(args: argparse.Namespace) -> int:
           f"{', stopped early' if run.stopped_early else ''}; run folder {run.folder}")
     print(f"exported: parity max error {worst:.1e} (<= {e.tol:g}), {e.parameters} parameters, "
           f"{e.file_bytes / 1e6:.2f} MB")
-    if report.quant is not None and not report.int8_refused:
-        q = report.quant
-        print(f"int8: {q.psnr_db:.1f} dB vs fp32 (gate {q.min_psnr:g}), {q.speed_ratio:.2f}x fp32 speed")
-    if report.int8_refused:
-        print(f"int8 refused, registered fp32: {report.int8_refused}")
+    b, a = report.before, report.after
+    print(f"held-out pairs ({a.pairs}): base PSNR {b.psnr_db:.2f} dB, SSIM {b.ssim:.3f} -> "
+          f"fine-tune PSNR {a.psnr_db:.2f} dB, SSIM {a.ssim:.3f}")
+    if report.int8 is not None:
+        print(f"registered {report.int8.precision}: {report.int8.reason}")
     state = "active" if models_active(report.entry) else "not active"
     print(f"registered {report.entry.spec} ({state}), {report.fps:.2f} fps at 1280x720 -> {report.entry.path}")
+    print(f"model card: {report.entry.card_path}")
     return 0
 
 

@@ -96,7 +96,8 @@ def add_queue_parser(sub: argparse._SubParsersAction) -> None:
     k = kind_sub.add_parser("train", help="queue a fine-tune (same options as `train`)")
     k.add_argument("--pairs", required=True, metavar="DIR")
     k.add_argument("--base", required=True)
-    k.add_argument("--name", default=None)
+    k.add_argument("--name", default=None, help="the new model's name (default: <base>-ft-<n>)")
+    k.add_argument("--description", default="", metavar="TEXT", help="the new model's look, for its card")
     k.add_argument("--epochs", type=int, default=20)
     k.add_argument("--batch", type=int, default=8)
     k.add_argument("--crop", type=int, default=128)
@@ -172,7 +173,8 @@ def _queue_spec(args: argparse.Namespace) -> dict:
                 "sets": parse_sets(args.sets), "chunk_seconds": args.chunk_seconds, "workers": args.workers,
                 "audio": args.audio, "subtitles": args.subtitles}
     if args.kind == "train":
-        return {"pairs": args.pairs, "base": args.base, "name": args.name, "epochs": args.epochs, "batch": args.batch,
+        return {"pairs": args.pairs, "base": args.base, "name": args.name, "description": args.description,
+                "epochs": args.epochs, "batch": args.batch,
                 "crop": args.crop, "lr": args.lr, "patience": args.patience, "device": args.device,
                 "int8": args.int8, "min_psnr": args.min_psnr}
     return {"input": args.input, "style": args.style, "preset": args.preset, "sets": parse_sets(args.sets),

@@ -149,11 +149,34 @@ def test_trainer_launch(studio_home: Path, queue) -> None:
     assert "compact" in base.options
     base.set_value("compact")
     at.number_input(key="train.epochs").set_value(3)
+    at.text_input(key="train.name").set_value("mine")
+    at.text_area(key="train.description").set_value("warm pencil, thick lines ")
     at.button(key="train.launch").click().run()
     no_errors(at)
     (job,) = queue.list()
     assert (job.kind, job.spec["epochs"], job.spec["base"]) == ("train", 3, "compact")
+    assert (job.spec["name"], job.spec["description"]) == ("mine", "warm pencil, thick lines")
     assert Path(job.spec["pairs"]) == folder
+    # the registry's cards: the bundled sketch's, the first version listed
+    assert at.expander[0].label == "Model card of sketch@1"
+    assert any(m.value.startswith("# sketch: ") for m in at.expander[0].markdown)
+
+
+def test_trainer_shows_the_new_card(studio_home: Path, queue) -> None:
+    """A finished train job: the page shows its model card, not just the raw result."""
+    from core.learn import feedback
+    from core.video.stills import write_image
+
+    folder = feedback.pairs_folder()
+    for sub in ("inputs", "targets"):
+        write_image(folder / sub / "p1.png", np.full((32, 32, 3), 100, np.uint8))
+    job_id = queue.add("train", {"pairs": str(folder), "base": "sketch", "description": "mine"})
+    assert queue.claim("w", cpu_slots=1).id == job_id
+    card = "# sketch-ft-1@1: mine\n\n- precision fp32: int8 refused for speed: 0.81x fp32 speed at 1280x720\n"
+    queue.finish(job_id, "w", None, {"model": "sketch-ft-1@1", "card": card})
+    at = page("trainer").run()
+    no_errors(at)
+    assert any(m.value.strip() == card.strip() for m in at.markdown), [m.value for m in at.markdown]
 
 
 def test_settings_preset_save_and_cleanup(studio_home: Path) -> None:

@@ -74,7 +74,8 @@ def test_smoke(queue: JobQueue, clip: Path, tmp_path: Path, studio_home: Path) -
 def test_spec_round_trip_every_kind(clip: Path, tmp_path: Path) -> None:
     render = render_spec(clip, tmp_path / "r.mkv", preset="speed", sets={"n_colors": "6", "encoder.crf": 20},
                          chunk_seconds=1.5, workers=2, audio="none", subtitles="all")
-    train = {"pairs": str(pairs_dir(tmp_path / "pairs")), "base": "compact", "name": "mine", "epochs": 3, "lr": 2e-3,
+    train = {"pairs": str(pairs_dir(tmp_path / "pairs")), "base": "compact", "name": "mine",
+             "description": "my look", "epochs": 3, "lr": 2e-3,
              "batch": 4, "crop": 64, "patience": 2, "int8": "try", "min_psnr": 30.0, "device": "cpu"}
     tune = {"input": str(clip), "style": "pencil", "budget": 5, "preset": "quality", "sets": {"blur_sigma": "3"},
             "params": {"blur_sigma": "2:8:3"}, "frames": 2, "seed": 7, "pairs": 1, "objective": "metrics",
@@ -107,6 +108,9 @@ def test_relative_paths_become_absolute(clip: Path, tmp_path: Path, monkeypatch:
     ("train", {"int8": "maybe"}, ConfigError, "int8='maybe' is not one of"),
     ("train", {"epochs": 2.5}, ConfigError, "epochs must be an integer"),
     ("train", {"pairs": "/no/pairs"}, MediaNotFoundError, "/no/pairs"),
+    ("train", {"name": "no way"}, ConfigError, "name: bad model name 'no way'"),
+    ("train", {"description": 5}, ConfigError, "description must be a string"),
+    ("train", {"description": "x" * 2001}, ConfigError, "at most 2000 characters"),
 ])
 def test_exception_bad_spec(queue: JobQueue, clip: Path, tmp_path: Path, kind: str, change: dict,
                             error: type, match: str) -> None:

@@ -290,7 +290,7 @@ def test_train_job_epochs_are_events(tmp_path: Path, monkeypatch: pytest.MonkeyP
     queue = JobQueue()
     pairs = write_pairs(tmp_path / "pairs", n=6)
     job_id = queue.add("train", {"pairs": str(pairs), "base": "compact", "name": "queued", "epochs": 2, "batch": 8,
-                                 "crop": 32, "device": "cpu"})
+                                 "crop": 32, "device": "cpu", "description": "inverted soft blur"})
     run_worker(once=True, poll_s=0.05)
     job = queue.get(job_id)
     assert job.state == "done", job.error
@@ -298,6 +298,9 @@ def test_train_job_epochs_are_events(tmp_path: Path, monkeypatch: pytest.MonkeyP
     epochs = [e.data for e in queue.events(job_id) if e.data]
     assert [d["epoch"] for d in epochs] == [1, 2] and all("val_loss" in d for d in epochs)
     assert job.result["history"] == epochs
+    assert job.result["card"].startswith("# queued@1: inverted soft blur")  # the page shows it
+    assert Path(job.output).with_suffix(".md").read_text() == job.result["card"]
+    assert set(job.result["held_out"]) == {"pairs", "base", "model"} and job.result["int8"] is None
 
 
 # ------------------------------------------------------------------------------------------------ CLI

@@ -25,7 +25,13 @@ from core.video.synthetic import ClipSpec, make_clip  # noqa: E402
 from tests.conftest import decode_all  # noqa: E402
 from trainer.export_onnx import ExportReport, ParityError, export  # noqa: E402
 from trainer.model import COMPACT, Arch, Exportable, TransformerNet, parameter_count  # noqa: E402
-from trainer.quantize import QualityGateError, quantize_int8  # noqa: E402
+from trainer.quantize import (  # noqa: E402
+    MIN_SPEEDUP,
+    QualityGateError,
+    decide_int8,
+    measure_speedup,
+    quantize_int8,
+)
 
 #: Johnson's layout (instance norm, 9x9-like outer kernels, residual blocks), a quarter of its channels.
 SMALL_JOHNSON = Arch(channels=(8, 16, 32), blocks=2, outer_kernel=5, norm="instance")
@@ -175,7 +181,6 @@ def test_int8_gate_passes(exported, user_frames, tmp_path: Path, private_tmp: Pa
     assert rep.psnr_db >= 25.0 and rep.min_psnr == 25.0
     assert (rep.calibration_frames, rep.gate_frames) == (6, 2)
     assert 0 < rep.int8_bytes < rep.fp32_bytes and rep.int8_bytes == rep.path.stat().st_size
-    assert rep.speed_ratio > 0
     assert json.loads(rep.sidecar.read_text()) == {"range": 1}
     assert list(private_tmp.iterdir()) == []
     for a, b in zip(user_frames, before, strict=True):
@@ -209,3 +214,61 @@ def test_exception_int8_bad_input(exported, user_frames, tmp_path: Path) -> None
     with pytest.raises(ModelError, match="no such file"):
         quantize_int8(tmp_path / "none.onnx", tmp_path / "q.onnx", user_frames)
     assert list(tmp_path.iterdir()) == []
+
+
+# ---- int8's speed gate ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("psnr_db", "speedup", "precision", "words"), [
+    (39.5, 0.81, "fp32", ["refused for speed", "0.81x fp32 speed at 1280x720 (gate 1.1x)", "39.5 dB PSNR"]),
+    (39.5, 1.099, "fp32", ["refused for speed", "1.10x"]),  # rounds to the gate's figure, still below it
+    (39.5, 1.1, "int8", ["kept", "1.10x fp32 speed", "39.5 dB PSNR vs fp32 (gate 32 dB)"]),
+    (40.0, 1.6, "int8", ["kept", "1.60x"]),
+    (28.0, None, "fp32", ["refused for quality", "28.0 dB PSNR vs fp32 (gate 32 dB)", "speed not measured"]),
+    (28.0, 3.0, "fp32", ["refused for quality"]),  # fast but wrong
+    (None, None, "fp32", ["PSNR not measured"]),
+])
+def test_int8_decision(psnr_db, speedup, precision: str, words: list[str]) -> None:
+    """The gate's decision from injected figures: int8 only when it passes the PSNR gate *and* is >= 1.1x."""
+    d = decide_int8(psnr_db, speedup, min_psnr=32.0)
+    assert d.precision == precision and (d.psnr_db, d.speedup) == (psnr_db, speedup)
+    assert d.min_speedup == MIN_SPEEDUP == 1.1
+    for w in words:
+        assert w in d.reason, d.reason
+    assert d.to_json()["reason"] == d.reason
+
+
+def test_measure_speedup_alternates_and_takes_medians(exported, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fake clock that charges whichever model ran last: fp32 2 s, int8 1 s, the third round 10x slower
+    (another process took the cores): the medians ignore it, and the order alternates round by round."""
+    from core.ml import session as ml_session
+
+    fp32 = exported["compact"][1].path
+    spec = ml_session.get_session(fp32).spec
+    runs: list[str] = []
+
+    class Spy:
+        def __init__(self, name: str) -> None:
+            self.name, self.spec = name, spec
+
+        def run(self, x: np.ndarray) -> None:
+            runs.append(self.name)
+
+    cost, now = {"fp32": 2.0, "int8": 1.0}, [0.0]
+
+    def clock() -> float:  # only differences matter: each read after a run adds that run's cost
+        if runs:
+            now[0] += cost[runs[-1]] * (10 if len(runs) in (7, 8) else 1)
+        return now[0]
+
+    monkeypatch.setattr(ml_session, "get_session", lambda path: Spy("fp32" if path == fp32 else "int8"))
+    ratio = measure_speedup(fp32, "int8.onnx", size=(8, 8), rounds=4, clock=clock)
+    assert runs == ["fp32", "int8"] + ["fp32", "int8", "int8", "fp32"] * 2  # warm-ups, then alternating
+    assert ratio == pytest.approx(2.0)
+
+
+def test_measure_speedup_real_models(exported) -> None:
+    fp32 = exported["compact"][1].path
+    assert 0.2 < measure_speedup(fp32, fp32, size=(48, 64), rounds=3) < 5  # the same model: about 1x
+    with pytest.raises(ConfigError, match="rounds"):
+        measure_speedup(fp32, fp32, rounds=0)

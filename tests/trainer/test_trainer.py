@@ -17,14 +17,16 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+import trainer.train  # noqa: E402
 from core.errors import ConfigError, MediaNotFoundError, ModelError  # noqa: E402
 from core.ml import registry  # noqa: E402
 from core.video.stills import write_image  # noqa: E402
 from scripts import cli  # noqa: E402
 from trainer import dataset, losses  # noqa: E402
-from trainer.finetune import BEST, LAST, LOG, FinetuneConfig, finetune, load_best  # noqa: E402
+from trainer.finetune import BEST, LAST, LOG, FinetuneConfig, finetune, load_best, score_held_out  # noqa: E402
 from trainer.model import COMPACT, Arch, TransformerNet  # noqa: E402
-from trainer.train import train_model  # noqa: E402
+from trainer.quantize import QualityGateError  # noqa: E402
+from trainer.train import default_name, train_model  # noqa: E402
 from trainer.weights import load_checkpoint, load_npz, save_npz  # noqa: E402
 
 TINY = Arch(channels=(8, 16, 16), blocks=1, outer_kernel=3, norm="none", skips=True)
@@ -261,10 +263,60 @@ def test_train_register_and_finetune_again(pair_dir: Path, tmp_path: Path) -> No
                                    "val_loss": round(first.run.best_val, 6)}
     assert first.entry.measured_fps and first.entry.measured_fps > 0
     assert registry.resolve_weights("blur").is_file()
+    # a fine-tune is a model of its own: blur is untouched, the new one is blur-ft-1
     second = train_model(pair_dir, "blur", None, cfg, folder=tmp_path / "r2")
-    assert second.entry.spec == "blur@2" and second.entry.lineage["base"] == "blur@1"
+    assert second.entry.spec == "blur-ft-1@1" and second.entry.lineage["base"] == "blur@1"
     assert second.run.first_val == pytest.approx(first.run.best_val, rel=1e-4)  # it started from v1's weights
+    assert [e.spec for e in registry.info("blur").versions] == ["blur@1"]
+    assert default_name("blur") == "blur-ft-2" and default_name("blur-ft-1@1") == "blur-ft-2"
+    # the base's own name only when asked: then it is the base's next version
+    third = train_model(pair_dir, "blur-ft-1", "blur", cfg, folder=tmp_path / "r3")
+    assert third.entry.spec == "blur@2" and third.entry.lineage["base"] == "blur-ft-1@1"
     assert registry.rollback("blur").version == 1
+
+
+def test_finetune_card(pair_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The card of a fine-tune: its pairs, its look, base vs fine-tune on the held-out pairs, the int8
+    decision (here with an injected int8 speed, so the test decides nothing by timing)."""
+    cfg = FinetuneConfig(**{**FAST.__dict__, "epochs": 2, "repeats": 1})
+    train_model(pair_dir, "compact", "shapes", cfg, folder=tmp_path / "r0")
+    monkeypatch.setattr(trainer.train, "measure_speedup", lambda fp32, int8: 0.81)
+    rep = train_model(pair_dir, "shapes", None, cfg, folder=tmp_path / "r1", int8="try",
+                      description="  soft blur, channels reversed, inverted ")
+    e = rep.entry
+    assert e.spec == "shapes-ft-1@1" and e.style == "soft blur, channels reversed, inverted"
+    assert e.input["precision"] == "fp32" and rep.int8.precision == "fp32" and rep.int8.speedup == 0.81
+    assert e.card_path == e.path.with_suffix(".md") and e.card_path.read_text() == rep.card
+    held_out = dataset.split(dataset.load_pairs(pair_dir), cfg.val_fraction)[1]
+    assert rep.before.pairs == rep.after.pairs == len(held_out)
+    base_net = load_npz(registry.resolve_weights("shapes@1"))
+    assert rep.before == score_held_out(base_net, held_out)  # "before" is the base's own score
+    assert rep.after == score_held_out(load_npz(registry.resolve_weights("shapes-ft-1")), held_out)
+    card = rep.card
+    for text in ("# shapes-ft-1@1: soft blur, channels reversed, inverted",
+                 "fine-tuned from `shapes@1`", f"10 pairs from `{pair_dir}`", f"{len(held_out)} held out: ",
+                 f"base `shapes@1` PSNR {rep.before.psnr_db:.2f} dB, SSIM {rep.before.ssim:.3f}",
+                 f"-> this model PSNR {rep.after.psnr_db:.2f} dB, SSIM {rep.after.ssim:.3f}",
+                 "precision fp32: int8 refused for speed: 0.81x fp32 speed at 1280x720 (gate 1.1x)",
+                 f"{rep.int8.psnr_db:.1f} dB PSNR vs fp32"):
+        assert text in card, (text, card)
+    # the same run with int8 paying off registers int8
+    monkeypatch.setattr(trainer.train, "measure_speedup", lambda fp32, int8: 1.6)
+    fast = train_model(pair_dir, "shapes", "shapes-int8", cfg, folder=tmp_path / "r2", int8="try")
+    assert fast.entry.input["precision"] == "int8" and "precision int8: int8 kept: 1.60x" in fast.card
+    # require: a slow int8 registers nothing
+    monkeypatch.setattr(trainer.train, "measure_speedup", lambda fp32, int8: 0.9)
+    with pytest.raises(QualityGateError, match=r"--int8 require: int8 refused for speed: 0\.90x"):
+        train_model(pair_dir, "shapes", "never", cfg, folder=tmp_path / "r3", int8="require")
+    assert not registry.is_registered("never")
+
+
+def test_exception_bad_name(pair_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="needs --name"):
+        train_model(pair_dir, "compact", None, FAST, folder=tmp_path / "r")
+    with pytest.raises(ConfigError, match="bad model name 'no way'"):
+        train_model(pair_dir, "compact", "no way", FAST, folder=tmp_path / "r")
+    assert not (tmp_path / "r").exists()  # refused before any training
 
 
 def test_exception_tampered_weights(pair_dir: Path, tmp_path: Path) -> None:
@@ -288,12 +340,22 @@ def test_exception_base_without_weights(pair_dir: Path, tmp_path: Path) -> None:
 
 
 def test_cli_train(pair_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """One real run, int8 tried and timed for real: what the user sees and the card record the figures."""
     rc = cli.main(["train", "--pairs", str(pair_dir), "--base", "compact", "--name", "clitoon", "--epochs", "2",
-                   "--batch", "4", "--crop", "48", "--int8", "try", "--run", str(tmp_path / "run"), "-q"])
+                   "--batch", "4", "--crop", "48", "--int8", "try", "--description", "inverted soft blur",
+                   "--run", str(tmp_path / "run"), "-q"])
     out = capsys.readouterr()
     assert rc == 0, out.err
     assert "epoch 2/2" in out.err and "registered clitoon@1 (active)" in out.out and "parity max error" in out.out
-    assert "int8" in out.out
+    assert "held-out pairs (" in out.out
+    card = registry.entry("clitoon").card_path
+    assert f"model card: {card}" in out.out
+    decision = next(line for line in out.out.splitlines() if line.startswith("registered int8: ")
+                    or line.startswith("registered fp32: "))
+    reason = decision.partition(": ")[2]
+    assert ("dB PSNR vs fp32 (gate 32 dB)" in reason and "fp32 speed at 1280x720 (gate 1.1x)" in reason) \
+        or "refused for quality" in reason, reason
+    assert reason in card.read_text() and "# clitoon@1: inverted soft blur" in card.read_text()
     assert cli.main(["train", "--pairs", str(tmp_path / "none"), "--base", "compact", "--name", "x"]) == 2
     assert cli.main(["train", "--pairs", str(pair_dir), "--base", "nosuch"]) == 2
     assert "not a registered model" in capsys.readouterr().err
