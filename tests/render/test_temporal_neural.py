@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from core.presets import TemporalConfig, load_preset
-from core.quality.metrics import MetricsMeter, ssim
+from core.quality.metrics import mean_warping_error, ssim
 from core.render.pipeline import render
 from core.render.spec import build_job
 from core.render.temporal import Stabiliser
@@ -160,17 +160,6 @@ def _clip(name: str, frames: int, width: int) -> list[np.ndarray]:
     return [cv2.resize(f, (width, round(width * h / w / 2) * 2), interpolation=cv2.INTER_AREA) for f in src]
 
 
-def _warping_error(src: list[np.ndarray], out: list[np.ndarray], cuts: set[int]) -> float:
-    meter, errs = MetricsMeter(), []
-    for i, (a, b) in enumerate(zip(src, out, strict=True)):
-        if i in cuts:
-            meter.reset()
-        e = meter.update(i, a, b).warping_error
-        if e is not None:
-            errs.append(e)
-    return float(np.mean(errs))
-
-
 def neural_flicker(clip: str, model: str, cfg: TemporalConfig, frames: int = 24,
                    width: int = 320) -> tuple[float, float, float]:
     """(per-frame warping error, stabilised / per-frame, mean SSIM of stabilised to per-frame)."""
@@ -181,9 +170,9 @@ def neural_flicker(clip: str, model: str, cfg: TemporalConfig, frames: int = 24,
     stylizer = cls(cls.Params(model=model))
     per_frame = [s.base for s in stylizer.stylize_batch(src, list(range(len(src))))]
     stable = stabilise(src, per_frame, cfg, cuts)
-    base = _warping_error(src, per_frame, cuts)
+    base = mean_warping_error(src, per_frame, cuts)
     similarity = float(np.mean([ssim(a, b) for a, b in zip(stable, per_frame, strict=True)]))
-    return base, _warping_error(src, stable, cuts) / base, similarity
+    return base, mean_warping_error(src, stable, cuts) / base, similarity
 
 
 def test_real_clip_third_party_model() -> None:
