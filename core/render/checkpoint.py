@@ -50,11 +50,12 @@ class Checkpoint:
         return cls(path, job_hash, output, done, [list(map(int, row)) for row in data.get("plan", [])])
 
     def verified(self) -> set[int]:
-        """Ids of done chunks whose files are still there with the recorded frame count."""
+        """Ids of done chunks whose files are still there with the recorded frame count (a chunk whose every
+        frame was lost has no file)."""
         ok = set()
         for cid, rec in self.done.items():
             f = self.path.parent / rec["file"]
-            if f.is_file() and count_frames(f) == rec["frames"]:
+            if not rec["frames"] or (f.is_file() and count_frames(f) == rec["frames"]):
                 ok.add(cid)
             else:
                 log.warning("%s: chunk %d failed verification; it will be rendered again", self.path, cid)

@@ -8,6 +8,7 @@ saved (:class:`Carry`), so a lane's frames equal a single pass's.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import zipfile
@@ -57,6 +58,10 @@ class ChunkTask:
     decode: str = "cpu"  # where frames decode: "cpu", or "cuda" (NVDEC where it opens; the same frames)
 
 
+class _NothingWritten(Exception):
+    """A chunk none of whose frames decoded: it leaves a record (0 frames) and no file."""
+
+
 def chunk_file(chunk: Chunk, output: str) -> str:
     return f"chunk_{chunk.id:04d}{Path(output).suffix.lower()}"
 
@@ -81,7 +86,7 @@ def render_chunk(task: ChunkTask) -> dict[str, Any]:
     offset = info.pts[chunk.start]  # chunk files start at pts 0; the stitcher adds this back
     times = stages.StageTimes(task.clock)
     carry: Carry | None = None
-    with atomic.atomic_path(final) as tmp:
+    with contextlib.suppress(_NothingWritten), atomic.atomic_path(final) as tmp:
         with Reader(info, task.decode) as reader, Writer(tmp, width=info.width, height=info.height, fps=info.fps,
                                             time_base=info.time_base, color=info.color,
                                             encoder=spec.preset.encoder) as writer:
@@ -106,6 +111,8 @@ def render_chunk(task: ChunkTask) -> dict[str, Any]:
         if written + len(lost) != chunk.frames:
             raise RenderError(f"{spec.input}: chunk {chunk.id} wrote {written} of {chunk.frames} frames "
                               f"({len(lost)} did not decode)")
+        if not written:  # every frame lost: the muxer never opened the file, and there is nothing to keep
+            raise _NothingWritten
     report_progress(chunk.id, written)
     times.frames = written
     record = {"file": final.name, "frames": written, "start": chunk.start, "stop": chunk.stop,

@@ -13,7 +13,7 @@ import functools
 import itertools
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -236,9 +236,11 @@ def _stamps(c: av.container.InputContainer, vs: av.video.stream.VideoStream, lim
     return stamps, first
 
 
-def decode_tolerant(c: av.container.InputContainer, vs: av.video.stream.VideoStream) -> Iterator[av.VideoFrame]:
+def decode_tolerant(c: av.container.InputContainer, vs: av.video.stream.VideoStream,
+                    on_error: Callable[[], None] | None = None) -> Iterator[av.VideoFrame]:
     """Decode ``vs`` from where the container stands as FFmpeg's own tools do: a packet that does not decode is
-    skipped (its frame is lost, the next keyframe recovers), and a container damaged part way ends the stream."""
+    skipped (its frame is lost, the next keyframe recovers), and a container damaged part way ends the stream.
+    ``on_error()`` is called at each packet that does not decode (it may raise to stop the decode)."""
     packets = c.demux(vs)
     while True:
         try:
@@ -252,6 +254,8 @@ def decode_tolerant(c: av.container.InputContainer, vs: av.video.stream.VideoStr
             frames = vs.decode(packet)
         except av.error.FFmpegError as exc:
             log.debug("%s: a packet did not decode (%s)", c.name, av_message(exc))
+            if on_error is not None:
+                on_error()
             frames = []
         yield from frames
         if packet is None:

@@ -42,6 +42,10 @@ class _SeekMissed(Exception):
     """A seek landed after the frame we asked for."""
 
 
+class _Redecode(Exception):
+    """A packet did not decode under frame threads: decode the rest of the range again, slice-threaded."""
+
+
 def _open_decoding(path: Path, decode: str) -> tuple[av.container.InputContainer, str]:
     """The container for ``decode`` ("cpu", "cuda"), and a note: "" when the device opened, else why the
     CPU decodes instead (no device, no driver, a build without it). FFmpeg itself still falls back to its
@@ -92,7 +96,7 @@ class Reader:
         self._container, self.decode_note = _open_decoding(Path(info.path), decode)
         self.decode = decode if not self.decode_note else "cpu"
         self._stream = self._container.streams.video[0]
-        self._stream.thread_type = "AUTO"
+        self._thread_type = self._stream.thread_type = "AUTO"
         self._reformatter = VideoReformatter()  # one swscale context for the stream, not one per frame
         self.lost: set[int] = set()  # indices of frames asked for that did not decode
 
@@ -125,10 +129,22 @@ class Reader:
             raise ValueError(f"frame range {start}..{stop} outside 0..{self.info.frame_count}")
         if start == stop:
             return
-        try:
-            yield from self._range(self._seek_pts(start), start, stop)
-        except _SeekMissed:  # the demuxer landed past our keyframe: decode from the top instead
-            yield from self._range(None, start, stop)
+        seek = self._seek_pts(start)
+        while True:
+            self._next = start
+            try:
+                yield from self._range(seek, start, stop)
+                return
+            except _SeekMissed:  # the demuxer landed past our keyframe: decode from the top instead
+                if seek is None:
+                    raise
+                seek = None
+            except _Redecode:  # go on from the first frame not yet given, one frame in flight at a time
+                log.debug("%s: damaged data under frame threads: decoding on with slice threads",
+                          self.info.path)
+                self._reopen("SLICE")
+                start = self._next
+                seek = self._seek_pts(start)
 
     def passthrough_ok(self, pix_fmt: str) -> bool:
         """Whether decoded frames can go to an encoder of ``pix_fmt`` untouched (no RGB round trip)."""
@@ -145,6 +161,7 @@ class Reader:
             if idx > want:
                 if want == start and seek_pts is not None:
                     raise _SeekMissed
+                self._on_bad_packet()  # frames skipped: damaged data, which frame threads may hide
                 self.lost.update(range(want, min(idx, stop)))  # the decoder skipped them: damaged packets
                 if idx >= stop:
                     return
@@ -153,11 +170,13 @@ class Reader:
             if restamp:
                 frame.pts = self.info.pts[idx]
             yield idx, frame
-            want = idx + 1
+            want = self._next = idx + 1
             if want == stop:
                 return
         if want == start and seek_pts is not None:  # nothing came after the seek: try again from the top
             raise _SeekMissed
+        if want < stop:
+            self._on_bad_packet()
         self.lost.update(range(want, stop))
 
     def _decode_from(self, seek_pts: int | None) -> Iterator[av.VideoFrame]:
@@ -168,13 +187,22 @@ class Reader:
             if seek_pts is not None:
                 raise _SeekMissed from None
             self._reopen()  # a raw stream FFmpeg cannot seek in: start it again
-        yield from decode_tolerant(self._container, self._stream)
+        yield from decode_tolerant(self._container, self._stream, self._on_bad_packet)
 
-    def _reopen(self) -> None:
+    def _on_bad_packet(self) -> None:
+        """Damaged data: with frame threads, the frames around it that come out depend on the threads' timing
+        (a good keyframe held in flight was seen dropped), and a damaged packet can pass without an error,
+        its neighbours silently gone. Decode on with slice threads, as a single thread would, so a damaged
+        file gives FFmpeg's frames, the same on every run and machine. Intact files never get here."""
+        if self._thread_type != "SLICE":
+            raise _Redecode
+
+    def _reopen(self, thread_type: str | None = None) -> None:
+        self._thread_type = thread_type or self._thread_type
         self._container.close()
         self._container, _ = _open_decoding(Path(self.info.path), self.decode)
         self._stream = self._container.streams.video[0]
-        self._stream.thread_type = "AUTO"
+        self._stream.thread_type = self._thread_type
 
     def to_rgb(self, frame: av.VideoFrame) -> np.ndarray:
         """A decoded frame (:meth:`decoded`) as the upright (H, W, 3) uint8 RGB :meth:`frames` gives."""

@@ -239,3 +239,62 @@ def test_a_garbled_audio_packet_costs_only_itself(tmp_path: Path, capsys: pytest
     capsys.readouterr()
     info = probe(out)
     assert info.frame_count == 50 and len(info.audio) == 1
+
+
+def _faststart(src: Path, dst: Path) -> Path:
+    """``ffmpeg -i src -c copy -movflags +faststart dst`` done with PyAV: the index first, then the media."""
+    with av.open(str(src)) as i, av.open(str(dst), "w", options={"movflags": "+faststart"}) as o:
+        vs = o.add_stream_from_template(i.streams.video[0])
+        for p in i.demux(i.streams.video[0]):
+            if p.size:
+                p.stream = vs
+                o.mux(p)
+    return dst
+
+
+def test_a_truncated_file_decodes_the_same_frames_as_a_single_thread(tmp_path: Path) -> None:
+    """A faststart mp4 cut short (a download stopped early): with frame threads, whether the keyframe held in
+    flight comes out once the next packet fails depended on the threads' timing (a clean-clone CI run lost
+    it, and with it the only frame, by chance). The reader gives what a single-threaded decode gives, at every
+    cut point."""
+    src = _faststart(make_clip(tmp_path / "src.mp4", ClipSpec(width=96, height=64, frames=50)),
+                     tmp_path / "faststart.mp4")
+    data = src.read_bytes()
+    tried = 0
+    for n, fraction in enumerate(np.arange(0.06, 0.30, 0.005)):
+        cut = tmp_path / f"cut{n}.mp4"
+        cut.write_bytes(data[:int(len(data) * fraction)])
+        expected = decoded_in_order(cut)
+        kept = [p for k, p in enumerate(expected) if all(p > q for q in expected[:k])]
+        if not kept:
+            continue
+        info = probe(cut)
+        with Reader(info) as r:
+            got = [f.pts for _, f in r.decoded()]
+            assert got == kept, f"cut at {fraction:.3f}: decoded {got}, a single thread decodes {kept}"
+            assert len(r.lost) == info.frame_count - len(kept)
+        tried += 1
+    assert tried >= 20
+
+
+def test_a_chunk_whose_every_frame_is_lost_leaves_the_others_to_render(tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """Frames 24..47 (the plan's second chunk) zeroed in place: that chunk writes nothing (its muxer never opens
+    a file), which used to fail the render with a FileNotFoundError on the chunk's temp file."""
+    src = make_clip(tmp_path / "src.mp4", ClipSpec(width=96, height=64, frames=48, gop=12))
+    with av.open(str(src)) as c:
+        vs = c.streams.video[0]
+        packets = sorted(((p.pts, p.pos, p.size) for p in c.demux(vs) if p.size), key=lambda t: t[0])
+    data = bytearray(src.read_bytes())
+    for _, pos, size in packets[24:]:
+        data[pos:pos + size] = bytes(size)
+    bad = tmp_path / "gop_zeroed.mp4"
+    bad.write_bytes(bytes(data))
+    kept = decoded_in_order(bad)
+    assert len(kept) == 24
+    out = tmp_path / "out.mp4"
+    code = main(["render", str(bad), "-o", str(out), "--style", "none", "--chunk-seconds", "0.5", "-q"])
+    stdout = capsys.readouterr().out
+    assert code == 0, stdout
+    assert "rendered 24 frames" in stdout and "24 of 48 input frames lost" in stdout
+    assert list(probe(out).pts) == kept
