@@ -1,4 +1,5 @@
-"""The fine-tuning loss: pixels (L1), edges (Sobel L1) and temporal consistency under synthetic motion.
+"""The fine-tuning loss: pixels (L1), edges (Sobel L1), optionally the same at coarser scales, and temporal
+consistency under synthetic motion.
 
 Why the temporal term: a frame-by-frame style flickers when a one-pixel shift of the input changes the
 output by more than a one-pixel shift. Warping the input by a small random affine motion (shift,
@@ -27,6 +28,7 @@ class LossWeights:
     l1: float = 1.0
     edge: float = 0.5
     temporal: float = 0.2
+    multiscale: float = 0.0
     shift_px: float = 3.0
     rotate_deg: float = 1.0
     zoom: float = 0.02
@@ -75,9 +77,23 @@ def temporal_loss(net: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, 
     return diff.sum() / (mask.sum() * x.shape[1]).clamp_min(1.0)
 
 
+def multiscale_loss(y: torch.Tensor, target: torch.Tensor, levels: int = 2) -> torch.Tensor:
+    """L1 of the half- and quarter-size averages, plus their gradients: tone and broad shapes (a bloom, a
+    wash) weigh as much as the fine detail the full-size terms already see."""
+    loss = y.new_zeros(())
+    for _ in range(levels):
+        y, target = F.avg_pool2d(y, 2), F.avg_pool2d(target, 2)
+        loss = loss + F.l1_loss(y, target) + edge_loss(y, target)
+    return loss / levels
+
+
 def fidelity(y: torch.Tensor, target: torch.Tensor, weights: LossWeights) -> torch.Tensor:
-    """How far the output is from the target: L1 plus the edge term. The validation loss."""
-    return weights.l1 * F.l1_loss(y, target) + weights.edge * edge_loss(y, target)
+    """How far the output is from the target: L1 plus the edge term (plus the multi-scale term where it is
+    weighted). The validation loss."""
+    loss = weights.l1 * F.l1_loss(y, target) + weights.edge * edge_loss(y, target)
+    if weights.multiscale > 0:
+        loss = loss + weights.multiscale * multiscale_loss(y, target)
+    return loss
 
 
 def total(net: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, target: torch.Tensor,

@@ -6,8 +6,8 @@ clean, and the two stride-2 downsamplings are undone by nearest upsampling + con
 exact size, so odd sizes round-trip. The smallest input is 8 x 8 (reflection padding needs a quarter-
 resolution map of at least 2 x 2; core.ml.session pads tiles to a multiple of 8).
 
-The architecture is a value (:class:`Arch`) stored beside every checkpoint and registered model, so
-weights are always loaded into the network they were trained in.
+The architecture is a value (:class:`~trainer.arch.Arch`, torch-free) stored beside every checkpoint and
+registered model, so weights are always loaded into the network they were trained in.
 
 ``norm``: Johnson's net uses instance norm (as published). The compact net defaults to no normalisation:
 its output then depends only on a pixel's neighbourhood, so tiled inference equals untiled inference
@@ -16,57 +16,14 @@ and frame-global statistics cannot make a render pump.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
-
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-NORMS = ("instance", "none")
+from .arch import ARCHS, COMPACT, DETAIL, GRADE, INK, JOHNSON, NORMS, PAINT, Arch
 
-
-@dataclass(frozen=True)
-class Arch:
-    """Channels at full, half and quarter resolution; residual blocks at quarter resolution; the kernel of
-    the first and last convolution; the normalisation ("instance" or "none"); ``skips`` adds the encoder's
-    full- and half-resolution features to the decoder's (U-Net style), so fine detail need not squeeze
-    through the quarter-resolution bottleneck: a small network then learns in hundreds of steps, not tens
-    of thousands."""
-
-    channels: tuple[int, int, int] = (32, 64, 128)
-    blocks: int = 5
-    outer_kernel: int = 9
-    norm: str = "instance"
-    skips: bool = False
-
-    def __post_init__(self) -> None:
-        if len(self.channels) != 3 or min(self.channels) < 1:
-            raise ValueError(f"Arch.channels: expected three positive ints, got {self.channels!r}")
-        if self.blocks < 0 or self.outer_kernel < 1 or self.outer_kernel % 2 == 0:
-            raise ValueError(f"Arch: blocks >= 0 and an odd outer_kernel expected, got {self.blocks}, "
-                             f"{self.outer_kernel}")
-        if self.norm not in NORMS:
-            raise ValueError(f"Arch.norm: expected one of {NORMS}, got {self.norm!r}")
-
-    def to_json(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["channels"] = list(self.channels)
-        return d
-
-    @classmethod
-    def from_json(cls, d: dict[str, Any]) -> Arch:
-        known = {"channels", "blocks", "outer_kernel", "norm", "skips"}
-        if not isinstance(d, dict) or set(d) - known:
-            raise ValueError(f"Arch: expected an object with keys {sorted(known)}, got {d!r}")
-        return cls(**{**d, "channels": tuple(d.get("channels", cls.channels))})
-
-
-#: The published network (1.68 M parameters).
-JOHNSON = Arch()
-#: Half the channels, three blocks and skips (0.28 M parameters): over 3x the fps on a CPU.
-COMPACT = Arch(channels=(16, 32, 64), blocks=3, outer_kernel=9, norm="none", skips=True)
-ARCHS = {"johnson": JOHNSON, "compact": COMPACT}
+__all__ = ["ARCHS", "COMPACT", "DETAIL", "GRADE", "INK", "JOHNSON", "NORMS", "PAINT", "Arch", "Exportable",
+           "TransformerNet", "parameter_count"]
 
 
 def _norm(kind: str, channels: int) -> nn.Module:
@@ -109,6 +66,14 @@ class UpsampleConv(nn.Module):
         return self.conv(F.interpolate(x, size=size, mode="nearest"))
 
 
+def log_luma(x: torch.Tensor) -> torch.Tensor:
+    """(N, 3, H, W) RGB in [0, 1] -> (N, 4, H, W): the RGB and log2 of BT.601 luma, scaled from
+    [log2(1/256), 0] onto [0, 1] (a floor of 1/256: black has no logarithm, and darker than one code value is
+    noise)."""
+    luma = 0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]
+    return torch.cat([x, torch.log2(luma.clamp_min(0.0) + 1.0 / 256) / 8.0 + 1.0], dim=1)
+
+
 class TransformerNet(nn.Module):
     """(N, 3, H, W) float32 RGB in [0, 1] -> (N, 3, H, W) float32 (unclamped; see :class:`Exportable`)."""
 
@@ -117,16 +82,24 @@ class TransformerNet(nn.Module):
         self.arch = arch
         c1, c2, c3 = arch.channels
         k = arch.outer_kernel
-        self.conv1, self.norm1 = ConvLayer(3, c1, k), _norm(arch.norm, c1)
+        self.conv1, self.norm1 = ConvLayer(4 if arch.log_luma else 3, c1, k), _norm(arch.norm, c1)
         self.conv2, self.norm2 = ConvLayer(c1, c2, 3, stride=2), _norm(arch.norm, c2)
         self.conv3, self.norm3 = ConvLayer(c2, c3, 3, stride=2), _norm(arch.norm, c3)
         self.blocks = nn.Sequential(*(ResidualBlock(c3, arch.norm) for _ in range(arch.blocks)))
         self.up1, self.norm4 = UpsampleConv(c3, c2, 3), _norm(arch.norm, c2)
         self.up2, self.norm5 = UpsampleConv(c2, c1, 3), _norm(arch.norm, c1)
-        self.out = ConvLayer(c1, 3, k)
+        tones = 1 if arch.mono else 3
+        self.out = ConvLayer(c1, tones, k)
+        w = arch.pointwise
+        self.pixel = nn.Sequential(nn.Conv2d(3, w, 1), nn.ReLU(), nn.Conv2d(w, w, 1), nn.ReLU(),
+                                   nn.Conv2d(w, tones, 1)) if w else None
+        self.tint = nn.Conv2d(1, 3, 1) if arch.mono else None
+        if self.tint is not None:  # start grey: a random tint spent most of training unlearning a colour cast
+            nn.init.ones_(self.tint.weight)
+            nn.init.zeros_(self.tint.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y1 = F.relu(self.norm1(self.conv1(x)))
+        y1 = F.relu(self.norm1(self.conv1(log_luma(x) if self.arch.log_luma else x)))
         y2 = F.relu(self.norm2(self.conv2(y1)))
         y = F.relu(self.norm3(self.conv3(y2)))
         y = self.blocks(y)
@@ -136,7 +109,12 @@ class TransformerNet(nn.Module):
         y = F.relu(self.norm5(self.up2(y, y1.shape[-2:])))
         if self.arch.skips:
             y = y + y1
-        return self.out(y)
+        y = self.out(y)
+        if self.pixel is not None:
+            y = y + self.pixel(x)
+        if self.tint is not None:
+            y = self.tint(y)
+        return x + y if self.arch.residual else y
 
 
 class Exportable(nn.Module):

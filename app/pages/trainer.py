@@ -11,25 +11,28 @@ from app.events import epoch_records
 from app.plots import loss_figure
 from core.learn import feedback
 from core.ml import registry
+from trainer.arch import ARCHS
 
 st.title("Trainer")
 queue = ui.job_queue()
 
 with ui.shown_errors():
     entries = registry.list_models()
-trainable = [*sorted({e.name for e in entries if e.weights_sha256}), "compact", "johnson"]
+trainable = [*sorted({e.name for e in entries if e.weights_sha256}), *ARCHS]
 pairs_root = feedback.pairs_folder().parent
 pair_sets = sorted(p.name for p in pairs_root.iterdir() if p.is_dir()) if pairs_root.is_dir() else []
 
 st.subheader("New fine-tune")
 c1, c2 = st.columns(2)
 base = c1.selectbox("Base model", trainable, key="train.base",
-                    help="a model trained here (it has .npz weights), or compact / johnson from scratch")
+                    help="a model trained here (it has .npz weights), or an architecture to train from scratch: "
+                         "compact (fast), detail (per-pixel colour), grade (input plus a change: never blurs), "
+                         "johnson (the published net)")
 pair_set = c1.selectbox("Approved pairs", pair_sets or ["approved"], key="train.pairs")
 folder = feedback.pairs_folder(pair_set)
 n_pairs = len(list((folder / "inputs").glob("*.png"))) if (folder / "inputs").is_dir() else 0
 c1.caption(f"{n_pairs} pairs in {folder}")
-scratch = base in ("compact", "johnson")
+scratch = base in ARCHS
 name = c1.text_input("New model's name", key="train.name", placeholder="required" if scratch else f"{base}-ft-N",
                      help="a fine-tune is a model of its own; empty: <base>-ft-N, the first N free. The base's own "
                           "name registers a new version of the base instead")

@@ -278,6 +278,38 @@ def mean_warping_error(inputs: Sequence[np.ndarray], outputs: Sequence[np.ndarra
     return float(np.mean(errs))
 
 
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    """PSNR in dB of two (H, W, 3) uint8 RGB images (capped at 100 for identical ones)."""
+    return 10.0 * math.log10(1.0 / max(mse(a, b), 1e-10))
+
+
+@dataclass(frozen=True)
+class Fidelity:
+    """How a student (a distilled model) renders frames against its teacher: PSNR to the teacher's frames
+    (mean and worst), and its sharpness (variance of the Laplacian) over the teacher's and over the input's,
+    the median of the per-frame ratios (a blurred copy of a teacher scores well on PSNR alone)."""
+
+    frames: int
+    psnr_mean: float
+    psnr_min: float
+    sharpness_vs_teacher: float
+    sharpness_vs_input: float
+
+    def line(self) -> str:
+        return (f"{self.frames} frames: PSNR to the teacher {self.psnr_mean:.2f} dB (worst {self.psnr_min:.2f}), "
+                f"sharpness {self.sharpness_vs_teacher:.2f}x the teacher's, {self.sharpness_vs_input:.2f}x the "
+                "input's")
+
+
+def fidelity(inputs: Sequence[np.ndarray], teacher: Sequence[np.ndarray], student: Sequence[np.ndarray]) -> Fidelity:
+    """:class:`Fidelity` of ``student`` frames against ``teacher`` frames made from the same ``inputs``."""
+    ps = [psnr(t, s) for t, s in zip(teacher, student, strict=True)]
+    sharp = [(sharpness(i), sharpness(t), sharpness(s)) for i, t, s in zip(inputs, teacher, student, strict=True)]
+    return Fidelity(len(ps), float(np.mean(ps)), float(np.min(ps)),
+                    float(np.median([s / max(t, 1e-6) for _, t, s in sharp])),
+                    float(np.median([s / max(i, 1e-6) for i, _, s in sharp])))
+
+
 def summarize(records: Sequence[FrameMetrics], cuts: Sequence[int] = ()) -> dict:
     """``{"frames", "mean": {...}, "p95": {...}, "shots": [{"start", "end", "frames", "mean": {...}}]}``.
 

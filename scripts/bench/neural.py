@@ -202,6 +202,55 @@ def gpu(bench: Bench) -> None:
     report["gpu"] = sec
 
 
+def bundled(bench: Bench) -> None:
+    """Each bundled model (its active version) against its teacher, as a render runs it: PSNR to the teacher,
+    sharpness (variance of the Laplacian) over the teacher's and the input's, on ``HELD_OUT`` frames of
+    ../shared that the training script never reads (frames of the synthetic scene where ../shared is
+    absent), and its fps at 1280x720 (best of 3).
+
+    Goals (issue 18): teal >= 34 dB and sharpness >= 0.9x the input's; sketch >= 28 dB and 0.5x-2x the
+    pencil style's sharpness; every model >= 1.5 fps at 720p and <= 10 MB."""
+    try:
+        import torch  # noqa: F401  (the training script's teachers need no torch, but its module does)
+    except ImportError:
+        print("bundled: skipped: torch is not installed (requirements-base.txt)")
+        bench.report["bundled"] = None
+        return
+    from core.ml import registry
+    from core.quality.metrics import fidelity
+    from core.video.synthetic import ClipSpec, scene_frame
+    from scripts.train_starter_models import HELD_OUT, STARTERS, make_teacher, sample_frames
+    from stylizers.fast_style import FastStyle, FastStyleParams
+    from trainer.train import measure_fps
+
+    media = SHARED_CLIP.parent
+    if all((media / clip).is_file() for clip in HELD_OUT):
+        frames, source = [rgb for clip in HELD_OUT for rgb in sample_frames(media / clip, 4)], ", ".join(HELD_OUT)
+    else:
+        spec = ClipSpec(width=640, height=360, cut_at=6)
+        frames, source = [scene_frame(spec, i) for i in (0, 3, 7, 11)], "the synthetic scene (../shared absent)"
+    goals = {"teal": (34.0, 0.0, 99.0, 0.9), "sketch": (28.0, 0.5, 2.0, 0.0)}
+    print(f"\nbundled models vs their teachers, {len(frames)} frames of {source}:")
+    sec: dict = {"source": source, "frames": len(frames), "models": {}}
+    for starter in STARTERS:
+        entry = registry.entry(starter.name)
+        teacher = make_teacher(starter, frames)
+        student = FastStyle(FastStyleParams(model=starter.name))
+        q = fidelity(frames, [teacher(rgb, i) for i, rgb in enumerate(frames)],
+                     [student(rgb, i) for i, rgb in enumerate(frames)])
+        fps, mb = measure_fps(entry.path, runs=3), entry.path.stat().st_size / 1e6
+        floor, low, high, vs_input = goals.get(starter.name, (0.0, 0.0, 99.0, 0.0))
+        met = (q.psnr_mean >= floor and low <= q.sharpness_vs_teacher <= high and q.sharpness_vs_input >= vs_input
+               and fps >= 1.5 and mb <= 10)
+        print(f"  {starter.name}@{entry.version} ({starter.style}): {q.line()}; {fps:.2f} fps at 720p, {mb:.2f} MB "
+              f"(goal: {'met' if met else 'NOT met'})")
+        sec["models"][starter.name] = {"version": entry.version, "teacher": starter.style, "psnr_db": q.psnr_mean,
+                                       "psnr_min_db": q.psnr_min, "sharpness_vs_teacher": q.sharpness_vs_teacher,
+                                       "sharpness_vs_input": q.sharpness_vs_input, "fps_720p": fps, "mb": mb,
+                                       "met": met}
+    bench.report["bundled"] = sec
+
+
 #: third-party models the flicker section measures when ../shared has them (never copied into the repo)
 SHARED_MODELS = ("wml_candy", "wml_mosaic")
 
@@ -251,7 +300,9 @@ def flicker(bench: Bench) -> None:
         return out
 
     shared = SHARED_CLIP.parent.parent / "models"
-    models = [("sketch", "sketch", False), ("teal", "teal", False)]
+    from scripts.train_starter_models import STARTERS
+
+    models = [(s.name, s.name, False) for s in STARTERS]
     models += [(name, str(shared / f"{name}.onnx"), True) for name in SHARED_MODELS
                if (shared / f"{name}.onnx").is_file()]
     sec: dict = {"clip": SHARED_CLIP.name, "frames": n, "width": width, "models": {}}

@@ -205,6 +205,25 @@ def _neural_flicker_rows(report: dict) -> list[Row]:
     return rows
 
 
+def _bundled_rows(report: dict) -> list[Row]:
+    """A row per bundled model: fidelity to its teacher on held-out frames, sharpness, fps at 720p."""
+    sec = _sec(report, "bundled")
+    rows: list[Row] = []
+    for name, v in _sec(sec, "models").items():
+        figs = _nums(v, "psnr_db", "sharpness_vs_teacher", "sharpness_vs_input", "fps_720p")
+        if figs is None:
+            continue
+        psnr, vs_teacher, vs_input, fps = figs
+        target = {"teal": ">= 34 dB, >= 0.9x input, >= 1.5 fps",
+                  "sketch": ">= 28 dB, 0.5-2x teacher, >= 1.5 fps"}.get(name, ">= 1.5 fps")
+        verdict = "" if v.get("met") else NOT_MET
+        rows.append((f"bundled model {_cell(name)}@{v.get('version', '?')} vs its teacher "
+                     f"({_cell(str(v.get('teacher', '?')))}), {sec.get('frames', '?')} held-out frames",
+                     f"**{psnr:.1f} dB**, sharpness {vs_teacher:.2f}x teacher / {vs_input:.2f}x input, "
+                     f"{fps:.2f} fps 720p", target + verdict))
+    return rows
+
+
 def _gpu_rows(report: dict) -> list[Row]:
     sec = _sec(report, "gpu")
     if not sec:
@@ -279,8 +298,8 @@ def _studio_rows(report: dict) -> list[Row]:
 
 
 SUMMARY: tuple[Callable[[dict], list[Row]], ...] = (
-    _identity_rows, _lut_rows, _workers_rows, _dask_rows, _memory_rows, _neural_rows, _neural_flicker_rows, _gpu_rows,
-    _loop_rows, _studio_rows)
+    _identity_rows, _lut_rows, _workers_rows, _dask_rows, _memory_rows, _neural_rows, _bundled_rows,
+    _neural_flicker_rows, _gpu_rows, _loop_rows, _studio_rows)
 
 
 # -- the per-style and per-stage tables: a row per style, "-" for a figure not measured --

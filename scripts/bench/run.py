@@ -47,6 +47,7 @@ SECTIONS: dict[str, Section] = {
     "dask": Section(render.dask, ("dask",)),
     "neural": Section(neural.neural, ("neural",)),
     "gpu": Section(neural.gpu, ("gpu",)),
+    "bundled": Section(neural.bundled, ("bundled",)),
     "neural_flicker": Section(neural.flicker, ("neural_flicker",)),
     "loop": Section(studio.loop, ("loop",)),
     "studio": Section(studio.studio, ("studio",)),

@@ -173,9 +173,12 @@ def test_sessions_shared_per_convention(tmp_path: Path) -> None:
 
 
 def test_bundled_models_keep_their_convention() -> None:
-    """sketch and teal were trained on RGB 0..1 (their sidecars and manifest say range 1; nothing to detect)."""
-    for stem in ("sketch-v1", "teal-v1"):
-        path = ROOT / "models" / f"{stem}.onnx"
+    """Every bundled model was trained here on RGB 0..1 (its sidecar and manifest say range 1; nothing to
+    detect)."""
+    manifest = json.loads((ROOT / "models" / "manifest.json").read_text())
+    assert len(manifest["models"]) >= 2
+    for entry in manifest["models"]:
+        path = ROOT / "models" / entry["file"]
         assert convention.detect(path) is None
         conv, origin = convention.resolve(path)
         assert (conv.channels, conv.range, conv.mean, conv.std) == ("RGB", 1.0, None, None)

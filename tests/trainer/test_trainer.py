@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import pickle
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -24,7 +25,7 @@ from core.video.stills import write_image  # noqa: E402
 from scripts import cli  # noqa: E402
 from trainer import dataset, losses  # noqa: E402
 from trainer.finetune import BEST, LAST, LOG, FinetuneConfig, finetune, load_best, score_held_out  # noqa: E402
-from trainer.model import COMPACT, Arch, TransformerNet  # noqa: E402
+from trainer.model import COMPACT, Arch, TransformerNet, log_luma  # noqa: E402
 from trainer.quantize import QualityGateError  # noqa: E402
 from trainer.train import default_name, train_model  # noqa: E402
 from trainer.weights import load_checkpoint, load_npz, save_npz  # noqa: E402
@@ -73,7 +74,39 @@ def test_cardinality_any_size(size: tuple[int, int]) -> None:
         assert net(torch.rand(2, 3, *size)).shape == (2, 3, *size)
 
 
+def test_residual_starts_near_its_input_and_mono_draws_in_one_tint() -> None:
+    """The two structural promises of the bundled styles' networks: ``residual`` is its input plus a change
+    (a grade cannot lose detail it never carried), ``mono`` gives every pixel one tone through one tint, so
+    its three channels are affine in each other (a drawing cannot come out in the input's colours)."""
+    x = torch.rand(1, 3, 32, 48)
+    with torch.no_grad():
+        for p in (net := TransformerNet(replace(TINY, residual=True))).out.parameters():
+            p.zero_()
+        assert torch.equal(net(x), x)
+        y = TransformerNet(replace(TINY, mono=True, pointwise=4))(x)[0].reshape(3, -1)
+    tone = (y[0] - y[0].mean()) / y[0].std()
+    for c in (1, 2):
+        assert abs(float(torch.corrcoef(torch.stack([tone, y[c]]))[0, 1])) > 0.9999
+
+
+def test_log_luma_turns_ratios_into_differences() -> None:
+    """Black maps to 0 and white to ~1; two greys in the same ratio lie the same distance apart at any
+    brightness (the colour dodge the sketch model learns is a ratio of a pixel to its neighbourhood)."""
+    greys = torch.tensor([0.0, 1.0, 0.1, 0.2, 0.4, 0.8]).reshape(1, 1, 1, 6).repeat(1, 3, 1, 1)
+    out = log_luma(greys)
+    assert out.shape == (1, 4, 1, 6) and torch.equal(out[:, :3], greys)
+    tone = out[0, 3, 0]
+    assert float(tone[0]) == 0.0 and abs(float(tone[1]) - 1.0) < 0.01
+    steps = tone[3:] - tone[2:-1]
+    assert float(steps.max() - steps.min()) < 0.01
+    net = TransformerNet(replace(TINY, log_luma=True, mono=True, pointwise=4)).eval()
+    with torch.no_grad():
+        assert net(torch.rand(1, 3, 37, 53)).shape == (1, 3, 37, 53)
+
+
 def test_exception_bad_arch() -> None:
+    with pytest.raises(ValueError, match="mono and residual"):
+        Arch(mono=True, residual=True)
     with pytest.raises(ValueError, match="outer_kernel"):
         Arch(outer_kernel=4)
     with pytest.raises(ValueError, match="norm"):

@@ -1,0 +1,81 @@
+"""The networks' architectures as values, without torch: what the Trainer page and the CLI offer to train
+from scratch, and what is stored beside every checkpoint and registered model (so weights are always
+loaded into the network they were trained in). The networks themselves are in :mod:`trainer.model`."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+NORMS = ("instance", "none")
+
+
+@dataclass(frozen=True)
+class Arch:
+    """Channels at full, half and quarter resolution; residual blocks at quarter resolution; the kernel of
+    the first and last convolution; the normalisation ("instance" or "none"); ``skips`` adds the encoder's
+    full- and half-resolution features to the decoder's (U-Net style), so fine detail need not squeeze
+    through the quarter-resolution bottleneck: a small network then learns in hundreds of steps, not tens
+    of thousands.
+
+    ``residual``: the output is the input plus what the network learns (a grade is the picture plus a change:
+    detail the network never has to carry cannot be lost, where a plain net blurred its teacher's grade).
+    ``pointwise``: width of a full-resolution per-pixel branch (1x1 convolutions) added to the output, so a
+    colour mapping is exact at every pixel instead of rebuilt from upsampled features (0: none).
+    ``mono``: the network computes one tone per pixel, which a learned per-pixel tint (1 -> 3 channels) turns
+    into colour: a drawing in one ink on one paper cannot come out in the input's colours, where a net with
+    three outputs spent its steps learning to drop the colour first.
+    ``log_luma``: the first convolution also sees the logarithm of luma, so ratios of brightness (what a
+    colour dodge, a local contrast or the eye's own Weber law looks at) become differences, which a
+    convolution computes exactly where a stack of ReLUs only approximates a division."""
+
+    channels: tuple[int, int, int] = (32, 64, 128)
+    blocks: int = 5
+    outer_kernel: int = 9
+    norm: str = "instance"
+    skips: bool = False
+    residual: bool = False
+    pointwise: int = 0
+    mono: bool = False
+    log_luma: bool = False
+
+    def __post_init__(self) -> None:
+        if len(self.channels) != 3 or min(self.channels) < 1:
+            raise ValueError(f"Arch.channels: expected three positive ints, got {self.channels!r}")
+        if self.blocks < 0 or self.outer_kernel < 1 or self.outer_kernel % 2 == 0:
+            raise ValueError(f"Arch: blocks >= 0 and an odd outer_kernel expected, got {self.blocks}, "
+                             f"{self.outer_kernel}")
+        if self.pointwise < 0:
+            raise ValueError(f"Arch.pointwise: expected a width >= 0, got {self.pointwise}")
+        if self.mono and self.residual:
+            raise ValueError("Arch: mono and residual exclude each other (a one-tone output is not the input plus "
+                             "a change)")
+        if self.norm not in NORMS:
+            raise ValueError(f"Arch.norm: expected one of {NORMS}, got {self.norm!r}")
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["channels"] = list(self.channels)
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Arch:
+        known = {"channels", "blocks", "outer_kernel", "norm", "skips", "residual", "pointwise", "mono", "log_luma"}
+        if not isinstance(d, dict) or set(d) - known:
+            raise ValueError(f"Arch: expected an object with keys {sorted(known)}, got {d!r}")
+        return cls(**{**d, "channels": tuple(d.get("channels", cls.channels))})
+
+
+#: The published network (1.68 M parameters).
+JOHNSON = Arch()
+#: Half the channels, three blocks and skips (0.28 M parameters): over 3x the fps on a CPU.
+COMPACT = Arch(channels=(16, 32, 64), blocks=3, outer_kernel=9, norm="none", skips=True)
+#: The compact net plus a per-pixel branch (0.28 M parameters): a look whose colour matters at every pixel.
+DETAIL = Arch(channels=(16, 32, 64), blocks=3, outer_kernel=9, norm="none", skips=True, pointwise=16)
+#: The compact net as a change to its input, with a wider per-pixel branch: a grade, which must never blur.
+GRADE = Arch(channels=(16, 32, 64), blocks=3, outer_kernel=9, norm="none", skips=True, residual=True, pointwise=32)
+#: The detail net as a change to its input: a paint filter, which keeps whatever it does not repaint.
+PAINT = Arch(channels=(16, 32, 64), blocks=3, outer_kernel=9, norm="none", skips=True, residual=True, pointwise=16)
+#: The detail net drawing in one tone, tinted per pixel: a drawing in one ink on one paper.
+INK = Arch(channels=(16, 32, 64), blocks=3, outer_kernel=9, norm="none", skips=True, pointwise=16, mono=True)
+ARCHS = {"johnson": JOHNSON, "compact": COMPACT, "detail": DETAIL, "grade": GRADE, "paint": PAINT, "ink": INK}
