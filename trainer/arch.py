@@ -79,3 +79,17 @@ PAINT = Arch(channels=(16, 32, 64), blocks=3, outer_kernel=9, norm="none", skips
 #: The detail net drawing in one tone, tinted per pixel: a drawing in one ink on one paper.
 INK = Arch(channels=(16, 32, 64), blocks=3, outer_kernel=9, norm="none", skips=True, pointwise=16, mono=True)
 ARCHS = {"johnson": JOHNSON, "compact": COMPACT, "detail": DETAIL, "grade": GRADE, "paint": PAINT, "ink": INK}
+#: What each architecture is for, in a trainer's words (the Trainer page's and the CLI's help).
+ABOUT = {
+    "compact": "the fastest",
+    "detail": "plus a full-resolution per-pixel branch, for looks whose colour matters at every pixel",
+    "grade": "the input plus a learned change: a grade that cannot blur",
+    "paint": "the input plus a learned change, in a narrower per-pixel branch: a paint filter",
+    "ink": "one tone per pixel in one learned tint, seeing log luma: a drawing",
+    "johnson": "as published (1.7 M parameters, instance norm: slowest)",
+}
+
+
+def describe() -> str:
+    """``name (what it is for), ...`` for help texts."""
+    return "; ".join(f"{name}: {ABOUT[name]}" for name in ARCHS)

