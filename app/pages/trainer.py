@@ -11,7 +11,7 @@ from app.events import epoch_records
 from app.plots import loss_figure
 from core.learn import feedback
 from core.ml import registry
-from trainer.arch import ARCHS
+from trainer.arch import ARCHS, describe
 
 st.title("Trainer")
 queue = ui.job_queue()
@@ -25,9 +25,8 @@ pair_sets = sorted(p.name for p in pairs_root.iterdir() if p.is_dir()) if pairs_
 st.subheader("New fine-tune")
 c1, c2 = st.columns(2)
 base = c1.selectbox("Base model", trainable, key="train.base",
-                    help="a model trained here (it has .npz weights), or an architecture to train from scratch: "
-                         "compact (fast), detail (per-pixel colour), grade (input plus a change: never blurs), "
-                         "johnson (the published net)")
+                    help=f"a model trained here (it has .npz weights), or an architecture to train from scratch: "
+                         f"{describe()}")
 pair_set = c1.selectbox("Approved pairs", pair_sets or ["approved"], key="train.pairs")
 folder = feedback.pairs_folder(pair_set)
 n_pairs = len(list((folder / "inputs").glob("*.png"))) if (folder / "inputs").is_dir() else 0

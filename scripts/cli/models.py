@@ -13,7 +13,7 @@ import os
 import sys
 
 from core.errors import ConfigError
-from trainer.arch import ARCHS
+from trainer.arch import describe
 
 
 def add_models_parser(sub: argparse._SubParsersAction) -> None:
@@ -158,8 +158,8 @@ def _list_known() -> int:
 def add_train_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="fine-tune a neural style on input/target pairs, export, register a version")
     p.add_argument("--pairs", required=True, metavar="DIR", help="folder with inputs/ and targets/ (same names)")
-    p.add_argument("--base", required=True, help="registered model NAME[@VERSION], or an architecture from scratch: "
-                        f"{'/'.join(ARCHS)}")
+    p.add_argument("--base", required=True, help=f"registered model NAME[@VERSION], or an architecture from scratch "
+                        f"({describe()})")
     p.add_argument("--name", default=None,
                    help="the new model's name (default: <base>-ft-<n>, the first n free; give the base's own name "
                         "to register a new version of it instead)")
