@@ -8,8 +8,9 @@ there, never copied: only the trained weights are committed); targets are those 
 styles with their default parameters (the style's job-wide analysis, e.g. the cartoon palette, is fitted
 per clip as a render would). Seeded throughout: the same inputs and settings give the same weights on a CPU.
 
-Writes, per model, into ``models/``: ``<name>.onnx`` (+ ``.json`` range sidecar, ``.npz`` weights), a
-provenance card ``<name>.md``, and its entry in ``models/manifest.json``. CI never runs this.
+Writes, per model, into ``models/``: ``<name>-v<N>.onnx`` (+ ``.json`` range sidecar, ``.npz`` weights), a
+provenance card ``<name>-v<N>.md`` (each version keeps its own), and its entry in ``models/manifest.json``.
+CI never runs this.
 """
 
 from __future__ import annotations
@@ -184,8 +185,8 @@ def bundle(s: Starter, report, sources: list[str], cfg, quality: list[str]) -> N
     manifest["models"].append(entry)
     manifest["active"][s.name] = {"version": version, "history": []}
     write_json(manifest_path, manifest)
-    write_bytes(out / f"{s.name}.md", card(s, report, sources, cfg, quality).encode())
-    print(f"bundled {s.name}@{version}: models/{stem}.onnx, card models/{s.name}.md")
+    write_bytes(out / f"{stem}.md", card(s, report, sources, cfg, quality).encode())
+    print(f"bundled {s.name}@{version}: models/{stem}.onnx, card models/{stem}.md")
 
 
 def remeasure() -> int:
@@ -199,7 +200,7 @@ def remeasure() -> int:
     for entry in manifest["models"]:
         fps = measure_fps(ROOT / "models" / entry["file"], runs=5)
         entry["measured_fps"] = fps
-        card = ROOT / "models" / f"{entry['name']}.md"
+        card = (ROOT / "models" / entry["file"]).with_suffix(".md")
         if card.is_file():
             text = re.sub(r"- speed: .*", f"- speed: {fps:.2f} fps at 1280x720, ONNX Runtime CPU (best of 5 runs, "
                           f"{os.cpu_count()} cores, `--measure-only`)", card.read_text())

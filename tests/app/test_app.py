@@ -157,9 +157,11 @@ def test_trainer_launch(studio_home: Path, queue) -> None:
     assert (job.kind, job.spec["epochs"], job.spec["base"]) == ("train", 3, "compact")
     assert (job.spec["name"], job.spec["description"]) == ("mine", "warm pencil, thick lines")
     assert Path(job.spec["pairs"]) == folder
-    # the registry's cards: the bundled sketch's, the first version listed
-    assert at.expander[0].label == "Model card of sketch@1"
-    assert any(m.value.startswith("# sketch: ") for m in at.expander[0].markdown)
+    # the registry's cards: each version its own (sketch@1 was the compact net, sketch@2 the ink net)
+    for spec, network in (("sketch@1", "compact TransformerNet"), ("sketch@2", "the `ink` TransformerNet")):
+        at.selectbox(key="train.activate_spec").set_value(spec).run()
+        card = next(e for e in at.expander if e.label == f"Model card of {spec}")
+        assert any(m.value.startswith("# sketch: ") and network in m.value for m in card.markdown), spec
 
 
 def test_trainer_shows_the_new_card(studio_home: Path, queue) -> None:

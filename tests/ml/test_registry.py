@@ -246,7 +246,7 @@ def test_register_carries_the_range_sidecar(tmp_path: Path) -> None:
 
 def test_register_writes_the_card(tmp_path: Path, studio_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The card is written beside the model once its version is known, and goes with it if the manifest
-    cannot be written; bundled models keep theirs as <name>.md."""
+    cannot be written; bundled models keep theirs beside each version (<name>-v<N>.md)."""
     e = registry.register(dummy(tmp_path / "a.onnx", b"one"), "m", card=lambda entry: f"# {entry.spec}: mine\n")
     assert e.card_path == studio_home / "models" / "m" / "v1.md" and e.card_path.read_text() == "# m@1: mine\n"
     assert registry.register(tmp_path / "a.onnx", "m").card_path is None  # no card given: none
@@ -254,5 +254,6 @@ def test_register_writes_the_card(tmp_path: Path, studio_home: Path, monkeypatch
     with pytest.raises(OutputError):
         registry.register(tmp_path / "a.onnx", "m", card=lambda entry: "x")
     assert not (studio_home / "models" / "m" / "v3.md").exists()
-    sketch = registry.entry("sketch@1")
-    assert sketch.card_path is not None and sketch.card_path.name == "sketch.md"
+    for version in (1, 2):
+        sketch = registry.entry(f"sketch@{version}")
+        assert sketch.card_path is not None and sketch.card_path.name == f"sketch-v{version}.md"
