@@ -142,6 +142,12 @@ class Stylizer(ABC):
         return params
 
     @classmethod
+    def temporal_sets(cls, params: Any) -> dict[str, str]:
+        """``temporal.*`` settings the style's (pinned) ``params`` bring with them, applied unless the user set
+        the same keys (e.g. a model's declared stabiliser hold). Default: none."""
+        return {}
+
+    @classmethod
     def files(cls, params: Any) -> list[str]:
         """Files (LUTs, models) the style reads; their content hashes join the job hash."""
         return []

@@ -102,6 +102,15 @@ class FastStyle(Stylizer):
         return params
 
     @classmethod
+    def temporal_sets(cls, params: FastStyleParams) -> dict[str, str]:
+        """A registered model's declared stabiliser hold (its entry's ``temporal``; see core.ml.registry)."""
+        from core.ml import registry
+
+        if not params.model or not registry.is_registered(params.model):
+            return {}
+        return {f"temporal.{k}": repr(float(v)) for k, v in (registry.entry(params.model).temporal or {}).items()}
+
+    @classmethod
     def files(cls, params: FastStyleParams) -> list[str]:
         """The model, and its sidecar when present: both change the pixels."""
         if not params.model:

@@ -53,6 +53,8 @@ _SHA = re.compile(r"[0-9a-f]{64}")
 _LINEAGE: dict[str, tuple[type, ...]] = {"base": (str,), "data_hash": (str,), "epochs": (int,),
                                          "val_loss": (int, float)}
 #: ``input`` keys beyond the pixel convention's (core.ml.convention.SIDECAR_KEYS) and their types.
+#: stabiliser settings a model may declare (``temporal`` in its entry): the past's weight in the neural mode
+_TEMPORAL = ("neural_luma", "neural_chroma")
 _INPUT: dict[str, tuple[type, ...]] = {"layout": (str,), "precision": (str,), "size": (list, type(None))}
 
 Progress = Callable[[int, int | None], None]
@@ -74,6 +76,10 @@ class ModelEntry:
     :mod:`core.ml.convention`; they beat the sidecar, and explicit settings beat them); ``lineage``
     holds any of ``base``, ``data_hash``, ``epochs``, ``val_loss``. ``weights_sha256`` is set for models
     trained here: their trainable weights sit beside the model as ``<file stem>.npz`` (see trainer/).
+    ``temporal``: stabiliser settings measured for this model (``neural_luma``, ``neural_chroma``, each in
+    [0, 0.95]): a network that flickers little to begin with can hold more of the past without smearing, so
+    a render with it uses them unless the user sets ``temporal.*`` (the preset's are set for third-party
+    models' far larger flicker).
     """
 
     name: str
@@ -87,6 +93,7 @@ class ModelEntry:
     lineage: dict[str, Any] | None = None
     measured_fps: float | None = None
     weights_sha256: str | None = None
+    temporal: dict[str, float] | None = None
     folder: Path = field(default=Path(), compare=False, repr=False)
 
     @property
@@ -201,6 +208,13 @@ def _entry_from_dict(d: Any, where: Path, folder: Path) -> ModelEntry:
     _check_type(where, "weights_sha256", d.get("weights_sha256"), (str,), optional=True)
     if d.get("weights_sha256") is not None and not _SHA.fullmatch(d["weights_sha256"]):
         raise ConfigError(f"{label}: weights_sha256 must be 64 lowercase hex digits, got {d['weights_sha256']!r}")
+    _check_type(where, "temporal", d.get("temporal"), (dict,), optional=True)
+    for key, value in (d.get("temporal") or {}).items():
+        if key not in _TEMPORAL:
+            raise ConfigError(f"{label}: unknown temporal key {key!r} (known: {', '.join(_TEMPORAL)})")
+        _check_type(where, f"temporal.{key}", value, (int, float))
+        if not 0.0 <= value <= 0.95:
+            raise ConfigError(f"{label}: temporal.{key} must be in [0, 0.95], got {value!r}")
     fps = d.get("measured_fps")
     return ModelEntry(**{**d, "measured_fps": None if fps is None else float(fps)}, folder=folder)
 

