@@ -202,7 +202,7 @@ def _neural_flicker_rows(report: dict) -> list[Row]:
             target = NEURAL_FLICKER.column(ratio, extra_ok=sim >= NEURAL_FLICKER_SSIM)
         else:
             target = BUNDLED_FLICKER.column(ratio, extra_ok=sim >= FLICKER_SSIM)
-        rows.append((f"flicker: neural temporal mode, {_cell(model)} model, {_cell(where)}",
+        rows.append((f"flicker: neural temporal mode, model {_cell(model)}, {_cell(where)}",
                      f"{base:.2e} -> {err:.2e} = **{_x(ratio)}** at SSIM {sim:.3f}", target))
     return rows
 

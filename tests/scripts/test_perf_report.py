@@ -292,16 +292,36 @@ def test_neural_flicker_rows_per_model() -> None:
     report = sample_report()
     report["neural_flicker"] = {"clip": "c.mp4", "frames": 24, "width": 320, "models": {
         "sketch": {"per_frame": 2.1e-5, "stable": 9.6e-6, "warping_ratio": 0.45, "ssim": 0.999, "third_party": False},
-        "sketch luma 0.8": {"per_frame": 2.1e-5, "stable": 3.8e-6, "warping_ratio": 0.181, "ssim": 0.996,
-                            "third_party": False},
+        "sketch at the preset's luma 0.42": {"per_frame": 2.1e-5, "stable": 1.0e-5, "warping_ratio": 0.47,
+                                             "ssim": 0.998, "third_party": False, "reference": True},
+        "teal": {"per_frame": 2.1e-5, "stable": 3.8e-6, "warping_ratio": 0.181, "ssim": 0.996, "third_party": False},
         "wml_candy": {"per_frame": 0.00646, "stable": 0.00159, "warping_ratio": 0.246, "ssim": 0.967,
                       "third_party": True},
         "broken": {"per_frame": None}}}
     rows = _rows(perf_report.markdown(report))
-    assert rows["flicker: neural temporal mode, sketch model, c.mp4, 24 frames at 320 px"] == \
+    where = "c.mp4, 24 frames at 320 px"
+    assert rows[f"flicker: neural temporal mode, model sketch, {where}"] == \
         ["2.10e-05 -> 9.60e-06 = **0.45x** at SSIM 0.999", "<= 0.3x at >= 0.95 (bundled) (not met)"]
-    assert rows["flicker: neural temporal mode, sketch luma 0.8 model, c.mp4, 24 frames at 320 px"] == \
+    assert rows[f"flicker: neural temporal mode, model sketch at the preset's luma 0.42, {where}"] == \
+        ["2.10e-05 -> 1.00e-05 = **0.47x** at SSIM 0.998", "(for comparison)"]
+    assert rows[f"flicker: neural temporal mode, model teal, {where}"] == \
         ["2.10e-05 -> 3.80e-06 = **0.18x** at SSIM 0.996", "<= 0.3x at >= 0.95 (bundled)"]
-    assert rows["flicker: neural temporal mode, wml_candy model, c.mp4, 24 frames at 320 px"] == \
+    assert rows[f"flicker: neural temporal mode, model wml_candy, {where}"] == \
         ["6.46e-03 -> 1.59e-03 = **0.25x** at SSIM 0.967", "<= 0.25x at >= 0.90 (third-party)"]
+    assert not any("broken" in k for k in rows)
+
+
+def test_bundled_rows_per_model() -> None:
+    report = sample_report()
+    report["bundled"] = {"source": "held-out clips", "frames": 12, "models": {
+        "teal": {"version": 2, "teacher": "cinematic", "psnr_db": 42.69, "sharpness_vs_teacher": 1.01,
+                 "sharpness_vs_input": 1.19, "fps_720p": 2.53, "met": True},
+        "sketch": {"version": 2, "teacher": "pencil", "psnr_db": 22.2, "sharpness_vs_teacher": 0.3,
+                   "sharpness_vs_input": 1.67, "fps_720p": 2.69, "met": False},
+        "broken": {"version": 1, "psnr_db": None}}}
+    rows = _rows(perf_report.markdown(report))
+    assert rows["bundled model teal@2 vs its teacher (cinematic), 12 held-out frames"] == \
+        ["**42.7 dB**, sharpness 1.01x teacher / 1.19x input, 2.53 fps 720p", ">= 34 dB, >= 0.9x input, >= 1.5 fps"]
+    assert rows["bundled model sketch@2 vs its teacher (pencil), 12 held-out frames"][1] == \
+        ">= 28 dB, 0.5-2x teacher, >= 1.5 fps (not met)"
     assert not any("broken" in k for k in rows)
