@@ -375,10 +375,12 @@ def stitch(chunks: list[tuple[Path, int]], source: Path, info: VideoInfo, out_pa
             out.set_chapters(src.chapters())  # the output keeps the source's timeline, so their times hold
         feeds = [_video_packets(chunks, info, ov), *_add_tracks(out, src, source, fmt, keep, stack)]
         skipped = 0
+        muxed = {stream.index: 0 for stream in out.streams}
         try:
             for _, kind, packet in heapq.merge(*feeds, key=lambda t: (t[0], t[1])):
                 try:
                     out.mux(packet)
+                    muxed[packet.stream.index] += 1
                 except av.error.InvalidDataError:
                     if kind == _VIDEO:
                         raise
@@ -387,3 +389,8 @@ def stitch(chunks: list[tuple[Path, int]], source: Path, info: VideoInfo, out_pa
             raise RenderError(f"{out_path}: stitching failed ({exc})") from None
         if skipped:
             log.warning("%s: %d damaged audio or subtitle packets left out", source, skipped)
+        for stream in out.streams:
+            if stream is not ov and not muxed[stream.index]:  # every packet past a truncation, or damaged
+                log.warning("%s: %s track %d has no readable packet (damaged or truncated input); the output "
+                            "cannot keep it (FFmpeg's own copy leaves it out too)", source, stream.type,
+                            stream.index)

@@ -139,8 +139,19 @@ def video_facts(path: Path) -> tuple[int, list[float], int, int, int]:
 
 
 def streams_of(path: Path) -> tuple[int, int, int]:
+    """Audio and subtitle tracks with at least one readable packet, and chapters: a track whose every packet
+    lies past a truncation has nothing to keep (FFmpeg's own ``-c copy`` and transcode leave it out too)."""
     with av.open(str(path)) as c:
-        return len(c.streams.audio), len(c.streams.subtitles), len(c.chapters())
+        tracks = [*c.streams.audio, *c.streams.subtitles]
+        readable: set[int] = set()
+        try:
+            for packet in c.demux(tracks):
+                if packet.size:
+                    readable.add(packet.stream.index)
+        except av.FFmpegError:
+            pass  # damage: what was read before it counts
+        audio = sum(s.index in readable for s in c.streams.audio)
+        return audio, sum(s.index in readable for s in c.streams.subtitles), len(c.chapters())
 
 
 def languages(path: Path) -> list[str | None]:
