@@ -41,8 +41,8 @@ def resolve_model(name: str) -> Path:
 
 @dataclass(frozen=True)
 class FastStyleParams:
-    model: str = field(default="sketch", metadata={"help": "a registered model NAME[@VERSION] (bundled: sketch, teal; "
-                                                            "see `models list`), or a .onnx file"})
+    model: str = field(default="sketch", metadata={"help": "a registered model NAME[@VERSION] (bundled: sketch, teal, "
+                                                            "oil; see `models list`), or a .onnx file"})
     range: int = field(default=0, metadata={"choices": (0, 1, 255, -1),
                                             "help": "pixel range the model takes: 255, 1, -1 (-1..1), or 0 = "
                                                     "from the registry, the sidecar <model>.json or the graph, "
@@ -51,6 +51,15 @@ class FastStyleParams:
                                                     "help": "channel order the model takes: rgb, bgr, or auto = "
                                                             "from the registry, the sidecar or the graph "
                                                             "(an ImageNet mean in B, G, R order: bgr), else rgb"})
+    mean: tuple[float, ...] = field(default=(), metadata={
+        "help": "per-channel mean the model subtracts, R,G,B in the range's units (e.g. 123.68,116.78,103.94); "
+                "empty = from the registry, the sidecar or the graph, else none"})
+    std: tuple[float, ...] = field(default=(), metadata={
+        "help": "per-channel std the model divides by, R,G,B in the range's units; empty = from the registry "
+                "or the sidecar, else none"})
+    min_size: int = field(default=0, metadata={"min": 0, "max": 4096,
+                                               "help": "smallest tile side the model takes, px (tiles are padded "
+                                                       "up to it); 0 = from the registry or the sidecar"})
     tile: int = field(default=0, metadata={"min": 0, "max": 4096,
                                            "help": "tile side in pixels for any-size models (at least 16); "
                                                    "0 = from free memory"})
@@ -58,6 +67,13 @@ class FastStyleParams:
     strength: float = field(default=1.0, metadata={"min": 0.0, "max": 1.0, "help": "blend of the style over the input"})
 
     def __post_init__(self) -> None:
+        for key in ("mean", "std"):
+            values = getattr(self, key)
+            if len(values) not in (0, 3):
+                raise ConfigError(f"neural: {key} must be three numbers R,G,B (or empty for the model's own), got "
+                                  f"{','.join(map(str, values))}")
+        if any(v <= 0 for v in self.std):
+            raise ConfigError(f"neural: std must be three positive numbers, got {','.join(map(str, self.std))}")
         # a tile of a few pixels runs the model once per few pixels: hours for one 720p clip
         if 0 < self.tile < ml_session.MIN_MODEL_SIDE:
             raise ConfigError(f"neural: tile {self.tile} is too small (0 = from free memory, else at least "
@@ -65,9 +81,11 @@ class FastStyleParams:
 
 
 def explicit_convention(p: FastStyleParams) -> Convention:
-    """The convention fields the params set (``range`` 0 and ``channels`` auto set nothing)."""
+    """The convention fields the params set (``range`` 0, ``channels`` auto, an empty ``mean`` or ``std`` and
+    ``min_size`` 0 set nothing)."""
     return Convention(channels=None if p.channels == "auto" else p.channels.upper(),
-                      range=float(p.range) if p.range else None)
+                      range=float(p.range) if p.range else None, mean=tuple(p.mean) if p.mean else None,
+                      std=tuple(p.std) if p.std else None, min_size=p.min_size or None)
 
 
 def registered_convention(name: str) -> Convention | None:

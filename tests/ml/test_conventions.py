@@ -16,7 +16,8 @@ from core.errors import BadModelError, ConfigError
 from core.ml import convention
 from core.ml import session as ml_session
 from core.ml.convention import IMAGENET_MEAN_255, Convention
-from stylizers.fast_style import FastStyle, FastStyleParams
+from stylizers import build_params
+from stylizers.fast_style import FastStyle, FastStyleParams, explicit_convention
 from tests.conftest import SHARED
 
 onnx = pytest.importorskip("onnx")
@@ -162,6 +163,38 @@ def test_set_overrides_sidecar_and_detection(tmp_path: Path) -> None:
     rgb = frame()
     assert max_diff(stylize(path, rgb, channels="rgb"), np.repeat(rgb[..., 0:1], 3, axis=2)) <= 1
     assert max_diff(stylize(path, rgb, channels="bgr"), np.repeat(rgb[..., 2:3], 3, axis=2)) <= 1
+
+
+def test_set_mean_std_and_min_size(tmp_path: Path) -> None:
+    """A model with no sidecar that expects mean/std normalisation in BGR 0..255 (as Caffe-era models do),
+    its convention given on the command line as text: the identity in its own convention returns the input,
+    and a model that answers 0 answers the mean colour. ``min_size`` given the same way pads small frames."""
+    path = identity(tmp_path / "id.onnx")
+    rgb = frame()
+    sets = {"model": str(path), "channels": "bgr", "range": "255", "mean": "123.68,116.78,103.94",
+            "std": "58.4,57.1,57.4", "min_size": "64"}
+    params = build_params("neural", None, sets, "test")
+    assert (params.mean, params.std, params.min_size) == ((123.68, 116.78, 103.94), (58.4, 57.1, 57.4), 64)
+    assert max_diff(FastStyle(params).stylize(rgb, 0).base, rgb) <= 1
+    sess = ml_session.get_session(path, provider=ml_session.CPU, convention=explicit_convention(params))
+    assert sess.origin["mean"] == sess.origin["std"] == sess.origin["min_size"] == "explicit"
+    assert ml_session._tile_shape(sess.spec, 20, 30, 512) == (64, 64)
+    # a model that answers 0 in its own units answers the mean: R, G, B as given, whatever order it takes
+    zero = save(tmp_path / "zero.onnx", [helper.make_node("Sub", ["x", "x"], ["y"])], [])
+    mean_colour = np.broadcast_to(np.array([124, 117, 104], np.uint8), rgb.shape)
+    assert max_diff(stylize(zero, rgb, channels="bgr", range=255, mean=(123.68, 116.78, 103.94)), mean_colour) <= 1
+    assert max_diff(stylize(zero, rgb, channels="bgr", range=255), np.zeros_like(rgb)) <= 1
+
+
+@pytest.mark.parametrize(("sets", "why"), [
+    ({"mean": "1,2"}, "mean must be three numbers"),
+    ({"std": "1,0,1"}, "std must be three positive numbers"),
+    ({"std": "a,b,c"}, "expected a number"),
+    ({"min_size": "-1"}, "below the minimum"),
+])
+def test_exception_bad_set_convention(sets: dict[str, str], why: str) -> None:
+    with pytest.raises(ConfigError, match=why):
+        build_params("neural", None, {"model": "sketch", **sets}, "test")
 
 
 def test_sessions_shared_per_convention(tmp_path: Path) -> None:
