@@ -52,9 +52,9 @@ _SHA = re.compile(r"[0-9a-f]{64}")
 #: Lineage keys and their types: where a trained model came from (see trainer/).
 _LINEAGE: dict[str, tuple[type, ...]] = {"base": (str,), "data_hash": (str,), "epochs": (int,),
                                          "val_loss": (int, float)}
-#: ``input`` keys beyond the pixel convention's (core.ml.convention.SIDECAR_KEYS) and their types.
 #: stabiliser settings a model may declare (``temporal`` in its entry): the past's weight in the neural mode
 _TEMPORAL = ("neural_luma", "neural_chroma")
+#: ``input`` keys beyond the pixel convention's (core.ml.convention.SIDECAR_KEYS) and their types.
 _INPUT: dict[str, tuple[type, ...]] = {"layout": (str,), "precision": (str,), "size": (list, type(None))}
 
 Progress = Callable[[int, int | None], None]

@@ -103,6 +103,33 @@ NEURAL_FLICKER = Target("<=", 0.25, "<= 0.25x at >= 0.90 (third-party)")
 NEURAL_FLICKER_SSIM = 0.90
 BUNDLED_FLICKER = Target("<=", 0.3, "<= 0.3x at >= 0.95 (bundled)")
 PREVIEW = Target("<=", 1.0, "<= 1 s")
+
+
+@dataclass(frozen=True)
+class FidelityGoal:
+    """A bundled model's goal against its teacher (issue 18): PSNR floor, sharpness over the teacher's in
+    [low, high], over the input's at least ``vs_input``; and for every model >= 1.5 fps at 720p, <= 10 MB."""
+
+    psnr: float = 0.0
+    low: float = 0.0
+    high: float = math.inf
+    vs_input: float = 0.0
+
+    def met(self, psnr: float, vs_teacher: float, vs_input: float, fps: float, mb: float) -> bool:
+        return (psnr >= self.psnr and self.low <= vs_teacher <= self.high and vs_input >= self.vs_input
+                and fps >= BUNDLED_FPS and mb <= BUNDLED_MB)
+
+    def text(self) -> str:
+        parts = [f">= {self.psnr:g} dB"] if self.psnr else []
+        if self.low or self.high != math.inf:
+            parts.append(f"{self.low:g}-{self.high:g}x teacher")
+        if self.vs_input:
+            parts.append(f">= {self.vs_input:g}x input")
+        return ", ".join([*parts, f">= {BUNDLED_FPS:g} fps"])
+
+
+BUNDLED_FPS, BUNDLED_MB = 1.5, 10.0
+BUNDLED = {"teal": FidelityGoal(psnr=34.0, vs_input=0.9), "sketch": FidelityGoal(psnr=28.0, low=0.5, high=2.0)}
 QUEUE = Target("<=", 2.0, "<= 2 s")
 OF_LIMIT = Target(">=", 0.9, ">= 90% of the machine limit")
 PIPE_VS_SEQ = Target(">=", 1.0, ">= 1.0x (not slower)")

@@ -219,6 +219,7 @@ def bundled(bench: Bench) -> None:
     from core.ml import registry
     from core.quality.metrics import fidelity
     from core.video.synthetic import ClipSpec, scene_frame
+    from scripts.bench.figures import BUNDLED, FidelityGoal
     from scripts.train_starter_models import HELD_OUT, STARTERS, make_teacher, sample_frames
     from stylizers.fast_style import FastStyle, FastStyleParams
     from trainer.train import measure_fps
@@ -229,7 +230,6 @@ def bundled(bench: Bench) -> None:
     else:
         spec = ClipSpec(width=640, height=360, cut_at=6)
         frames, source = [scene_frame(spec, i) for i in (0, 3, 7, 11)], "the synthetic scene (../shared absent)"
-    goals = {"teal": (34.0, 0.0, 99.0, 0.9), "sketch": (28.0, 0.5, 2.0, 0.0)}
     print(f"\nbundled models vs their teachers, {len(frames)} frames of {source}:")
     sec: dict = {"source": source, "frames": len(frames), "models": {}}
     for starter in STARTERS:
@@ -239,9 +239,8 @@ def bundled(bench: Bench) -> None:
         q = fidelity(frames, [teacher(rgb, i) for i, rgb in enumerate(frames)],
                      [student(rgb, i) for i, rgb in enumerate(frames)])
         fps, mb = measure_fps(entry.path, runs=3), entry.path.stat().st_size / 1e6
-        floor, low, high, vs_input = goals.get(starter.name, (0.0, 0.0, 99.0, 0.0))
-        met = (q.psnr_mean >= floor and low <= q.sharpness_vs_teacher <= high and q.sharpness_vs_input >= vs_input
-               and fps >= 1.5 and mb <= 10)
+        met = BUNDLED.get(starter.name, FidelityGoal()).met(q.psnr_mean, q.sharpness_vs_teacher,
+                                                             q.sharpness_vs_input, fps, mb)
         print(f"  {starter.name}@{entry.version} ({starter.style}): {q.line()}; {fps:.2f} fps at 720p, {mb:.2f} MB "
               f"(goal: {'met' if met else 'NOT met'})")
         sec["models"][starter.name] = {"version": entry.version, "teacher": starter.style, "psnr_db": q.psnr_mean,
@@ -275,6 +274,7 @@ def flicker(bench: Bench) -> None:
     from core.video.cuts import CutDetector
     from core.video.probe import probe
     from core.video.reader import Reader
+    from scripts.train_starter_models import STARTERS
     from stylizers import STYLIZERS
     from stylizers.base import Styled
 
@@ -301,8 +301,6 @@ def flicker(bench: Bench) -> None:
         return out
 
     shared = SHARED_CLIP.parent.parent / "models"
-    from scripts.train_starter_models import STARTERS
-
     models = [(s.name, s.name, False) for s in STARTERS]
     models += [(name, str(shared / f"{name}.onnx"), True) for name in SHARED_MODELS
                if (shared / f"{name}.onnx").is_file()]

@@ -12,6 +12,7 @@ from typing import Any
 
 from scripts.bench.figures import (
     ANALYSIS,
+    BUNDLED,
     BUNDLED_FLICKER,
     BUSY,
     COMPACT,
@@ -35,6 +36,7 @@ from scripts.bench.figures import (
     QUEUE,
     SCALING,
     STAGES,
+    FidelityGoal,
     Row,
     _cell,
     _finite,
@@ -216,8 +218,7 @@ def _bundled_rows(report: dict) -> list[Row]:
         if figs is None:
             continue
         psnr, vs_teacher, vs_input, fps = figs
-        target = {"teal": ">= 34 dB, >= 0.9x input, >= 1.5 fps",
-                  "sketch": ">= 28 dB, 0.5-2x teacher, >= 1.5 fps"}.get(name, ">= 1.5 fps")
+        target = BUNDLED.get(name, FidelityGoal()).text()
         verdict = "" if v.get("met") else NOT_MET
         rows.append((f"bundled model {_cell(name)}@{v.get('version', '?')} vs its teacher "
                      f"({_cell(str(v.get('teacher', '?')))}), {sec.get('frames', '?')} held-out frames",
