@@ -53,7 +53,7 @@ _SHA = re.compile(r"[0-9a-f]{64}")
 _LINEAGE: dict[str, tuple[type, ...]] = {"base": (str,), "data_hash": (str,), "epochs": (int,),
                                          "val_loss": (int, float)}
 #: stabiliser settings a model may declare (``temporal`` in its entry): the past's weight in the neural mode
-_TEMPORAL = ("neural_luma", "neural_chroma")
+_TEMPORAL = ("neural_luma", "neural_chroma", "neural_ssim")
 #: ``input`` keys beyond the pixel convention's (core.ml.convention.SIDECAR_KEYS) and their types.
 _INPUT: dict[str, tuple[type, ...]] = {"layout": (str,), "precision": (str,), "size": (list, type(None))}
 
@@ -77,9 +77,8 @@ class ModelEntry:
     holds any of ``base``, ``data_hash``, ``epochs``, ``val_loss``. ``weights_sha256`` is set for models
     trained here: their trainable weights sit beside the model as ``<file stem>.npz`` (see trainer/).
     ``temporal``: stabiliser settings measured for this model (``neural_luma``, ``neural_chroma``, each in
-    [0, 0.95]): a network that flickers little to begin with can hold more of the past without smearing, so
-    a render with it uses them unless the user sets ``temporal.*`` (the preset's are set for third-party
-    models' far larger flicker).
+    [0, 0.95], ``neural_ssim`` in [0, 0.999]): a network that flickers little to begin with can hold more of
+    the past without smearing, so a render with it uses them unless the user sets ``temporal.*``.
     """
 
     name: str
@@ -213,8 +212,9 @@ def _entry_from_dict(d: Any, where: Path, folder: Path) -> ModelEntry:
         if key not in _TEMPORAL:
             raise ConfigError(f"{label}: unknown temporal key {key!r} (known: {', '.join(_TEMPORAL)})")
         _check_type(where, f"temporal.{key}", value, (int, float))
-        if not 0.0 <= value <= 0.95:
-            raise ConfigError(f"{label}: temporal.{key} must be in [0, 0.95], got {value!r}")
+        top = 0.999 if key == "neural_ssim" else 0.95
+        if not 0.0 <= value <= top:
+            raise ConfigError(f"{label}: temporal.{key} must be in [0, {top}], got {value!r}")
     fps = d.get("measured_fps")
     return ModelEntry(**{**d, "measured_fps": None if fps is None else float(fps)}, folder=folder)
 

@@ -105,6 +105,64 @@ _FLOW_SIDE = 320
 _MIN_RELIABLE = 0.2
 #: ``cv2.transform`` matrix putting an RGB pixel's BT.601 luma into each of its three channels
 _LUMA_ROWS = np.array([[0.299, 0.587, 0.114]] * 3, np.float32)
+#: longer side of the copies the neural hold's SSIM is measured on (the flicker it trades against is
+#: texture a few pixels wide, which a much smaller copy would average away)
+_SSIM_SIDE = 480
+#: bisection steps for the neural hold: its resolution is neural_luma / 2**steps
+_HOLD_STEPS = 5
+
+
+class _SsimTo:
+    """SSIM of candidates against one reference image (float32 grey, 0..255), the reference's statistics kept:
+    the neural hold tries several blends of each frame. The same figure as scikit-image's
+    ``structural_similarity`` with its defaults (7x7 uniform window, sample covariance, the 3-pixel border
+    left out), :func:`core.quality.metrics.ssim`, in a few box filters instead of its ~10x slower pass."""
+
+    _C1, _C2, _WIN = (0.01 * 255) ** 2, (0.03 * 255) ** 2, (7, 7)
+    _COV = 49 / 48  # sample covariance, as scikit-image
+
+    def __init__(self, ref: np.ndarray) -> None:
+        self.ref = ref
+        self.mu = cv2.blur(ref, self._WIN, borderType=cv2.BORDER_REFLECT)
+        self.var = (cv2.blur(ref * ref, self._WIN, borderType=cv2.BORDER_REFLECT) - self.mu * self.mu) * self._COV
+
+    def __call__(self, x: np.ndarray) -> float:
+        mu = cv2.blur(x, self._WIN, borderType=cv2.BORDER_REFLECT)
+        var = (cv2.blur(x * x, self._WIN, borderType=cv2.BORDER_REFLECT) - mu * mu) * self._COV
+        cov = (cv2.blur(x * self.ref, self._WIN, borderType=cv2.BORDER_REFLECT) - mu * self.mu) * self._COV
+        num = (2 * mu * self.mu + self._C1) * (2 * cov + self._C2)
+        den = (mu * mu + self.mu * self.mu + self._C1) * (var + self.var + self._C2)
+        return float((num / den)[3:-3, 3:-3].mean())
+
+
+def neural_hold(past: np.ndarray, cur: np.ndarray, reliable: np.ndarray, most: float, floor: float) -> float:
+    """The luma hold for one frame: the strongest in [0, ``most``] whose blend (the past weighing ``reliable``
+    times the hold) keeps SSIM >= ``floor`` to ``cur``, what the model drew; by bisection (SSIM falls as the
+    hold grows), on grey copies at most :data:`_SSIM_SIDE` on a side. ``past``: the warped past state."""
+    h, w = cur.shape[:2]
+    k = min(1.0, _SSIM_SIDE / max(h, w))
+    size = (max(8, round(w * k)), max(8, round(h * k)))
+
+    def grey(img: np.ndarray) -> np.ndarray:
+        g = cv2.transform(img.astype(np.float32, copy=False), _LUMA_ROWS[:1])
+        return g if k == 1 else cv2.resize(g, size, interpolation=cv2.INTER_AREA)
+
+    p, c = grey(past), grey(cur)
+    rel = reliable if k == 1 else cv2.resize(reliable, size, interpolation=cv2.INTER_AREA)
+    if min(c.shape) < 7:
+        return most
+    score, diff = _SsimTo(c), p - c
+
+    def ok(s: float) -> bool:
+        return score(c + diff * (rel * np.float32(s))) >= floor
+
+    if ok(most):
+        return most
+    lo, hi = 0.0, most
+    for _ in range(_HOLD_STEPS):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if ok(mid) else (lo, mid)
+    return lo
 
 
 class Stabiliser:
@@ -127,6 +185,8 @@ class Stabiliser:
         neural = on and config.mode == "neural"
         self.s_base = np.float32(config.neural_luma if neural else config.strength if on else 0.0)
         self.s_chroma = np.float32(config.neural_chroma) if neural else None
+        self.ssim_floor = config.neural_ssim if neural else 0.0
+        self.last_hold: float | None = None  # the luma hold of the last neural frame (for measuring)
         self.s_lines = np.float32(config.lines_strength if on else 0.0)
         self._motion = _Motion() if on and config.mode in ("flow", "neural") else None
         self._local = threading.local()  # per-thread flow estimators for motion_between
@@ -171,20 +231,23 @@ class Stabiliser:
         w_past = reliable * s
         return cv2.blendLinear(past, cur, w_past, 1.0 - w_past)
 
-    @staticmethod
-    def _blend_neural(state: np.ndarray | None, cur: np.ndarray, s_luma: np.float32, s_chroma: np.float32,
+    def _blend_neural(self, state: np.ndarray | None, cur: np.ndarray, s_luma: np.float32, s_chroma: np.float32,
                       motion: Motion | None) -> np.ndarray:
         """:meth:`_blend_warped` with the past weighing ``s_luma`` in luma (BT.601) and ``s_chroma`` in
         chroma: a style network's flicker is mostly colour (its texture swaps hues from frame to frame) while
         its structure is what SSIM to the per-frame render measures, so colour can be held much longer than
         luma at the same loss of detail (measured on real clips, ``tests/render/test_temporal_neural.py``).
         The luma of the luma blend replaces the luma of the chroma blend; both are linear, so no colour
-        conversion is needed."""
+        conversion is needed. With an SSIM floor the luma hold is :func:`neural_hold`'s, per frame."""
         cur = cur.astype(np.float32)
         if state is None or motion is None or state.shape != cur.shape:
+            self.last_hold = None
             return cur
         map_x, map_y, reliable = motion
         past = cv2.remap(state, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        if self.ssim_floor > 0 and s_luma > 0:
+            s_luma = np.float32(neural_hold(past, cur, reliable, float(s_luma), self.ssim_floor))
+        self.last_hold = float(s_luma)
         w_luma, w_chroma = reliable * s_luma, reliable * s_chroma
         luma_blend = cv2.blendLinear(past, cur, w_luma, 1.0 - w_luma)
         chroma_blend = cv2.blendLinear(past, cur, w_chroma, 1.0 - w_chroma)

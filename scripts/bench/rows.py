@@ -192,20 +192,24 @@ def _neural_flicker_rows(report: dict) -> list[Row]:
     """A row per model: the neural temporal mode's warping error vs the per-frame render, SSIM to it."""
     sec = _sec(report, "neural_flicker")
     rows: list[Row] = []
-    where = f"{sec.get('clip', '?')}, {sec.get('frames', '?')} frames at {sec.get('width', '?')} px"
     for model, v in _sec(sec, "models").items():
         figs = _nums(v, "per_frame", "stable", "warping_ratio", "ssim")
         if figs is None:
             continue
         base, err, ratio, sim = figs
+        clip = v.get("clip", sec.get("clip", "?"))
+        where = f"{clip}, {sec.get('frames', '?')} frames at {sec.get('width', '?')} px"
+        label = model.split(" on ")[0]
+        hold = v.get("mean_hold")
+        held = f", luma hold {hold:.2f} mean" if isinstance(hold, int | float) else ""
         if v.get("reference"):
             target = "(for comparison)"
         elif v.get("third_party"):
             target = NEURAL_FLICKER.column(ratio, extra_ok=sim >= NEURAL_FLICKER_SSIM)
         else:
             target = BUNDLED_FLICKER.column(ratio, extra_ok=sim >= FLICKER_SSIM)
-        rows.append((f"flicker: neural temporal mode, model {_cell(model)}, {_cell(where)}",
-                     f"{base:.2e} -> {err:.2e} = **{_x(ratio)}** at SSIM {sim:.3f}", target))
+        rows.append((f"flicker: neural temporal mode, model {_cell(label)}, {_cell(where)}",
+                     f"{base:.2e} -> {err:.2e} = **{_x(ratio)}** at SSIM {sim:.3f}{held}", target))
     return rows
 
 

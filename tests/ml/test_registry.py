@@ -117,6 +117,7 @@ def test_tampered_file(tmp_path: Path) -> None:
     ({"temporal": {"luma": 0.8}}, "temporal key 'luma'"),
     ({"temporal": {"neural_luma": 1.5}}, r"temporal\.neural_luma must be in \[0, 0\.95\]"),
     ({"temporal": {"neural_luma": "0.8"}}, r"temporal\.neural_luma"),
+    ({"temporal": {"neural_ssim": 1.0}}, r"temporal\.neural_ssim must be in \[0, 0\.999\]"),
 ])
 def test_strict_manifest(tmp_path: Path, studio_home: Path, patch: dict, key: str) -> None:
     registry.register(dummy(tmp_path / "a.onnx"), "m")

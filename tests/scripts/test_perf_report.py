@@ -297,6 +297,8 @@ def test_neural_flicker_rows_per_model() -> None:
         "teal": {"per_frame": 2.1e-5, "stable": 3.8e-6, "warping_ratio": 0.181, "ssim": 0.996, "third_party": False},
         "wml_candy": {"per_frame": 0.00646, "stable": 0.00159, "warping_ratio": 0.246, "ssim": 0.967,
                       "third_party": True},
+        "wml_candy on b.mp4": {"per_frame": 0.006, "stable": 0.0014, "warping_ratio": 0.233, "ssim": 0.918,
+                               "third_party": True, "clip": "b.mp4", "mean_hold": 0.456},
         "broken": {"per_frame": None}}}
     rows = _rows(perf_report.markdown(report))
     where = "c.mp4, 24 frames at 320 px"
@@ -308,6 +310,8 @@ def test_neural_flicker_rows_per_model() -> None:
         ["2.10e-05 -> 3.80e-06 = **0.18x** at SSIM 0.996", "<= 0.3x at >= 0.95 (bundled)"]
     assert rows[f"flicker: neural temporal mode, model wml_candy, {where}"] == \
         ["6.46e-03 -> 1.59e-03 = **0.25x** at SSIM 0.967", "<= 0.25x at >= 0.90 (third-party)"]
+    assert rows["flicker: neural temporal mode, model wml_candy, b.mp4, 24 frames at 320 px"] == \
+        ["6.00e-03 -> 1.40e-03 = **0.23x** at SSIM 0.918, luma hold 0.46 mean", "<= 0.25x at >= 0.90 (third-party)"]
     assert not any("broken" in k for k in rows)
 
 
