@@ -1,5 +1,5 @@
-"""Style Lab: render two variants of a clip's hardest frames, compare them, rate, approve training pairs,
-and see what the preference model predicts and why."""
+"""Style Lab: render two variants of a clip's hardest frames (a short clip around the frame, or the frame
+alone), compare them, rate, approve training pairs, and see what the preference model predicts and why."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from app.actions import frame_seconds, record_rating, render_variant
 from app.plots import shap_figure
 from app.wipe import wipe
 from core.learn import feedback
+from core.learn import lab as lab_clip
 from core.learn.preference import default_path
 from core.presets import list_presets
 from stylizers import READY_STYLES, STYLIZERS
@@ -46,19 +47,36 @@ for side, col in zip(("A", "B"), cols, strict=True):
         with st.expander("Parameters"), ui.shown_errors():
             chosen[side] = (style, preset, ui.style_params_form(style, preset, f"lab.{side}.params"))
 
+motion = info.frame_count > 1 and st.radio(
+    "Judge on", ["Motion: a short clip around the frame", "Still: the frame alone"], horizontal=True, key="lab.on",
+    help="Flicker only shows on motion: a judgement made on a clip records its temporal measures (warping "
+         "error, temporal SSIM, flicker of flat areas), which the preference model learns from.").startswith("Motion")
+span = st.select_slider("Clip length (s)", [0.5, 1.0, 2.0], value=lab_clip.DEFAULT_SPAN,
+                        key="lab.span") if motion else 0.0
 if st.button("Render A and B", type="primary", key="lab.render"):
     with ui.shown_errors(), st.spinner("Rendering both variants..."):
-        source = ui.source_frame(str(clip), ui.mtime(clip), seconds)
-        lab.update(clip=str(clip), index=pick.index, source=source, record=None,
-                   A=render_variant(clip, seconds, *chosen["A"], source=source),
-                   B=render_variant(clip, seconds, *chosen["B"], source=source))
+        if motion:
+            pair = lab_clip.render_pair(clip, pick.index, chosen["A"], chosen["B"], span)
+            lab.update(clip=str(clip), index=pick.index, source=pair[0].sources[pair[0].middle], record=None,
+                       A=pair[0], B=pair[1], video=lab_clip.side_by_side(*pair))
+        else:
+            source = ui.source_frame(str(clip), ui.mtime(clip), seconds)
+            lab.update(clip=str(clip), index=pick.index, source=source, record=None, video=None,
+                       A=render_variant(clip, seconds, *chosen["A"], source=source),
+                       B=render_variant(clip, seconds, *chosen["B"], source=source))
 
 if lab.get("A") is None or lab.get("clip") != str(clip):
     st.info("Render the two variants to compare them.")
     st.stop()
 
 a, b = lab["A"], lab["B"]
-view = st.radio("View", ["Side by side", "Wipe"], horizontal=True, key="lab.view")
+if lab.get("video") is not None:
+    st.video(lab["video"], loop=True, autoplay=True, muted=True)
+    st.caption(f"A (left): {a.style} {a.sets or ''} | B (right): {b.style} {b.sets or ''}, "
+               f"{a.t_range[0]:.2f}-{a.t_range[1]:.2f} s, one video so both play in sync")
+    st.dataframe({"measure": list(a.metrics), "A": [a.metrics[k] for k in a.metrics],
+                  "B": [b.metrics.get(k) for k in a.metrics]}, hide_index=True)
+view = st.radio("View (the offered frame)", ["Side by side", "Wipe"], horizontal=True, key="lab.view")
 if view == "Wipe" and a.rgb.shape == b.rgb.shape:
     split = st.slider("Wipe: A | B", 0.0, 1.0, 0.5, 0.01, key="lab.split")
     st.image(wipe(a.rgb, b.rgb, split), caption=f"A ({a.style}) | B ({b.style})", width="stretch")
@@ -88,8 +106,12 @@ with st.form("lab.rate"):
     rater = st.text_input("Rater", value=getpass.getuser(), key="lab.rater")
     if st.form_submit_button("Save rating", key="lab.save"):
         with ui.shown_errors():
-            lab["record"] = record_rating(lab["clip"], lab["index"], a, b, lab["source"], choice=choice, rater=rater,
-                                          rating=rating, comment=comment)
+            if lab.get("video") is not None:
+                lab["record"] = lab_clip.record_pair(lab["clip"], a, b, choice=choice, rater=rater, rating=rating,
+                                                     comment=comment)
+            else:
+                lab["record"] = record_rating(lab["clip"], lab["index"], a, b, lab["source"], choice=choice,
+                                              rater=rater, rating=rating, comment=comment)
             st.success(f"saved feedback record {lab['record']}")
 
 if lab.get("record") is not None:

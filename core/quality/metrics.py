@@ -20,6 +20,10 @@ Temporal, between output frames t-1 and t of one shot (None on a shot's first fr
   fails the forward-backward check (occluded or revealed) are masked out, and the squared difference is
   averaged over the remaining pixels and the 3 channels, on the 0..1 scale. (Lai et al.'s code sums the
   channels: their figures are 3x ours.) A static clip scores 0; flicker raises it; motion does not.
+- ``flat_flicker``: the mean absolute change of the output's grey (0..255) between t-1 and t over the pixels
+  where the input is flat and still (its grey moved at most :data:`FLAT_STILL` levels and its gradient is
+  under :data:`FLAT_GRADIENT`): boiling in skies and walls, the flicker people notice first, which the
+  warping error averages in with everything else. None where under 1 % of the frame is flat and still.
 """
 
 from __future__ import annotations
@@ -74,6 +78,7 @@ class FrameMetrics:
     colourfulness: float
     temporal_ssim: float | None = None
     warping_error: float | None = None
+    flat_flicker: float | None = None
 
     def to_json(self) -> dict:
         """A JSON-ready dict; floats keep 6 significant digits."""
@@ -169,6 +174,23 @@ def warping_error(prev_out: np.ndarray, out: np.ndarray, pair: FlowPair) -> floa
     return float(np.mean(d * d))
 
 
+#: an input pixel is still when its grey moved at most this many levels (0..255) since the last frame
+FLAT_STILL = 2.0
+#: and flat when its Sobel gradient magnitude (0..255 grey, 3x3, /8) is under this
+FLAT_GRADIENT = 2.0
+
+
+def flat_flicker(prev_in: np.ndarray, cur_in: np.ndarray, prev_out: np.ndarray, cur_out: np.ndarray) -> float | None:
+    """Mean |output t - output t-1| (grey, 0..255) where the input is flat and still; greys of one size
+    (uint8 or float32 on 0..255). None when under 1 % of the pixels qualify."""
+    a, b = _grey32(prev_in), _grey32(cur_in)
+    flat = cv2.magnitude(cv2.Sobel(b, cv2.CV_32F, 1, 0), cv2.Sobel(b, cv2.CV_32F, 0, 1)) * np.float32(1 / 8)
+    keep = (cv2.absdiff(a, b) <= FLAT_STILL) & (flat < FLAT_GRADIENT)
+    if np.count_nonzero(keep) < 0.01 * keep.size:
+        return None
+    return float(cv2.absdiff(_grey32(prev_out), _grey32(cur_out))[keep].mean())
+
+
 def _grey32(img: np.ndarray) -> np.ndarray:
     if img.ndim == 3:
         img = gray(img)
@@ -235,11 +257,12 @@ class MetricsMeter:
         prev, self._prev = self._prev, (cur if keep else None)
         if not measure:
             return None
-        temporal_ssim = warp_err = None
+        temporal_ssim = warp_err = flat = None
         if prev is not None and prev.index == index - 1 and prev.out_rgb.shape == small_out.shape:
             temporal_ssim = ssim(prev.out_grey, cur.out_grey)
             pair = flow_to_previous(self._flow, prev.in_grey, cur.in_grey)
             warp_err = warping_error(prev.out_rgb, small_out, pair)
+            flat = flat_flicker(prev.in_grey, cur.in_grey, prev.out_grey, cur.out_grey)
         in_grey = _grey32(small_in)
         return FrameMetrics(
             index=index,
@@ -250,6 +273,7 @@ class MetricsMeter:
             colourfulness=colourfulness(small_out),
             temporal_ssim=temporal_ssim,
             warping_error=warp_err,
+            flat_flicker=flat,
         )
 
 

@@ -6,6 +6,7 @@ own, cached per clip state, style and parameters so scrubbing does not refit it 
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -23,18 +24,24 @@ _ANALYSES: dict[tuple[Any, ...], Analysis] = {}
 
 
 _ANALYSES_KEPT = 8
+_LOCK = threading.Lock()
 
 
-def _cached_analysis(spec: JobSpec) -> Analysis:
+def cached_analysis(spec: JobSpec) -> Analysis:
     """``analyze_job`` once per (input file state, style, parameters): scrubbing a preview through a clip
-    must not re-fit the cartoon palette (about a second at 1080p) for every frame."""
+    must not re-fit the cartoon palette (about a second at 1080p) for every frame. Thread-safe (the Style
+    Lab renders its two variants at once); two threads may both fit a missing entry, and one result stays."""
     st = Path(spec.input).stat()
     key = (str(Path(spec.input).resolve()), st.st_size, st.st_mtime_ns, spec.style, repr(spec.params))
-    if key not in _ANALYSES:
+    with _LOCK:
+        found = _ANALYSES.get(key)
+    if found is not None:
+        return found
+    analysis = analyze_job(spec)
+    with _LOCK:
         while len(_ANALYSES) >= _ANALYSES_KEPT:
             _ANALYSES.pop(next(iter(_ANALYSES)))
-        _ANALYSES[key] = analyze_job(spec)
-    return _ANALYSES[key]
+        return _ANALYSES.setdefault(key, analysis)
 
 
 def preview_frame(spec: JobSpec, seconds: float) -> np.ndarray:
@@ -44,7 +51,7 @@ def preview_frame(spec: JobSpec, seconds: float) -> np.ndarray:
     parameters), so the preview matches the render.
     """
     check_input_file(Path(spec.input))
-    analysis = _cached_analysis(spec)
+    analysis = cached_analysis(spec)
     if not 0 <= seconds <= analysis.info.duration:
         raise ConfigError(f"{spec.input}: --at {seconds} is outside the clip (0 .. {analysis.info.duration:.3f} s)")
     with Reader(analysis.info) as r:

@@ -129,11 +129,22 @@ def test_style_lab_rate_and_approve(sample: Path) -> None:
     assert [(r.choice, r.rating, r.comment, r.a.style, r.b.style) for r in records] == \
         [("B", 4, "cleaner lines", "cartoon", "pencil")]
     assert records[0].a.metrics and "ssim" in records[0].a.metrics
+    # judged on motion by default: a time range, and the temporal measures beside the per-frame ones
+    assert records[0].time_range is not None and records[0].frame_index is None
+    assert {"warping_error", "temporal_ssim"} <= set(records[0].a.metrics) and len(at.get("video")) == 1
     at.radio(key="lab.approve_side").set_value("B")
     at.button(key="lab.approve").click().run()
     no_errors(at)
     folder = feedback.pairs_folder()
     assert [p.name for p in (folder / "targets").glob("*.png")] == [f"{feedback.pair_stem(records[0].id, 'B')}.png"]
+    # a still stays possible: the frame alone, no temporal measure
+    at.radio(key="lab.on").set_value("Still: the frame alone").run()
+    at.button(key="lab.render").click().run()
+    at.radio(key="lab.choice").set_value("A")
+    at.button(key="lab.save").click().run()
+    no_errors(at)
+    still = feedback.list_records()[-1]
+    assert still.frame_index is not None and "warping_error" not in still.a.metrics
 
 
 def test_trainer_launch(studio_home: Path, queue) -> None:

@@ -290,6 +290,7 @@ def test_style_lab_rate_and_approve(page: sync_api.Page, home: Path, shots: Path
     page.get_by_role("button", name="Render A and B").click()
     expect(page.get_by_text("A: pencil", exact=False)).to_be_visible()
     expect(page.get_by_text("B: none", exact=False)).to_be_visible()
+    expect(page.locator("video")).to_be_visible()  # judged on motion: A | B in one video, in sync
 
     page.get_by_role("radiogroup", name="Better").get_by_text("A", exact=True).click()
     rating = page.get_by_role("slider", name="Rating of the better one (1-5)", exact=False)

@@ -148,6 +148,21 @@ def test_occlusion_mask_ignores_revealed_region() -> None:
     assert np.mean((garbage.astype(float) - cur) ** 2) / 255**2 > 3 * warping_error(prev, garbage, pair)
 
 
+def test_flat_flicker_sees_boiling_in_flat_still_areas() -> None:
+    """Output noise that changes every frame over a flat, still sky scores its mean change; the same noise
+    held still scores 0; textured or moving input is left out (None when nothing is flat and still)."""
+    sky = np.full((90, 160, 3), 150, np.uint8)
+    rng = np.random.default_rng(1)
+    boiling = [np.clip(sky.astype(int) + rng.integers(-6, 7, sky.shape[:2])[..., None], 0, 255).astype(np.uint8)
+               for _ in range(3)]
+    recs = run_meter([sky] * 3, boiling, MetricsConfig(long_side=0))
+    assert recs[0].flat_flicker is None and 3.0 < recs[1].flat_flicker < 6.0
+    held = run_meter([sky] * 3, [boiling[0]] * 3, MetricsConfig(long_side=0))
+    assert held[1].flat_flicker == 0.0
+    busy = run_meter([texture(90, 160, s) for s in range(3)], boiling, MetricsConfig(long_side=0))
+    assert busy[1].flat_flicker is None
+
+
 def test_sampling_every_nth_frame_keeps_temporal_metrics() -> None:
     frames = moving_square(10)
     recs = run_meter(frames, flicker(frames), MetricsConfig(every=3))

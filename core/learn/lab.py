@@ -1,0 +1,177 @@
+"""The Style Lab's judgements on motion: a variant is a short clip around the offered frame, rendered as a
+render would make it (the style's job-wide analysis, the temporal stabiliser with its pre-roll, resets at
+cuts), measured per frame *and* over time, and shown beside the other variant in one video so the two
+play in sync.
+
+Why clips: a still cannot show flicker, so ratings made on stills could never teach "the one that flickers
+less wins" (the preference model saw no temporal measure at all). The record keeps the window's time range,
+its middle frame's pixels, and the window's mean metrics, temporal ones included (warping error, temporal
+SSIM, flicker of flat areas), beside the parameters.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from core.errors import ConfigError
+
+#: seconds of video either side of the offered frame is shown and measured (a 1 s clip by default)
+DEFAULT_SPAN = 1.0
+#: frames stylised before the window and not shown, so the stabiliser is warm at its first frame as in a
+#: render (at most this many: the full pre-roll can be 64 frames, which would triple the cost of a rating)
+PREROLL = 6
+#: width of each side in the side-by-side video: two 720p frames side by side are wider than a browser column
+SHOW_WIDTH = 640
+
+
+@dataclass(frozen=True)
+class ClipVariant:
+    """One variant rendered over a window: its settings (as :class:`app.actions.Rendered`), the input and
+    output frames of the window (uint8 RGB), ``middle`` (the offered frame's position in them), its time
+    range in seconds and the window's mean metrics (:data:`core.quality.metrics.METRIC_NAMES`)."""
+
+    style: str
+    preset: str
+    sets: dict[str, str]
+    params: dict[str, Any]
+    model: str
+    t_range: tuple[float, float]
+    sources: list[np.ndarray]
+    frames: list[np.ndarray]
+    middle: int
+    metrics: dict[str, float]
+
+    @property
+    def rgb(self) -> np.ndarray:
+        """The offered frame, stylised: what the record keeps as this side's picture."""
+        return self.frames[self.middle]
+
+
+def window(info: Any, index: int, span: float = DEFAULT_SPAN) -> tuple[int, int]:
+    """Frame indices [start, stop) of the ``span``-second window centred on frame ``index``, clipped to the
+    clip (shifted, not shortened, near its ends)."""
+    if not 0 <= index < info.frame_count:
+        raise ConfigError(f"{info.path}: frame {index} is outside the clip (0 .. {info.frame_count - 1})")
+    fps = float(info.fps) if info.fps else 25.0
+    n = max(2, min(info.frame_count, round(span * fps)))
+    start = min(max(0, index - n // 2), info.frame_count - n)
+    return start, start + n
+
+
+def _seconds(info: Any, start: int, stop: int) -> tuple[float, float]:
+    pts = info.pts
+    t0 = float((pts[start] - pts[0]) * info.time_base)
+    last = pts[stop - 1] - pts[0]
+    step = (pts[stop - 1] - pts[stop - 2]) if stop >= 2 else 1
+    t1 = float((last + step) * info.time_base)
+    return t0, max(t1, t0 + 1e-3)
+
+
+def _mean(records: list[Any]) -> dict[str, float]:
+    from core.quality.metrics import METRIC_NAMES
+
+    out = {}
+    for name in METRIC_NAMES:
+        vals = [getattr(r, name) for r in records if getattr(r, name) is not None]
+        if vals and all(math.isfinite(v) for v in vals):
+            out[name] = float(np.mean(vals))
+    return out
+
+
+def render_window(path: str | Path, index: int, style: str, preset: str, sets: Mapping[str, str],
+                  span: float = DEFAULT_SPAN) -> ClipVariant:
+    """Render the ``span``-second window around frame ``index`` with these settings, stabilised as a render
+    would, and measure it (every frame, temporal metrics between neighbours, reset at cuts)."""
+    from core.config import to_dict
+    from core.quality.metrics import MetricsMeter
+    from core.render.preview import cached_analysis
+    from core.render.spec import build_job
+    from core.render.temporal import Stabiliser
+    from core.video.cuts import CutDetector
+    from core.video.reader import Reader
+    from stylizers import get_style
+
+    spec = build_job(path, Path(path).with_suffix(".preview.mp4"), style, preset, dict(sets))
+    analysis = cached_analysis(spec)
+    info = analysis.info
+    start, stop = window(info, index, span)
+    cls = get_style(spec.style)
+    stylizer = cls(spec.params, analysis.shared)
+    temporal = spec.preset.temporal
+    stab, cuts, meter = Stabiliser(temporal, enabled=cls.stabilise), CutDetector(temporal.cut_threshold), MetricsMeter()
+    roll = min(PREROLL, start) if stab.active else 0
+    sources, frames, records = [], [], []
+    with Reader(info) as reader:
+        for frame in reader.frames(start - roll, stop):
+            if cuts.is_cut(frame.rgb):
+                stab.reset()
+                meter.reset()
+            out = stab(stylizer.stylize(frame.rgb, frame.index), frame.rgb)
+            if frame.index >= start:
+                sources.append(frame.rgb)
+                frames.append(out)
+                rec = meter.update(frame.index, frame.rgb, out)
+                if rec is not None:
+                    records.append(rec)
+    if not frames:
+        raise ConfigError(f"{path}: no frame could be decoded between frames {start} and {stop}")
+    params = to_dict(spec.params)
+    model = str(params.get("model") or "") if "@" in str(params.get("model") or "") else ""
+    return ClipVariant(spec.style, preset, dict(sets), params, model, _seconds(info, start, start + len(frames)),
+                       sources, frames, min(index - start, len(frames) - 1), _mean(records))
+
+
+def render_pair(path: str | Path, index: int, a: tuple[str, str, Mapping[str, str]],
+                b: tuple[str, str, Mapping[str, str]], span: float = DEFAULT_SPAN) -> tuple[ClipVariant, ClipVariant]:
+    """Both variants ``(style, preset, sets)`` over the same window, on two threads (decode, the styles'
+    OpenCV work and the flow release the GIL: a pair costs about what one variant does on two cores)."""
+    with ThreadPoolExecutor(2, thread_name_prefix="lab") as pool:
+        fa, fb = (pool.submit(render_window, path, index, *v, span) for v in (a, b))
+        return fa.result(), fb.result()
+
+
+def side_by_side(a: ClipVariant, b: ClipVariant, width: int = SHOW_WIDTH, gap: int = 8) -> bytes:
+    """One H.264 MP4 (in memory) of A left and B right, each scaled to ``width`` px wide: one video, so the
+    two play, pause and loop in sync, whatever the browser does."""
+    import av
+
+    h, w = a.frames[0].shape[:2]
+    k = min(1.0, width / w)
+    sw, sh = max(2, round(w * k) // 2 * 2), max(2, round(h * k) // 2 * 2)
+    buf = io.BytesIO()
+    fps = max(1, round(len(a.frames) / max(a.t_range[1] - a.t_range[0], 1e-3)))
+    with av.open(buf, mode="w", format="mp4") as out:
+        stream = out.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = 2 * sw + gap, sh, "yuv420p"
+        stream.options = {"crf": "20", "preset": "veryfast", "movflags": "+faststart"}
+        canvas = np.zeros((sh, 2 * sw + gap, 3), np.uint8)
+        for fa, fb in zip(a.frames, b.frames, strict=False):
+            canvas[:, :sw] = cv2.resize(fa, (sw, sh), interpolation=cv2.INTER_AREA)
+            canvas[:, sw + gap:] = cv2.resize(fb, (sw, sh), interpolation=cv2.INTER_AREA)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(canvas, format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return buf.getvalue()
+
+
+def record_pair(clip: str | Path, a: ClipVariant, b: ClipVariant, *, choice: str, rater: str,
+                rating: int | None = None, comment: str = "", db_path: str | Path | None = None) -> int:
+    """Store a judgement made on the two clips (core.learn.feedback.record_ab): the time range, each side's
+    offered frame and the window's metrics, temporal ones included. Returns the record id."""
+    from core.learn.feedback import Variant, record_ab
+
+    if a.t_range != b.t_range:
+        raise ConfigError(f"{clip}: A and B cover different windows ({a.t_range} vs {b.t_range})")
+    va, vb = (Variant(style=v.style, params=v.params, model=v.model, metrics=v.metrics or None) for v in (a, b))
+    return record_ab(str(clip), a.t_range, va, vb, a.rgb, b.rgb, a.sources[a.middle], choice=choice, rater=rater,
+                     rating=rating, comment=comment, db_path=db_path)
