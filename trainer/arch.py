@@ -27,7 +27,12 @@ class Arch:
     three outputs spent its steps learning to drop the colour first.
     ``log_luma``: the first convolution also sees the logarithm of luma, so ratios of brightness (what a
     colour dodge, a local contrast or the eye's own Weber law looks at) become differences, which a
-    convolution computes exactly where a stack of ReLUs only approximates a division."""
+    convolution computes exactly where a stack of ReLUs only approximates a division.
+    ``contrast``: Gaussian sigmas (pixels) of local-contrast inputs, log luma minus the log of its local mean at
+    each scale, fed to the first convolution and to the per-pixel branch. A drawing's tone at a pixel is a
+    function of how much darker it is than its surroundings (a colour dodge is exactly that ratio): one
+    blur of 37 taps is out of reach of a few 3x3 layers, and without it the ink net drew flat saturated
+    colour grey where the pencil leaves white paper."""
 
     channels: tuple[int, int, int] = (32, 64, 128)
     blocks: int = 5
@@ -38,6 +43,7 @@ class Arch:
     pointwise: int = 0
     mono: bool = False
     log_luma: bool = False
+    contrast: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         if len(self.channels) != 3 or min(self.channels) < 1:
@@ -50,20 +56,28 @@ class Arch:
         if self.mono and self.residual:
             raise ValueError("Arch: mono and residual exclude each other (a one-tone output is not the input plus "
                              "a change)")
+        if any(not 0.5 <= s <= 32 for s in self.contrast):
+            raise ValueError(f"Arch.contrast: expected sigmas in 0.5..32 pixels, got {self.contrast!r}")
         if self.norm not in NORMS:
             raise ValueError(f"Arch.norm: expected one of {NORMS}, got {self.norm!r}")
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
         d["channels"] = list(self.channels)
+        if self.contrast:
+            d["contrast"] = list(self.contrast)
+        else:  # models saved before the field existed read back equal
+            del d["contrast"]
         return d
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Arch:
-        known = {"channels", "blocks", "outer_kernel", "norm", "skips", "residual", "pointwise", "mono", "log_luma"}
+        known = {"channels", "blocks", "outer_kernel", "norm", "skips", "residual", "pointwise", "mono", "log_luma",
+                 "contrast"}
         if not isinstance(d, dict) or set(d) - known:
             raise ValueError(f"Arch: expected an object with keys {sorted(known)}, got {d!r}")
-        return cls(**{**d, "channels": tuple(d.get("channels", cls.channels))})
+        return cls(**{**d, "channels": tuple(d.get("channels", cls.channels)),
+                      "contrast": tuple(d.get("contrast", ()))})
 
 
 #: The published network (1.68 M parameters).
@@ -78,14 +92,20 @@ GRADE = Arch(channels=(16, 32, 64), blocks=3, outer_kernel=9, norm="none", skips
 PAINT = Arch(channels=(16, 32, 64), blocks=3, outer_kernel=9, norm="none", skips=True, residual=True, pointwise=16)
 #: The detail net drawing in one tone, tinted per pixel: a drawing in one ink on one paper.
 INK = Arch(channels=(16, 32, 64), blocks=3, outer_kernel=9, norm="none", skips=True, pointwise=16, mono=True)
-ARCHS = {"johnson": JOHNSON, "compact": COMPACT, "detail": DETAIL, "grade": GRADE, "paint": PAINT, "ink": INK}
+#: The ink net seeing local contrast at four octaves (2-16 px): a drawing, whose strokes are where a pixel is
+#: darker than its surroundings.
+DRAW = Arch(channels=(16, 32, 64), blocks=3, outer_kernel=9, norm="none", skips=True, pointwise=16, mono=True,
+            log_luma=True, contrast=(2.0, 4.0, 8.0, 16.0))
+ARCHS = {"johnson": JOHNSON, "compact": COMPACT, "detail": DETAIL, "grade": GRADE, "paint": PAINT, "ink": INK,
+         "draw": DRAW}
 #: What each architecture is for, in a trainer's words (the Trainer page's and the CLI's help).
 ABOUT = {
     "compact": "the fastest",
     "detail": "plus a full-resolution per-pixel branch, for looks whose colour matters at every pixel",
     "grade": "the input plus a learned change: a grade that cannot blur",
     "paint": "the input plus a learned change, in a narrower per-pixel branch: a paint filter",
-    "ink": "one tone per pixel in one learned tint, seeing log luma: a drawing",
+    "ink": "one tone per pixel in one learned tint: a drawing",
+    "draw": "the ink net seeing local contrast at four scales: a drawing whose strokes follow edges of any width",
     "johnson": "as published (1.7 M parameters, instance norm: slowest)",
 }
 

@@ -40,7 +40,8 @@ LAST, BEST, LOG = "last.pt", "best.pt", "log.jsonl"
 class FinetuneConfig:
     """``warmup``: share of all steps spent ramping the learning rate up; ``patience``: epochs without a
     relative improvement of ``min_delta`` in validation loss before stopping; ``repeats``: random crops
-    per training pair per epoch."""
+    per training pair per epoch; ``scale_min``: the smallest random scale of a training frame (1: none; see
+    :class:`~trainer.dataset.PairCrops`)."""
 
     epochs: int = 20
     batch: int = 8
@@ -52,6 +53,7 @@ class FinetuneConfig:
     min_delta: float = 0.002
     val_fraction: float = 0.2
     repeats: int = 4
+    scale_min: float = 0.5
     seed: int = 0
     device: str = "auto"
     loss: LossWeights = field(default_factory=LossWeights)
@@ -60,6 +62,7 @@ class FinetuneConfig:
         checks = {"epochs": self.epochs >= 1, "batch": self.batch >= 1, "lr": self.lr > 0,
                   "warmup": 0 <= self.warmup < 1, "patience": self.patience >= 1,
                   "val_fraction": 0 < self.val_fraction < 1, "repeats": self.repeats >= 1,
+                  "scale_min": 0 < self.scale_min <= 1,
                   "device": self.device in ("auto", "cpu", "cuda")}
         for key, ok in checks.items():
             if not ok:
@@ -171,7 +174,7 @@ def finetune(net: TransformerNet, pairs: Sequence[Pair], folder: str | Path, cfg
     train_pairs, val_pairs = split(pairs, cfg.val_fraction)
     smallest = min(min(p.input.shape[:2]) for p in pairs)
     crop = min(cfg.crop, smallest - smallest % 4)
-    train_set = PairCrops(train_pairs, crop, train=True, repeats=cfg.repeats)
+    train_set = PairCrops(train_pairs, crop, train=True, repeats=cfg.repeats, scale=(cfg.scale_min, 1.0))
     val_set = PairCrops(val_pairs, crop, train=False)
     steps_per_epoch = math.ceil(len(train_set) / cfg.batch)
     total_steps = steps_per_epoch * cfg.epochs

@@ -16,13 +16,15 @@ and frame-global statistics cannot make a render pump.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .arch import ARCHS, COMPACT, DETAIL, GRADE, INK, JOHNSON, NORMS, PAINT, Arch
+from .arch import ARCHS, COMPACT, DETAIL, DRAW, GRADE, INK, JOHNSON, NORMS, PAINT, Arch
 
-__all__ = ["ARCHS", "COMPACT", "DETAIL", "GRADE", "INK", "JOHNSON", "NORMS", "PAINT", "Arch", "Exportable",
+__all__ = ["ARCHS", "COMPACT", "DETAIL", "DRAW", "GRADE", "INK", "JOHNSON", "NORMS", "PAINT", "Arch", "Exportable",
            "TransformerNet", "parameter_count"]
 
 
@@ -74,6 +76,39 @@ def log_luma(x: torch.Tensor) -> torch.Tensor:
     return torch.cat([x, torch.log2(luma.clamp_min(0.0) + 1.0 / 256) / 8.0 + 1.0], dim=1)
 
 
+def gaussian_taps(sigma: float) -> torch.Tensor:
+    """1-D normalised Gaussian of radius ceil(3 sigma), as (1, 1, 1, K)."""
+    radius = max(1, math.ceil(3 * sigma))
+    t = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    k = torch.exp(-0.5 * (t / sigma) ** 2)
+    return (k / k.sum()).view(1, 1, 1, -1)
+
+
+class LocalContrast(nn.Module):
+    """(N, 3, H, W) RGB in [0, 1] -> (N, S, H, W): log2 luma minus log2 of its Gaussian local mean at each of
+    ``sigmas`` (fixed separable blurs, replicate-padded so any size works), divided by 8: 0 where a pixel
+    equals its surroundings, negative where it is darker (what a colour dodge draws)."""
+
+    def __init__(self, sigmas: tuple[float, ...]) -> None:
+        super().__init__()
+        self.sigmas = sigmas
+        for i, sigma in enumerate(sigmas):
+            self.register_buffer(f"taps{i}", gaussian_taps(sigma))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        luma = 0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]
+        luma = luma.clamp_min(0.0) + 1.0 / 256
+        log_l = torch.log2(luma)
+        out = []
+        for i in range(len(self.sigmas)):
+            taps = getattr(self, f"taps{i}")
+            r = taps.shape[-1] // 2
+            mean = F.conv2d(F.pad(luma, (r, r, 0, 0), mode="replicate"), taps)
+            mean = F.conv2d(F.pad(mean, (0, 0, r, r), mode="replicate"), taps.transpose(-1, -2))
+            out.append((log_l - torch.log2(mean)) / 8.0)
+        return torch.cat(out, dim=1)
+
+
 class TransformerNet(nn.Module):
     """(N, 3, H, W) float32 RGB in [0, 1] -> (N, 3, H, W) float32 (unclamped; see :class:`Exportable`)."""
 
@@ -82,7 +117,9 @@ class TransformerNet(nn.Module):
         self.arch = arch
         c1, c2, c3 = arch.channels
         k = arch.outer_kernel
-        self.conv1, self.norm1 = ConvLayer(4 if arch.log_luma else 3, c1, k), _norm(arch.norm, c1)
+        extra = len(arch.contrast)
+        self.contrast = LocalContrast(arch.contrast) if extra else None
+        self.conv1, self.norm1 = ConvLayer(3 + arch.log_luma + extra, c1, k), _norm(arch.norm, c1)
         self.conv2, self.norm2 = ConvLayer(c1, c2, 3, stride=2), _norm(arch.norm, c2)
         self.conv3, self.norm3 = ConvLayer(c2, c3, 3, stride=2), _norm(arch.norm, c3)
         self.blocks = nn.Sequential(*(ResidualBlock(c3, arch.norm) for _ in range(arch.blocks)))
@@ -91,7 +128,7 @@ class TransformerNet(nn.Module):
         tones = 1 if arch.mono else 3
         self.out = ConvLayer(c1, tones, k)
         w = arch.pointwise
-        self.pixel = nn.Sequential(nn.Conv2d(3, w, 1), nn.ReLU(), nn.Conv2d(w, w, 1), nn.ReLU(),
+        self.pixel = nn.Sequential(nn.Conv2d(3 + extra, w, 1), nn.ReLU(), nn.Conv2d(w, w, 1), nn.ReLU(),
                                    nn.Conv2d(w, tones, 1)) if w else None
         self.tint = nn.Conv2d(1, 3, 1) if arch.mono else None
         if self.tint is not None:  # start grey: a random tint spent most of training unlearning a colour cast
@@ -99,7 +136,11 @@ class TransformerNet(nn.Module):
             nn.init.zeros_(self.tint.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y1 = F.relu(self.norm1(self.conv1(log_luma(x) if self.arch.log_luma else x)))
+        inp = log_luma(x) if self.arch.log_luma else x
+        local = self.contrast(x) if self.contrast is not None else None
+        if local is not None:
+            inp = torch.cat([inp, local], dim=1)
+        y1 = F.relu(self.norm1(self.conv1(inp)))
         y2 = F.relu(self.norm2(self.conv2(y1)))
         y = F.relu(self.norm3(self.conv3(y2)))
         y = self.blocks(y)
@@ -111,7 +152,7 @@ class TransformerNet(nn.Module):
             y = y + y1
         y = self.out(y)
         if self.pixel is not None:
-            y = y + self.pixel(x)
+            y = y + self.pixel(x if local is None else torch.cat([x, local], dim=1))
         if self.tint is not None:
             y = self.tint(y)
         return x + y if self.arch.residual else y

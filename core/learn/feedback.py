@@ -10,6 +10,7 @@ Where things live (everything beside the database, so a database and its images 
     <db folder>/feedback/<uuid>/input.png, a.png, b.png the frames one record judged
     <db folder>/pairs/<pair_set>/inputs/<stem>.png      approved pairs, in trainer.dataset's layout
     <db folder>/pairs/<pair_set>/targets/<stem>.png
+    <db folder>/pairs/<pair_set>/groups.json            {stem: clip}: the fine-tune validates by clip
 
 The db folder is :func:`core.paths.studio_home` unless a ``db=`` path is given.
 
@@ -44,6 +45,7 @@ from core.video.stills import write_image
 
 FEEDBACK_DIR, PAIRS_DIR = "feedback", "pairs"
 INPUT_PNG, A_PNG, B_PNG = "input.png", "a.png", "b.png"
+GROUPS_JSON = "groups.json"  # trainer.dataset.GROUPS (core does not import trainer)
 CHOICES = ("A", "B", "tie")
 VARIANTS = ("A", "B")
 MAX_TEXT = 10_000
@@ -346,7 +348,7 @@ def approve(record_id: int, variant: str, pair_set: str = "approved", *,
     folder = pairs_folder(pair_set, db_path=db_path)
     stem = pair_stem(record_id, variant)
     with _open(db_path) as conn, db.transaction(conn):  # the write lock also serialises the pair folder
-        row = conn.execute("SELECT folder FROM ab_records WHERE id = ?", (record_id,)).fetchone()
+        row = conn.execute("SELECT folder, clip FROM ab_records WHERE id = ?", (record_id,)).fetchone()
         if row is None:
             raise ConfigError(f"no feedback record {record_id} in {db.db_file(conn)}")
         source = feedback_root(db_path=db_path) / row["folder"]
@@ -362,10 +364,29 @@ def approve(record_id: int, variant: str, pair_set: str = "approved", *,
                     atomic.write_bytes(dst, src.read_bytes())
                 except OSError as exc:
                     raise OutputError(f"{dst}: cannot write ({exc.strerror or exc})") from None
+        _note_group(folder, stem, row["clip"])
         if stem not in approved:
             conn.execute("INSERT INTO approvals (created, record_id, variant, pair_set, stem) VALUES (?, ?, ?, ?, ?)",
                          (_now(), record_id, variant, pair_set, stem))
     return folder
+
+
+def _note_group(folder: Path, stem: str, clip: str) -> None:
+    """Record in ``groups.json`` (:mod:`trainer.dataset`) which clip the pair came from, so a fine-tune
+    validates on clips it did not train on. Atomic; a stem already noted is left alone."""
+    path = folder / GROUPS_JSON
+    try:
+        groups = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        groups = {}  # rebuilt from what is approved from now on; trainer.dataset would refuse a broken file
+    groups = groups if isinstance(groups, dict) else {}
+    if groups.get(stem) == clip:
+        return
+    groups[stem] = clip
+    try:
+        atomic.write_json(path, groups)
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot write ({exc.strerror or exc})") from None
 
 
 def _drop_unapproved(folder: Path, approved: set[str]) -> None:

@@ -170,6 +170,9 @@ def add_train_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--crop", type=int, default=128, help="training crop side in pixels")
     p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (AdamW, warm-up then cosine)")
     p.add_argument("--patience", type=int, default=4, help="epochs without improvement before stopping")
+    p.add_argument("--scale-min", type=float, default=0.5, metavar="S",
+                   help="train on frames scaled at random between S and 1 (objects of other sizes than the clip's); "
+                        "1 for a look tied to pixel size, such as strokes of a fixed width")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument("--run", default=None, metavar="DIR", help="run folder; an existing one is resumed")
     p.add_argument("--int8", choices=["no", "try", "require"], default="no",
@@ -190,7 +193,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from trainer.train import train_model
 
     cfg = FinetuneConfig(epochs=args.epochs, batch=args.batch, crop=args.crop, lr=args.lr, patience=args.patience,
-                         device=args.device)
+                         scale_min=args.scale_min, device=args.device)
     bar: tqdm | None = None
 
     def on_step(done: int, total: int) -> None:

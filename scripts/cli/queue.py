@@ -103,6 +103,7 @@ def add_queue_parser(sub: argparse._SubParsersAction) -> None:
     k.add_argument("--crop", type=int, default=128)
     k.add_argument("--lr", type=float, default=1e-3)
     k.add_argument("--patience", type=int, default=4)
+    k.add_argument("--scale-min", type=float, default=0.5)
     k.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     k.add_argument("--int8", choices=["no", "try", "require"], default="no")
     k.add_argument("--min-psnr", type=float, default=32.0)
@@ -175,7 +176,8 @@ def _queue_spec(args: argparse.Namespace) -> dict:
     if args.kind == "train":
         return {"pairs": args.pairs, "base": args.base, "name": args.name, "description": args.description,
                 "epochs": args.epochs, "batch": args.batch,
-                "crop": args.crop, "lr": args.lr, "patience": args.patience, "device": args.device,
+                "crop": args.crop, "lr": args.lr, "patience": args.patience, "scale_min": args.scale_min,
+                "device": args.device,
                 "int8": args.int8, "min_psnr": args.min_psnr}
     return {"input": args.input, "style": args.style, "preset": args.preset, "sets": parse_sets(args.sets),
             "params": parse_sets(args.params), "budget": args.budget, "frames": args.frames, "seed": args.seed}

@@ -181,6 +181,7 @@ def test_approve_loads_in_trainer() -> None:
     assert feedback.approve(r2, "B") == folder  # again: a no-op
     pairs = load_pairs(folder)
     assert [p.stem for p in pairs] == ["fb000001-A", "fb000002-B"]
+    assert [p.group for p in pairs] == ["p-0.mp4", "p-1.mp4"]  # the clip rated: the fine-tune validates by clip
     a0, _, x0 = frames("p", 0)
     _, b1, x1 = frames("p", 1)
     np.testing.assert_array_equal(pairs[0].input, x0)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import pickle
 from dataclasses import replace
 from pathlib import Path
@@ -25,7 +26,7 @@ from core.video.stills import write_image  # noqa: E402
 from scripts import cli  # noqa: E402
 from trainer import dataset, losses  # noqa: E402
 from trainer.finetune import BEST, LAST, LOG, FinetuneConfig, finetune, load_best, score_held_out  # noqa: E402
-from trainer.model import COMPACT, Arch, TransformerNet, log_luma  # noqa: E402
+from trainer.model import COMPACT, DRAW, INK, Arch, LocalContrast, TransformerNet, gaussian_taps, log_luma  # noqa: E402
 from trainer.quantize import QualityGateError  # noqa: E402
 from trainer.train import default_name, train_model  # noqa: E402
 from trainer.weights import load_checkpoint, load_npz, save_npz  # noqa: E402
@@ -104,6 +105,37 @@ def test_log_luma_turns_ratios_into_differences() -> None:
         assert net(torch.rand(1, 3, 37, 53)).shape == (1, 3, 37, 53)
 
 
+def test_local_contrast_is_the_dodge_ratio() -> None:
+    """Flat colour of any hue and brightness gives 0 (white paper in a dodge, where the ink net drew saturated
+    bars grey); a dark line on a light ground gives log2 of its ratio to the local mean, negative on the
+    line, at every scale; the ground beside it is lighter than its mean (positive). Replicate padding: a
+    frame smaller than the blur works, and a flat border stays 0."""
+    lc = LocalContrast((2.0, 8.0))
+    for rgb in ((1.0, 0.0, 0.0), (0.1, 0.5, 0.9), (0.02, 0.02, 0.02)):
+        flat = torch.tensor(rgb).view(1, 3, 1, 1).repeat(1, 1, 9, 40)
+        assert float(lc(flat).abs().max()) < 1e-5
+    img = torch.full((1, 3, 64, 64), 0.8)
+    img[:, :, :, 31:33] = 0.2
+    out = lc(img)
+    assert out.shape == (1, 2, 64, 64)
+    on_line, beside = out[0, :, 32, 31], out[0, :, 32, 24]
+    assert bool((on_line < -0.05).all()) and bool((beside >= 0).all())
+    assert float(on_line[1]) < float(on_line[0])  # the wider mean is lighter: the line is darker against it
+    taps = gaussian_taps(8.0).flatten()
+    mean8 = 0.8 - 0.6 * float(taps[len(taps) // 2] + taps[len(taps) // 2 + 1])  # the 2-px line's share
+    expected = (math.log2(0.2 + 1 / 256) - math.log2(mean8 + 1 / 256)) / 8
+    assert abs(float(on_line[1]) - expected) < 0.01
+    assert lc(torch.rand(1, 3, 3, 5)).shape == (1, 2, 3, 5)
+
+
+def test_arch_json_round_trip() -> None:
+    """``contrast`` is written only when set, so the bundled models saved before it existed read back equal."""
+    assert Arch.from_json(DRAW.to_json()) == DRAW and DRAW.to_json()["contrast"] == [2.0, 4.0, 8.0, 16.0]
+    assert "contrast" not in INK.to_json() and Arch.from_json(INK.to_json()) == INK
+    saved = json.loads(json.dumps(DRAW.to_json()))
+    assert TransformerNet(Arch.from_json(saved)).arch == DRAW
+
+
 def test_exception_bad_arch() -> None:
     with pytest.raises(ValueError, match="mono and residual"):
         Arch(mono=True, residual=True)
@@ -111,6 +143,8 @@ def test_exception_bad_arch() -> None:
         Arch(outer_kernel=4)
     with pytest.raises(ValueError, match="norm"):
         Arch(norm="batch")
+    with pytest.raises(ValueError, match="contrast"):
+        Arch(contrast=(100.0,))
     with pytest.raises(ValueError, match="keys"):
         Arch.from_json({"channels": [1, 2, 3], "width": 2})
 
@@ -132,6 +166,45 @@ def test_split_is_stable_when_pairs_are_added(tmp_path: Path) -> None:
     val_big = {p.stem for p in dataset.split(big, 0.5)[1]}
     assert all(dataset.is_validation(s, 0.5) for s in val_small)  # by hash, not the tiny-set fallback
     assert val_small <= val_big and len(val_big) > len(val_small)
+
+
+def test_split_by_clip_when_pairs_name_their_clips(tmp_path: Path) -> None:
+    """With groups.json naming two clips or more, whole clips validate (never all of them); one clip named,
+    or none, splits by frame as before."""
+    root = write_pairs(tmp_path / "p", n=12)
+    clips = {f"f{i:03d}": f"clip{i % 3}.mp4" for i in range(12)}
+    (root / dataset.GROUPS).write_text(json.dumps(clips))
+    pairs = dataset.load_pairs(root)
+    assert [p.group for p in pairs] == [clips[p.stem] for p in pairs]
+    for fraction in (0.2, 0.5, 0.9):
+        train, val = dataset.split(pairs, fraction)
+        held = {p.group for p in val}
+        assert held and not held & {p.group for p in train} and len(train) + len(val) == 12
+    (root / dataset.GROUPS).write_text(json.dumps(dict.fromkeys(clips, "one.mp4")))
+    one = dataset.load_pairs(root)
+    assert {p.stem for p in dataset.split(one, 0.5)[1]} == {f"f{i:03d}" for i in range(12)
+                                                              if dataset.is_validation(f"f{i:03d}", 0.5)}
+    (root / dataset.GROUPS).write_text("[1, 2]")
+    with pytest.raises(ConfigError, match=r"groups\.json: expected an object"):
+        dataset.load_pairs(root)
+
+
+def test_scale_augmentation_keeps_the_crop_and_the_pairing() -> None:
+    """Training crops come from frames scaled at random (input and target alike: a per-pixel look stays
+    exact), always ``crop`` pixels; validation crops are unscaled centre crops."""
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 255, (96, 160, 3), dtype=np.uint8)
+    pair = dataset.Pair("p", a, 255 - a)
+    crops = dataset.PairCrops([pair], 48, train=True, repeats=20, scale=(0.4, 1.0))
+    torch.manual_seed(0)
+    seen = [crops[i] for i in range(20)]
+    assert all(x.shape == (3, 48, 48) and torch.allclose(y, 1 - x, atol=1.5 / 255) for x, y in seen)
+    grains = [float((x[:, :, 1:] - x[:, :, :-1]).abs().mean()) for x, _ in seen]
+    assert max(grains) > 1.3 * min(grains)  # downscaled (area-averaged) noise is smoother
+    x, _ = dataset.PairCrops([pair], 48, train=False, scale=(0.4, 1.0))[0]
+    assert torch.equal(x, torch.from_numpy(a[24:72, 56:104].transpose(2, 0, 1).copy()).float() / 255)
+    with pytest.raises(ConfigError, match="scale"):
+        dataset.PairCrops([pair], 48, train=True, scale=(0.0, 1.0))
 
 
 @pytest.mark.parametrize("damage, match", [
