@@ -13,7 +13,7 @@ from app.plots import shap_figure
 from app.wipe import wipe
 from core.learn import feedback
 from core.learn import lab as lab_clip
-from core.learn.preference import default_path
+from core.learn.preference import MIN_RATINGS, PreferenceModel, default_path, usable_ratings
 from core.presets import list_presets
 from stylizers import READY_STYLES, STYLIZERS
 
@@ -85,18 +85,32 @@ else:
     c1.image(a.rgb, caption=f"A: {a.style} {a.sets or ''}", width="stretch")
     c2.image(b.rgb, caption=f"B: {b.style} {b.sets or ''}", width="stretch")
 
-with st.expander("Preference model"):
+with st.expander("Preference model"), ui.shown_errors():
+    ratings = feedback.ab_dataset()
+    have = usable_ratings(ratings)
+    if have >= MIN_RATINGS and st.button(f"Fit from {have} ratings", key="lab.fit"):
+        with st.spinner("Choosing and fitting the preference model..."):
+            PreferenceModel.fit(ratings).save()
     path = default_path()
     if not path.is_file():
-        st.caption(f"no preference model yet (fitted from at least 40 A/B ratings: "
-                   f"`python -m scripts.cli autotune ... --objective preference`); {len(feedback.ab_dataset())} "
-                   "ratings so far")
+        st.info(f"not enough ratings yet ({have} of {MIN_RATINGS}): rate {MIN_RATINGS - have} more A/B pairs "
+                "with a winner" if have < MIN_RATINGS else f"no preference model yet: {have} ratings can fit one")
     else:
-        with ui.shown_errors():
-            model = ui.preference_model(str(path), ui.mtime(path))
-            row = {"a_metrics": a.metrics, "b_metrics": b.metrics, "a_params": a.params, "b_params": b.params}
-            st.metric("P(A preferred over B)", f"{model.predict_proba([row])[0]:.2f}")
-            st.plotly_chart(shap_figure(model.explain([row])[0]), key="lab.shap")
+        model = ui.preference_model(str(path), ui.mtime(path))
+        rep = model.report
+        c1, c2, c3 = st.columns(3)
+        c1.metric("Held-out accuracy", f"{rep.holdout_accuracy:.2f}",
+                  f"{rep.holdout_accuracy - rep.baseline_accuracy:+.2f} vs {rep.baseline} alone")
+        c2.metric(f"{rep.baseline} alone", f"{rep.baseline_accuracy:.2f}")
+        c3.metric("Ratings behind it", rep.n_ratings, f"+{have - rep.n_ratings} new" if have > rep.n_ratings else None)
+        lines = rep.lines()
+        st.caption(f"{lines[1]}  \n{lines[3]}")
+        row = {"a_metrics": a.metrics, "b_metrics": b.metrics, "a_params": a.params, "b_params": b.params}
+        pred = model.predict([row])
+        low, high = pred.interval()
+        st.metric("P(A preferred over B)", f"{pred.p[0]:.2f}")
+        st.caption(f"95 % interval {low[0]:.2f} to {high[0]:.2f} (how far the ratings so far pin the model down)")
+        st.plotly_chart(shap_figure(model.explain([row])[0]), key="lab.shap")
 
 st.subheader("Your judgement")
 with st.form("lab.rate"):
