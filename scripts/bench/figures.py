@@ -103,6 +103,9 @@ NEURAL_FLICKER = Target("<=", 0.25, "<= 0.25x at >= 0.90 (third-party)")
 NEURAL_FLICKER_SSIM = 0.90
 BUNDLED_FLICKER = Target("<=", 0.3, "<= 0.3x at >= 0.95 (bundled)")
 PREVIEW = Target("<=", 1.0, "<= 1 s")
+RATE_PAIR = Target("<=", 3.0, "<= 3 s")
+PREFERENCE_FIT = Target("<=", 2.0, "<= 2 s")
+FINETUNE_DB = Target(">=", 28.0, ">= 28 dB within 5 min")
 
 
 @dataclass(frozen=True)

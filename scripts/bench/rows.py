@@ -32,8 +32,10 @@ from scripts.bench.figures import (
     OF_LIMIT,
     ORT,
     PIPE_VS_SEQ,
+    PREFERENCE_FIT,
     PREVIEW,
     QUEUE,
+    RATE_PAIR,
     SCALING,
     STAGES,
     FidelityGoal,
@@ -267,6 +269,15 @@ def _loop_rows(report: dict) -> list[Row]:
     if figs is not None:
         rows.append(("shot analysis (every 4th frame) vs the same render", f"{figs[0]:.1f} ms = **{_pct(figs[1])}**",
                      ANALYSIS.column(figs[1])))
+    pairs = {k: v for k, v in _sec(sec, "rate_pair_s").items() if isinstance(v, int | float)}
+    if pairs:
+        shown = " / ".join(f"{v:.2f}" for v in pairs.values())
+        rows.append((f"Style Lab pair on motion at 720p (two 1 s clips rendered, measured, side by side), "
+                     f"{' / '.join(_cell(k) for k in pairs)}", f"**{shown} s**", RATE_PAIR.column(*pairs.values())))
+    fit = _num(sec, "preference_fit_500_s")
+    if fit is not None:
+        rows.append(("preference model fit on 500 ratings (model selection by cross-validation included)",
+                     f"**{fit:.2f} s**", PREFERENCE_FIT.column(fit)))
     styles, ratios, sims = _per_style(_sec(sec, "flicker"), "warping_ratio", "ssim")
     if styles:
         rows.append((f"flicker: flow-stabilised warping error vs per-frame, real clip, {' / '.join(styles)}",

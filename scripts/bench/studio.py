@@ -58,6 +58,10 @@ def loop(bench: Bench) -> None:
     print(f"  preference model fit (model selection included) on 500 ratings: {fit_s:.2f} s "
           f"(goal <= 2 s: {'met' if fit_s <= 2 else 'NOT met'})")
     report["loop"]["preference_fit_500_s"] = fit_s
+    report["loop"]["rate_pair_s"] = pairs = rate_pair_seconds(clips[720])
+    for style, secs in pairs.items():
+        print(f"  Style Lab pair, {style} at 720p (two 1 s clips rendered, measured and put side by side): "
+              f"{secs:.2f} s (goal <= 3 s: {'met' if secs <= 3 else 'NOT met'})")
 
     if not SHARED_CLIP.is_file():
         print("  flicker reduction: skipped (../shared/media is absent)")
@@ -87,6 +91,29 @@ def loop(bench: Bench) -> None:
         print(f"  flicker, {style} on {SHARED_CLIP.name} (36 frames, balanced = {temporal.mode} mode): warping "
               f"error {ratio:.2f}x of per-frame at SSIM {sim:.3f} to it (goal <= 0.25x at >= 0.95: {verdict})")
         report["loop"]["flicker"][style] = {"warping_ratio": ratio, "ssim": sim}
+
+
+#: the classical styles a Style Lab pair is timed with, and the parameter B changes
+RATE_STYLES = {"cartoon": {"n_colors": "6"}, "pencil": {"blur_sigma": "3"}, "comic": {}, "cinematic": {"grain": "0"}}
+
+
+def rate_pair_seconds(clip) -> dict[str, float]:
+    """Wall seconds, per classical style, from asking for a Style Lab pair on motion to having its video:
+    both 1 s variants rendered (the job-wide analysis fitted afresh, as for a new pair), measured, and
+    encoded side by side (core.learn.lab)."""
+    from core.learn import lab
+    from core.render import preview
+    from core.video.probe import probe
+
+    mid = probe(clip).frame_count // 2
+    out = {}
+    for style, change in RATE_STYLES.items():
+        preview._ANALYSES.clear()
+        t = time.perf_counter()
+        a, b = lab.render_pair(clip, mid, (style, "balanced", {}), (style, "balanced", change))
+        lab.side_by_side(a, b)
+        out[style] = time.perf_counter() - t
+    return out
 
 
 def preference_fit_seconds(n: int) -> float:
