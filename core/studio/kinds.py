@@ -106,7 +106,7 @@ def render_spec(spec: Mapping[str, Any]) -> tuple[dict[str, Any], str]:
 
 
 _TRAIN = {"pairs": _REQUIRED, "base": _REQUIRED, "name": None, "description": "", "epochs": 20, "lr": 1e-3,
-          "batch": 8, "crop": 128, "patience": 4, "int8": "no", "min_psnr": 32.0, "device": "auto"}
+          "batch": 8, "crop": 128, "patience": 4, "scale_min": 0.5, "int8": "no", "min_psnr": 32.0, "device": "auto"}
 
 
 #: a model's look in the user's words: a line or a short paragraph on its card
@@ -132,6 +132,7 @@ def _check_train(spec: Mapping[str, Any]) -> dict[str, Any]:
            "batch": _number("train", "batch", s["batch"], integer=True, lo=1, hi=4096),
            "crop": _number("train", "crop", s["crop"], integer=True, lo=16, hi=4096),
            "patience": _number("train", "patience", s["patience"], integer=True, lo=1, hi=100_000),
+           "scale_min": _number("train", "scale_min", s["scale_min"], lo=0.05, hi=1.0),
            "int8": _text("train", "int8", s["int8"], choices=("no", "try", "require")),
            "min_psnr": _number("train", "min_psnr", s["min_psnr"], lo=0.0, hi=200.0),
            "device": _text("train", "device", s["device"], choices=("auto", "cpu", "cuda"))}

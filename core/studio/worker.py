@@ -227,7 +227,7 @@ def run_train(job: Job, rep: Reporter) -> tuple[str | None, dict[str, Any]]:
 
     s = job.spec
     cfg = FinetuneConfig(epochs=s["epochs"], batch=s["batch"], crop=s["crop"], lr=s["lr"], patience=s["patience"],
-                         scale_min=s.get("scale_min", FinetuneConfig.scale_min), device=s["device"])
+                         scale_min=s["scale_min"], device=s["device"])
     folder = studio_home() / "training" / f"job-{job.id}"
     rep.report("train", 0.0, message=f"loading pairs from {s['pairs']}")
     clock: list[RateClock] = []

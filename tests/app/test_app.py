@@ -168,8 +168,9 @@ def test_trainer_launch(studio_home: Path, queue) -> None:
     assert (job.kind, job.spec["epochs"], job.spec["base"]) == ("train", 3, "compact")
     assert (job.spec["name"], job.spec["description"]) == ("mine", "warm pencil, thick lines")
     assert Path(job.spec["pairs"]) == folder
-    # the registry's cards: each version its own (sketch@1 was the compact net, sketch@2 the ink net)
-    for spec, network in (("sketch@1", "compact TransformerNet"), ("sketch@2", "the `ink` TransformerNet")):
+    # the registry's cards: each version its own (sketch@1 the compact net, sketch@2 the ink net, sketch@3 draw)
+    for spec, network in (("sketch@1", "compact TransformerNet"), ("sketch@2", "the `ink` TransformerNet"),
+                          ("sketch@3", "the `draw` TransformerNet")):
         at.selectbox(key="train.activate_spec").set_value(spec).run()
         card = next(e for e in at.expander if e.label == f"Model card of {spec}")
         assert any(m.value.startswith("# sketch: ") and network in m.value for m in card.markdown), spec

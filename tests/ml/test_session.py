@@ -348,7 +348,7 @@ def test_style_params(models: dict[str, Path]) -> None:
     assert FastStyle.files(FastStyleParams(model=str(models["unit"])))[1].endswith("invert01.json")
     with pytest.raises(ConfigError, match="no model given"):
         FastStyle(FastStyleParams(model=""))
-    assert FastStyle.pin(FastStyleParams()).model == "sketch@2"  # the bundled default, pinned to its active version
+    assert FastStyle.pin(FastStyleParams()).model == "sketch@3"  # the bundled default, pinned to its active version
     with pytest.raises(ConfigError, match="no such file"):
         FastStyle(FastStyleParams(model="nope"))
     with pytest.raises(ConfigError):

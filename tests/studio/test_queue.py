@@ -76,7 +76,7 @@ def test_spec_round_trip_every_kind(clip: Path, tmp_path: Path) -> None:
                          chunk_seconds=1.5, workers=2, audio="none", subtitles="all")
     train = {"pairs": str(pairs_dir(tmp_path / "pairs")), "base": "compact", "name": "mine",
              "description": "my look", "epochs": 3, "lr": 2e-3,
-             "batch": 4, "crop": 64, "patience": 2, "int8": "try", "min_psnr": 30.0, "device": "cpu"}
+             "batch": 4, "crop": 64, "patience": 2, "scale_min": 0.75, "int8": "try", "min_psnr": 30.0, "device": "cpu"}
     tune = {"input": str(clip), "style": "pencil", "budget": 5, "preset": "quality", "sets": {"blur_sigma": "3"},
             "params": {"blur_sigma": "2:8:3"}, "frames": 2, "seed": 7, "pairs": 1, "objective": "metrics",
             "edge_floor": 0.1}
