@@ -18,6 +18,8 @@ import numpy as np
 
 from core.errors import UnsupportedVideoError
 
+from .signature import Floor
+
 
 def thin_min_side(long_side: int) -> int:
     """Least shorter side, pixels, of a frame whose longer side is ``long_side`` that a render takes: its
@@ -114,6 +116,19 @@ class Stylizer(ABC):
     #: themselves run on 1x1 frames, but the per-frame metrics after any style need a 7x7 SSIM window (and DIS
     #: flow is padded below 16 px). A style needing more raises it.
     min_size: ClassVar[int] = 16
+
+    #: What makes the style itself (:mod:`.signature`): floors on measures of its output, each relative to the
+    #: output of the style's defaults on the same frames; the auto-tuner keeps every candidate within them. A
+    #: floor names one of :meth:`measures` or a per-frame metric (``sharpness``). Default: the picture must
+    #: not blur.
+    floors: ClassVar[tuple[Floor, ...]] = (Floor("sharpness", 0.8),)
+
+    @classmethod
+    def measures(cls, source: np.ndarray, styled: Styled, out: np.ndarray) -> dict[str, float]:
+        """Named measures of one stylised frame that :attr:`floors` read. ``source``: the input frame;
+        ``styled``: what :meth:`stylize` made of it; ``out``: the frame a render writes (after the temporal
+        stage); (H, W, 3) uint8 RGB. Default: none (the floors read per-frame metrics only)."""
+        return {}
 
     @classmethod
     def check_size(cls, path: str, width: int, height: int) -> None:

@@ -21,6 +21,7 @@ from core import color
 from core.assets import resolve_asset
 
 from .base import Styled, Stylizer
+from .signature import Floor, tone
 
 
 def resolve_lut(name: str) -> Path:
@@ -90,6 +91,17 @@ class Cinematic(Stylizer):
     description = "Cinematic look: LUT, S-curve, saturation, bloom in linear light, seeded film grain, vignette."
     Params = CinematicParams
     stabilise = False  # a grade does not flicker by itself, and smoothing would smear the grain
+    #: its grade: exposure, tone curve and colour stay within a band of the defaults' (a flatter, darker or
+    #: greyer picture flickers less), and no blur, which here also keeps most of the film grain
+    floors = (Floor("luma_mean", 0.85, 1.18, slack=0.01, label="mean luma"),
+              Floor("contrast", 0.8, 1.25, slack=0.01),
+              Floor("saturation", 0.8, 1.25, slack=0.01),
+              Floor("sharpness", 0.8))
+
+    @classmethod
+    def measures(cls, source: np.ndarray, styled: Styled, out: np.ndarray) -> dict[str, float]:
+        """The grade of the output (:func:`.signature.tone`): ``luma_mean``, ``contrast``, ``saturation``."""
+        return tone(out)
 
     def __init__(self, params: CinematicParams | None = None, shared: Mapping[str, Any] | None = None) -> None:
         super().__init__(params, shared)

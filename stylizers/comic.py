@@ -20,6 +20,7 @@ from core.video.frames import to_float, to_uint8
 
 from .base import Styled, Stylizer
 from .outlines import ink_outlines
+from .signature import Floor, ink_coverage
 
 #: screen angles in degrees, in C, M, Y, K order
 SCREEN_ANGLES = (15.0, 75.0, 0.0, 45.0)
@@ -122,6 +123,15 @@ class Comic(Stylizer):
     name = "comic"
     description = "Comic print: CMYK halftone dots at classic screen angles on white paper, bold outlines."
     Params = ComicParams
+    #: its ink outlines, and its crisp dots: the cheapest ways to flicker less drop the outlines or coarsen the
+    #: screen. The sharpness floor is looser than other styles' because the dots set it: a 13 px screen
+    #: (default 7) halves it and is still a comic print, a 48 px one is a tenth of it and is not.
+    floors = (Floor("outline_density", 0.8), Floor("sharpness", 0.5))
+
+    @classmethod
+    def measures(cls, source: np.ndarray, styled: Styled, out: np.ndarray) -> dict[str, float]:
+        """``outline_density``: the share of the frame under ink outlines (:func:`.signature.ink_coverage`)."""
+        return {"outline_density": ink_coverage(styled.lines)}
 
     def __init__(self, params: ComicParams | None = None, shared: Mapping[str, Any] | None = None) -> None:
         super().__init__(params, shared)

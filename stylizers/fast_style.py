@@ -24,6 +24,7 @@ from core.ml.convention import Convention
 from core.video.frames import to_float, to_uint8
 
 from .base import Styled, Stylizer
+from .signature import Floor, departure
 
 
 def resolve_model(name: str) -> Path:
@@ -102,6 +103,13 @@ class FastStyle(Stylizer):
     description = "Neural fast style transfer with an ONNX model (any size or fixed size), tiled without seams."
     Params = FastStyleParams
     temporal_mode = "neural"
+    #: the model's look: blending back towards the input (``strength``) is the cheapest way to flicker less
+    floors = (Floor("departure", 0.8, label="distance from the input"), Floor("sharpness", 0.8))
+
+    @classmethod
+    def measures(cls, source: np.ndarray, styled: Styled, out: np.ndarray) -> dict[str, float]:
+        """``departure``: how far the output moved from the input (:func:`.signature.departure`)."""
+        return {"departure": departure(source, out)}
 
     def __init__(self, params: FastStyleParams | None = None, shared: Mapping[str, Any] | None = None) -> None:
         super().__init__(params, shared)

@@ -21,6 +21,7 @@ class Identity(Stylizer):
     description = "No style: the input frames unchanged (for parity checks and plain transcodes)."
     Params = IdentityParams
     stabilise = False
+    floors = ()  # no look of its own to keep: its output is its input
 
     @classmethod
     def check_size(cls, path: str, width: int, height: int) -> None:

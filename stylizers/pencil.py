@@ -18,6 +18,7 @@ from core.errors import ConfigError
 from core.video.frames import gray, gray_to_rgb, to_float, to_uint8
 
 from .base import Styled, Stylizer
+from .signature import Floor, ink_coverage
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,13 @@ class Pencil(Stylizer):
     name = "pencil"
     description = "Pencil sketch: colour-dodge strokes over seeded paper grain, optionally tinted."
     Params = PencilParams
+    #: its graphite strokes, and no blur: fainter strokes flicker less, down to blank paper
+    floors = (Floor("stroke_density", 0.8), Floor("sharpness", 0.8))
+
+    @classmethod
+    def measures(cls, source: np.ndarray, styled: Styled, out: np.ndarray) -> dict[str, float]:
+        """``stroke_density``: the mean graphite darkness over the frame (:func:`.signature.ink_coverage`)."""
+        return {"stroke_density": ink_coverage(styled.lines)}
 
     def __init__(self, params: PencilParams | None = None, shared: Mapping[str, Any] | None = None) -> None:
         super().__init__(params, shared)

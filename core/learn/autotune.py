@@ -10,14 +10,19 @@ Three layers, each usable alone:
    candidates ranked best first, infeasible ones last with their reason.
 3. :func:`tune` is the studio's objective: per candidate, stylize the clip's K worst frames (each with
    its predecessor and a few warm-up frames, through the temporal stabiliser as a render would), measure
-   them with :class:`core.quality.metrics.MetricsMeter` and score by mean warping error, feasible only while mean
-   edge coherence stays above a floor; or, with a fitted :class:`core.learn.preference.PreferenceModel`, by
-   the predicted probability that an artist prefers the candidate over the base parameters.
-   :func:`propose_pairs` then names the A/B pairs the preference model is least sure about.
+   them with :class:`core.quality.metrics.MetricsMeter` and the style's own measures, and score by flicker
+   and fidelity (mean warping error, and SSIM to the input, each relative to the style defaults'), feasible
+   only within the style's floors, above an edge-coherence floor and at no more flicker than the style's
+   defaults (the tuner is there to lower it: fidelity may not buy it back); or, with a fitted
+   :class:`core.learn.preference.PreferenceModel`, by the predicted probability that an artist prefers the
+   candidate over the base parameters, within the style's floors. :func:`propose_pairs` then names the A/B
+   pairs whose rating would teach the preference model most.
 
-Why the edge floor: the cheapest way to a low warping error is to erase the picture (smooth everything,
-drop the outlines); the floor keeps the tuner from "winning" that way. By default it is relative, a
-fraction of the base parameters' edge coherence, since what a style can reach depends on the clip.
+Why the floors: the cheapest way to a low warping error is to erase the style (smooth everything, drop the
+outlines): the cartoon's best pick once did, sharpness 1785 -> 178, and blurred candidates even agree
+*better* with the input's edges, so the edge floor alone cannot stop it. Each style declares what makes it
+itself (:attr:`stylizers.base.Stylizer.floors`: outlines, strokes, its grade, no blur), relative to the
+output of its own defaults on the same frames, since what a style reaches depends on the clip.
 """
 
 from __future__ import annotations
@@ -183,6 +188,51 @@ def space_from_params(params_cls: type, restrict: Mapping[str, str] | None = Non
     return tuple(dims)
 
 
+#: width of :func:`local_space`'s ranges, as a fraction of each full range, and the share of a random search's
+#: budget :func:`plan_around` spends there. Measured on two real clips (cartoon, budgets 8 and 12): with a
+#: tenth and three quarters each search found a candidate within the floors that flickers less than the
+#: defaults; with a fifth and a half, one of the four found none, and the far points almost never keep the floors.
+LOCAL_FRACTION = 0.1
+LOCAL_SHARE = 0.75
+
+
+def local_space(space: Space, centre: Mapping[str, Any], fraction: float = LOCAL_FRACTION) -> Space:
+    """``space`` narrowed around ``centre`` (the base's values): each range to ``fraction`` of its width,
+    centred on the base and clipped to the range (ints widened to whole numbers); choices stay as they are.
+
+    Why: a style's floors hold near its defaults and seldom far away (cartoon's Canny thresholds run to 1000,
+    where no outline is left), so a random search over the whole space can come back with nothing feasible.
+    """
+    dims = []
+    for d in space:
+        base = centre.get(d.name)
+        if d.kind == "choice" or d.low is None or d.high is None or not isinstance(base, (int, float)):
+            dims.append(d)
+            continue
+        half = fraction * (d.high - d.low) / 2
+        low, high = max(d.low, base - half), min(d.high, base + half)
+        if d.kind == "int":
+            low, high = max(int(d.low), math.floor(low)), min(int(d.high), math.ceil(high))
+        steps = min(DEFAULT_STEPS, len(d.values))
+        dims.append(Dimension(d.name, d.kind, _grid(d.kind, low, high, steps), low, high))
+    return tuple(dims)
+
+
+def plan_around(space: Space, centre: Mapping[str, Any], budget: int, seed: int = 0,
+                check: Callable[[dict[str, Any]], object] | None = None) -> tuple[str, list[dict[str, Any]]]:
+    """:func:`plan`, except that a random search spends :data:`LOCAL_SHARE` of its budget in
+    :func:`local_space` around ``centre`` ("random+local"): the rest still explores the whole space. A grid
+    that fits is searched whole, as by :func:`plan`."""
+    mode, points = plan(space, budget, seed, check)
+    if mode != "random" or budget < 2:
+        return mode, points
+    _, near = plan(local_space(space, centre), max(1, min(budget - 1, round(budget * LOCAL_SHARE))), seed, check)
+    _, far = plan(space, budget, seed, check)
+    seen = {tuple(p.values()) for p in near}
+    far = [p for p in far if tuple(p.values()) not in seen][:budget - len(near)]
+    return "random+local", far + near
+
+
 def grid_size(space: Space) -> int:
     """Number of points of the full grid (1 for an empty space: the base itself)."""
     return math.prod(len(d.values) for d in space)
@@ -280,6 +330,12 @@ def search(space: Space, objective: Objective, budget: int, seed: int = 0, *,
     see :func:`plan`. ``on_progress(done, total)`` after each point.
     """
     _, points = plan(space, budget, seed, check)
+    return evaluate_points(points, objective, on_progress)
+
+
+def evaluate_points(points: Sequence[Mapping[str, Any]], objective: Objective,
+                    on_progress: Callable[[int, int], None] | None = None) -> list[Candidate]:
+    """:func:`search`'s evaluation of points already planned -> candidates ranked best first."""
     out = []
     for i, point in enumerate(points):
         try:
@@ -305,18 +361,55 @@ class PairProposal:
     p_a: float
 
 
-def propose_pairs(model: Any, candidates: Sequence[Candidate], n: int) -> list[PairProposal]:
-    """The ``n`` pairs of measured candidates whose predicted P(A > B) is closest to 0.5 (ties: earlier
-    candidates first). ``model`` is a fitted :class:`core.learn.preference.PreferenceModel`."""
-    measured = [c for c in candidates if c.metrics]
-    pairs = list(itertools.combinations(measured, 2))
-    if not pairs or n <= 0:
+#: least distance (root mean square of metric differences over their spread among the candidates) between the
+#: two sides of a proposed pair: the model predicts exactly 0.5 for two alike, which an artist cannot tell apart
+MIN_PAIR_DISTANCE = 0.25
+
+
+def metric_distances(candidates: Sequence[Candidate]) -> np.ndarray:
+    """(n, n) distances between candidates: over the metrics all of them have, the root mean square of the
+    differences, each metric in units of its standard deviation across the candidates (a metric that does not
+    vary is left out). Zeros when nothing varies."""
+    names = sorted(set.intersection(*(set(c.metrics) for c in candidates))) if candidates else []
+    x = np.asarray([[c.metrics[k] for k in names] for c in candidates], np.float64).reshape(len(candidates), -1)
+    sd = x.std(axis=0)
+    z = x[:, sd > 0] / sd[sd > 0]
+    if z.shape[1] == 0:
+        return np.zeros((len(candidates), len(candidates)))
+    return np.sqrt(((z[:, None, :] - z[None, :, :]) ** 2).mean(axis=2))
+
+
+def propose_pairs(model: Any, candidates: Sequence[Candidate], n: int,
+                  min_distance: float = MIN_PAIR_DISTANCE) -> list[PairProposal]:
+    """The ``n`` A/B pairs whose rating would teach ``model`` (a fitted
+    :class:`core.learn.preference.PreferenceModel`) most, closest to 0.5 first.
+
+    Active learning by uncertainty: a rating teaches most where the model is least sure, predicted P(A > B)
+    closest to 0.5. Only measured, feasible candidates take part (a pair outside the style's floors is not a
+    choice to offer), and only pairs at least ``min_distance`` apart (:func:`metric_distances`): two near-equal
+    candidates sit at 0.5 too, yet their rating says nothing. For diversity each candidate joins one pair until
+    every candidate has one; only then do the remaining pairs follow, closest to 0.5 first.
+    """
+    pool = [c for c in candidates if c.metrics and c.feasible]
+    if len(pool) < 2 or n <= 0:
         return []
-    rows = [{"a_metrics": a.metrics, "b_metrics": b.metrics, "a_params": a.params, "b_params": b.params}
-            for a, b in pairs]
-    p = model.predict_proba(rows)
-    order = np.argsort(np.abs(p - 0.5), kind="stable")[:n]
-    return [PairProposal(pairs[i][0], pairs[i][1], float(p[i])) for i in order]
+    dist = metric_distances(pool)
+    pairs = [(i, j) for i, j in itertools.combinations(range(len(pool)), 2) if dist[i, j] >= min_distance]
+    if not pairs:
+        return []
+    rows = [{"a_metrics": pool[i].metrics, "b_metrics": pool[j].metrics, "a_params": pool[i].params,
+             "b_params": pool[j].params} for i, j in pairs]
+    p = np.asarray(model.predict_proba(rows), np.float64)
+    order = [int(k) for k in np.argsort(np.abs(p - 0.5), kind="stable")]
+    chosen: list[int] = []
+    used: set[int] = set()
+    for k in order:  # first: pairs of candidates not yet offered
+        if len(chosen) < n and not used & set(pairs[k]):
+            chosen.append(k)
+            used.update(pairs[k])
+    chosen += [k for k in order if k not in chosen][:n - len(chosen)]
+    chosen.sort(key=lambda k: abs(p[k] - 0.5))
+    return [PairProposal(pool[pairs[k][0]], pool[pairs[k][1]], float(p[k])) for k in chosen]
 
 
 # --------------------------------------------------------------------------------------------- the studio objective
@@ -331,6 +424,8 @@ class TuneConfig:
     closer to a render's (a render warms it over a whole pre-roll; this is the cheap part of that).
     ``edge_floor``: absolute floor on mean edge coherence; None: ``edge_floor_ratio`` x the base's.
     ``long_side``: the metrics' working size.
+    ``fidelity_weight``: how much content kept (SSIM to the input) counts against flicker in the metric
+    objective (:func:`flicker_fidelity`); 0 scores by warping error alone.
     """
 
     frames: int = field(default=8, metadata={"min": 1, "max": 64})
@@ -338,6 +433,7 @@ class TuneConfig:
     edge_floor: float | None = field(default=None, metadata={"min": -1.0, "max": 1.0})
     edge_floor_ratio: float = field(default=0.8, metadata={"min": 0.0, "max": 1.0})
     long_side: int = field(default=320, metadata={"min": 16, "max": 4096})
+    fidelity_weight: float = field(default=0.5, metadata={"min": 0.0, "max": 4.0})
 
 
 @dataclass(frozen=True)
@@ -392,13 +488,15 @@ def measure(style_cls: type, params: Any, shared: Mapping[str, Any], windows: Se
             temporal: Any, config: TuneConfig = TuneConfig()) -> dict[str, float]:
     """Stylize + stabilise each window as a render would (state reset at input cuts), measure each
     target frame against its predecessor -> mean of each metric over the targets (a metric absent from
-    every target is left out: warping error needs a predecessor in the same shot)."""
+    every target is left out: warping error needs a predecessor in the same shot), and of the style's own
+    measures of its output (:meth:`stylizers.base.Stylizer.measures`, what its floors read)."""
     from core.quality.metrics import MetricsConfig, MetricsMeter
     from core.render.temporal import Stabiliser
     from core.video.cuts import CutDetector
 
     stylizer = style_cls(params, shared)
     records = []
+    own: list[dict[str, float]] = []
     for win in windows:
         stab = Stabiliser(temporal, enabled=style_cls.stabilise)
         cuts = CutDetector(temporal.cut_threshold)
@@ -407,20 +505,49 @@ def measure(style_cls: type, params: Any, shared: Mapping[str, Any], windows: Se
             if cuts.is_cut(rgb):
                 stab.reset()
                 meter.reset()
-            out = stab(stylizer.stylize(rgb, index), rgb)  # flow mode measures motion on the input
+            styled = stylizer.stylize(rgb, index)
+            out = stab(styled, rgb)  # flow mode measures motion on the input
             if index >= win.target - 1:
                 rec = meter.update(index, rgb, out)
                 if index == win.target and rec is not None:
                     records.append(rec)
-    return _mean_metrics(records)
+            if index == win.target:
+                own.append(style_cls.measures(rgb, styled, out))
+    means = _mean_metrics(records)
+    for name in sorted({k for m in own for k in m}):
+        means[name] = float(np.mean([m[name] for m in own if name in m]))
+    return means
+
+
+def floor_breaches(floors: Sequence[Any], metrics: Mapping[str, float], reference: Mapping[str, float]) -> list[str]:
+    """The reasons ``metrics`` break a style's ``floors`` (:class:`stylizers.signature.Floor`) against the
+    style defaults' ``reference`` on the same frames; empty when it keeps them all."""
+    return [b for f in floors if (b := f.breach(metrics.get(f.measure), reference.get(f.measure)))]
+
+
+def flicker_fidelity(metrics: Mapping[str, float], reference: Mapping[str, float], weight: float) -> float:
+    """The metric objective, lower is better: (warping error / the reference's) x (the reference's SSIM to
+    the input / this SSIM) ** ``weight``: 1.0 for the style's defaults, 0.5 for half their flicker at the
+    same fidelity. Relative, so flicker and fidelity weigh alike whatever the clip's scale of either; a
+    reference without a warping error (every worst frame after a cut) leaves it absolute. ``metrics`` must
+    hold ``warping_error``; SSIM is taken as at least 0.001."""
+    ref_we = reference.get("warping_error")
+    score = metrics["warping_error"] / ref_we if ref_we else metrics["warping_error"]
+    ssim, ref_ssim = metrics.get("ssim"), reference.get("ssim")
+    if weight and ssim is not None and ref_ssim is not None:
+        score *= (max(ref_ssim, 1e-3) / max(ssim, 1e-3)) ** weight
+    return float(score)
 
 
 @dataclass(frozen=True)
 class TuneResult:
     """The outcome of :func:`tune`: ``candidates`` ranked best first, the ``base`` parameters' own
-    evaluation, how the space was searched (``mode``: grid or random), the objective used, the edge floor
+    evaluation, how the space was searched (``mode``: grid, random or random+local), the objective used, the edge floor
     applied (metric objective only), the frames used, A/B ``pairs`` to rate next and ``why`` the best
-    candidate is preferred over the base (SHAP value per feature, calibrated log-odds; both with a model)."""
+    candidate is preferred over the base (SHAP value per feature, calibrated log-odds; both with a model).
+    ``floors``: the style's floors as applied, measure name -> "outline_density >= 0.0416" (relative to
+    ``reference``, the style defaults' metrics on the same frames). ``sets``: the ``key=value`` overrides the
+    base was built from, repeated in :meth:`best_sets` so the printed line renders what was measured."""
 
     style: str
     mode: str
@@ -431,16 +558,21 @@ class TuneResult:
     frames: tuple[int, ...]
     pairs: list[PairProposal] = field(default_factory=list)
     why: Mapping[str, float] = field(default_factory=dict)
+    floors: Mapping[str, str] = field(default_factory=dict)
+    reference: Mapping[str, float] = field(default_factory=dict)
+    sets: Mapping[str, str] = field(default_factory=dict)
 
     def lines(self, top: int = 10) -> list[str]:
         """The ranked table (the ``top`` best, then the base), a header and the best ``--set`` line."""
         names = list(self.base.point)
-        metric_cols = [m for m in _TABLE_METRICS if any(m in c.metrics for c in (self.base, *self.candidates))]
+        metric_cols = [m for m in (*_TABLE_METRICS, *(f for f in self.floors if f not in _TABLE_METRICS))
+                       if any(m in c.metrics for c in (self.base, *self.candidates))]
         what = ("-P(preferred over base), lower is better" if self.objective == "preference"
-                else "mean warping error, lower is better")
+                else "warping error x SSIM-to-input penalty relative to the style's defaults, lower is better")
         floor = f"; edge coherence floor {self.edge_floor:.3f}" if self.edge_floor is not None else ""
+        kept = f"; style floors {', '.join(self.floors.values())}" if self.floors else ""
         head = [f"{self.style}: {len(self.candidates)} candidates by {self.mode} search on frames "
-                f"{', '.join(map(str, self.frames))}; score = {what}{floor}"]
+                f"{', '.join(map(str, self.frames))}; score = {what}{floor}{kept}"]
         label = {id(c): f"#{i}" for i, c in enumerate(self.candidates, 1)}
         label[id(self.base)] = "base"
         table = [["rank", "score", *names, *metric_cols, "note"]]
@@ -452,8 +584,12 @@ class TuneResult:
         tail = []
         if self.best_sets():
             tail.append("best: " + " ".join(f"--set {kv}" for kv in self.best_sets()))
+            best = next(c for c in self.candidates if c.feasible)
+            if self.base.feasible and self.base.score is not None and best.score >= self.base.score:
+                tail.append("(no candidate scores better than the base: keeping the base is as good)")
         else:
-            tail.append("no feasible candidate: widen the space (--param) or lower the floor (--edge-floor)")
+            tail.append("no feasible candidate: widen the space (--param) or lower the floor (--edge-floor); "
+                        "the style's own floors hold whatever is searched")
         if self.why:
             top = sorted(self.why.items(), key=lambda kv: -abs(kv[1]))[:3]
             tail.append("why #1 over base (SHAP, log-odds): " + ", ".join(f"{k} {v:+.2f}" for k, v in top))
@@ -462,9 +598,15 @@ class TuneResult:
         return head + body + tail
 
     def best_sets(self) -> list[str]:
-        """``key=value`` strings of the best feasible candidate's searched values (for ``--set``)."""
+        """``key=value`` strings for ``--set``: the base's own overrides, then the best feasible candidate's
+        searched values (which win over an override of the same key). ``render`` takes them as a whole
+        (:func:`core.render.spec.style_params`), so an order that passes through an invalid state on the way
+        (``edge_low`` above the old ``edge_high``) is still accepted."""
         best = next((c for c in self.candidates if c.feasible), None)
-        return [f"{k}={v}" for k, v in best.point.items()] if best else []
+        if best is None:
+            return []
+        merged = {**self.sets, **{k: str(v) for k, v in best.point.items()}}
+        return [f"{k}={v}" for k, v in merged.items()]
 
 
 _TABLE_METRICS = ("warping_error", "edge_coherence", "sharpness", "ssim", "temporal_ssim")
@@ -486,11 +628,15 @@ def tune(path: str | Path, style: str, budget: int = 24, *, preset: str = "balan
 
     Steps: (1) check the input, resolve the base parameters (style defaults, ``preset``, ``sets``) and the
     space (``restrict``: ``--param`` strings) before any decoding; (2) read the worst-frame windows and
-    the style's analysis samples once; (3) measure the base; (4) search: each candidate is scored by mean
-    warping error, infeasible below the edge floor, or, with ``model`` (a fitted PreferenceModel), by
-    ``-P(candidate preferred over base)``; (5) with ``model`` and ``pairs`` > 0, propose A/B pairs.
-    ``on_progress(done, total)`` counts the base as one evaluation. Raises ConfigError (bad style,
-    parameter, ``--param``, budget), MediaNotFoundError / UnsupportedVideoError (bad input).
+    the style's analysis samples once; (3) measure the base, and the style's defaults under ``preset`` when
+    ``sets`` change them (the reference of the style's floors and of the score); (4) search (:func:`plan_around`
+    the base): each candidate is scored by :func:`flicker_fidelity`, infeasible outside the style's floors,
+    below the edge floor or above the defaults' warping error, or, with ``model`` (a fitted PreferenceModel),
+    by ``-P(candidate preferred over base)``, infeasible outside the style's floors; (5) with ``model`` and
+    ``pairs`` > 0, propose A/B pairs (:func:`propose_pairs`).
+    ``on_progress(done, total)`` counts the base (and a separate reference) as evaluations. Raises
+    ConfigError (bad style, parameter, ``--param``, budget), MediaNotFoundError / UnsupportedVideoError (bad
+    input).
     """
     from core.config import to_dict, validate
     from core.render.plan import read_samples, sample_indices
@@ -505,12 +651,15 @@ def tune(path: str | Path, style: str, budget: int = 24, *, preset: str = "balan
     cls = get_style(style)
     space = space_from_params(cls.Params, restrict)
     base_params = spec.params
+    ref_params = build_job(path, Path(path).with_suffix(".autotune.mp4"), style, preset).params
 
     def build(point: dict[str, Any]) -> Any:
         return cls.pin(dataclasses.replace(base_params, **point))  # ConfigError for a refused combination
 
-    mode, points = plan(space, budget, seed, build)
-    total = len(points) + 1
+    mode, points = plan_around(space, {d.name: getattr(base_params, d.name) for d in space}, budget, seed, build)
+    separate_ref = ref_params != base_params
+    done_before = 1 + separate_ref
+    total = len(points) + done_before
 
     # 2. the frames, once
     info = probe(path)
@@ -522,11 +671,16 @@ def tune(path: str | Path, style: str, budget: int = 24, *, preset: str = "balan
     def evaluate(params: Any) -> dict[str, float]:
         return measure(cls, params, cls.analyze(params, samples), windows, temporal, config)
 
-    # 3. the base
+    # 3. the base, and the style's defaults the floors are relative to
     base_metrics = evaluate(base_params)
     base_full = to_dict(base_params)
     if on_progress:
         on_progress(1, total)
+    ref_metrics = base_metrics
+    if separate_ref:
+        ref_metrics = evaluate(ref_params)
+        if on_progress:
+            on_progress(2, total)
     floor = None
     if model is None:
         floor = config.edge_floor
@@ -534,24 +688,28 @@ def tune(path: str | Path, style: str, budget: int = 24, *, preset: str = "balan
             floor = config.edge_floor_ratio * base_metrics["edge_coherence"]
 
     def score(metrics: Mapping[str, float], full: Mapping[str, Any]) -> Evaluation:
+        breaches = floor_breaches(cls.floors, metrics, ref_metrics)
         if model is not None:
             p = model.prob(metrics, base_metrics, full, base_full)
-            return Evaluation(score=-p, metrics=metrics, params=full)
+            return Evaluation(-p, not breaches, "; ".join(breaches), metrics, full)
         if "warping_error" not in metrics:
             return Evaluation(None, False, "no warping error: every worst frame follows a cut", metrics, full)
         edge = metrics.get("edge_coherence", float("nan"))
         if floor is not None and not edge >= floor:
-            return Evaluation(metrics["warping_error"], False,
-                              f"edge coherence {edge:.3f} below the floor {floor:.3f}", metrics, full)
-        return Evaluation(metrics["warping_error"], metrics=metrics, params=full)
+            breaches.append(f"edge coherence {edge:.3f} below the floor {floor:.3f}")
+        ref_we = ref_metrics.get("warping_error")
+        if ref_we is not None and metrics["warping_error"] > ref_we:  # fidelity may not buy back flicker
+            breaches.append(f"warping error {metrics['warping_error']:.4g} above the defaults' {ref_we:.4g}")
+        return Evaluation(flicker_fidelity(metrics, ref_metrics, config.fidelity_weight), not breaches,
+                          "; ".join(breaches), metrics, full)
 
     # 4. search
     def objective(point: dict[str, Any]) -> Evaluation:
         params = build(point)
         return score(evaluate(params), to_dict(params))
 
-    ranked = search(space, objective, budget, seed, check=build,
-                    on_progress=(lambda done, _n: on_progress(done + 1, total)) if on_progress else None)
+    ranked = evaluate_points(points, objective,
+                             (lambda done, _n: on_progress(done + done_before, total)) if on_progress else None)
     base_ev = score(base_metrics, base_full)
     base = Candidate(point={d.name: base_full.get(d.name) for d in space}, score=base_ev.score,
                      feasible=base_ev.feasible, reason=base_ev.reason, metrics=base_metrics, params=base_full)
@@ -564,4 +722,5 @@ def tune(path: str | Path, style: str, budget: int = 24, *, preset: str = "balan
                               "b_params": base_full}])[0]
     return TuneResult(style=style, mode=mode, objective="preference" if model is not None else "metrics",
                       candidates=ranked, base=base, edge_floor=floor, frames=tuple(w.target for w in windows),
-                      pairs=proposals, why=why)
+                      pairs=proposals, why=why, reference=ref_metrics, sets=dict(sets or {}),
+                      floors={f.measure: f.describe(ref_metrics.get(f.measure)) for f in cls.floors})

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from core.config import to_dict
+from core.config import replace_path, to_dict
 from core.errors import ConfigError
 from core.fingerprint import file_sha256
 from core.presets import Preset, apply_sets
@@ -69,6 +69,34 @@ def parse_sets(items: list[str] | None) -> dict[str, str]:
     return out
 
 
+def style_params(style: str, base: dict[str, Any] | None, sets: dict[str, str], source: str) -> Any:
+    """A style's params from its defaults, ``base`` (a preset's mapping) and ``--set`` strings, the sets taken
+    as a whole: their order on the command line does not matter.
+
+    Each ``--set`` replaces one field and the params check themselves after every replacement, so a set that
+    is valid as a whole can be refused one key at a time (cartoon ``edge_low=306 edge_high=400`` from the
+    default ``edge_high`` 130: ``edge_low`` first fails). A key refused now is retried after the others; the
+    set is refused only when no key can go in, with the first refused key's own ConfigError. For the styles'
+    checks (one field against another, ``edge_low <= edge_high``) that accepts exactly the sets whose end
+    state is valid.
+    """
+    params = build_params(style, base, {}, source)
+    pending = dict(sets)
+    while pending:
+        before = len(pending)
+        refused: ConfigError | None = None
+        for key, text in list(pending.items()):
+            try:
+                params = replace_path(params, key, text, f"--set (style {style})")
+            except ConfigError as exc:
+                refused = refused or exc
+            else:
+                del pending[key]
+        if refused is not None and len(pending) == before:  # nothing went in this pass: nothing will
+            raise refused
+    return params
+
+
 _PRESET_KEYS = {f.name for f in fields(Preset)} - {"name", "description", "styles"}
 
 
@@ -92,7 +120,7 @@ def build_job(input: str | Path, output: str | Path, style: str = "none", preset
     if chunk_seconds is not None:
         resolved = apply_sets(resolved, {"chunk_seconds": str(chunk_seconds)})
     resolved = replace(resolved, temporal=resolved.temporal.for_style(get_style(style).temporal_mode))
-    params = get_style(style).pin(build_params(style, resolved.styles.get(style), style_sets, f"preset {base.name}"))
+    params = get_style(style).pin(style_params(style, resolved.styles.get(style), style_sets, f"preset {base.name}"))
     declared = {k: v for k, v in get_style(style).temporal_sets(params).items() if k not in preset_sets}
     if declared and resolved.temporal.mode != "off":
         resolved = apply_sets(resolved, declared)

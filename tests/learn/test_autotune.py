@@ -1,5 +1,6 @@
 """Auto-tuner: the space from Params metadata, grid/random search on synthetic objectives with known optima,
-infeasible candidates, A/B pair proposals, and the studio objective end to end on a small clip."""
+infeasible candidates, A/B pair proposals, the studio objective end to end on a small clip, the styles'
+floors (what makes each style itself) on synthetic and real clips, and the printed line rendering."""
 
 from __future__ import annotations
 
@@ -15,16 +16,27 @@ from core.learn.autotune import (
     Candidate,
     Evaluation,
     TuneConfig,
+    TuneResult,
+    flicker_fidelity,
     grid_size,
+    local_space,
+    metric_distances,
     plan,
+    plan_around,
     propose_pairs,
     search,
     space_from_params,
     tune,
 )
 from core.learn.preference import PreferenceConfig, PreferenceModel
+from core.quality.metrics import METRIC_NAMES
+from core.render.spec import build_job
 from scripts.cli import main
+from stylizers import STYLIZERS, get_style
+from stylizers.base import Styled
 from stylizers.cartoon import CartoonParams
+from stylizers.signature import Floor
+from tests.conftest import MEDIA, need_shared
 
 
 @dataclass(frozen=True)
@@ -159,19 +171,41 @@ def preference() -> PreferenceModel:
     return PreferenceModel.fit(rated_rows(200, seed=7), PreferenceConfig())
 
 
+def _random_candidates(n: int, seed: int = 0) -> list[Candidate]:
+    rng = np.random.default_rng(seed)
+    return [Candidate(point={"i": i}, score=0.0, metrics={"warping_error": float(rng.uniform(0.01, 0.06)),
+                                                         "sharpness": float(rng.uniform(50, 400))})
+            for i in range(n)]
+
+
 def test_propose_pairs_least_certain(preference: PreferenceModel) -> None:
-    rng = np.random.default_rng(0)
-    cands = [Candidate(point={"i": i}, score=0.0,
-                       metrics={"warping_error": float(rng.uniform(0.01, 0.06)),
-                                "sharpness": float(rng.uniform(50, 400))}) for i in range(8)]
+    cands = _random_candidates(8)
     cands.append(Candidate(point={"i": 8}, score=None, feasible=False, reason="not measured"))
+    # outside the style's floors: measured, yet never offered
+    cands.append(Candidate(point={"i": 9}, score=-0.9, feasible=False, reason="outline density 0 below the floor",
+                           metrics={"warping_error": 0.03, "sharpness": 200.0}))
+    cands.append(Candidate(point={"i": 10}, score=0.0, metrics=dict(cands[0].metrics)))  # cands[0]'s twin
     pairs = propose_pairs(preference, cands, 5)
-    assert len(pairs) == 5 and all(p.a.metrics and p.b.metrics for p in pairs)
+    assert len(pairs) == 5 and all(p.a.metrics and p.b.metrics and p.a.feasible and p.b.feasible for p in pairs)
+    assert all(p.a.point["i"] != 9 and p.b.point["i"] != 9 for p in pairs)
+    assert not any({p.a.point["i"], p.b.point["i"]} == {0, 10} for p in pairs)  # alike: a rating teaches nothing
     gaps = [abs(p.p_a - 0.5) for p in pairs]
     assert gaps == sorted(gaps)
-    every = [abs(preference.prob(a.metrics, b.metrics) - 0.5) for i, a in enumerate(cands[:8]) for b in cands[i + 1:8]]
-    assert gaps[0] == pytest.approx(min(every)) and gaps[-1] <= sorted(every)[4] + 1e-12
+    eligible = [c for c in cands if c.feasible and c.metrics]
+    dist = metric_distances(eligible)
+    every = [abs(preference.prob(a.metrics, b.metrics) - 0.5) for i, a in enumerate(eligible)
+             for j, b in enumerate(eligible) if j > i and dist[i, j] >= 0.25]
+    assert gaps[0] == pytest.approx(min(every))  # the least certain pair comes first
     assert propose_pairs(preference, cands[:1], 3) == []
+
+
+def test_propose_pairs_diverse(preference: PreferenceModel) -> None:
+    # evenly spread: every two are far enough apart, so four pairs can offer eight different candidates
+    cands = [Candidate(point={"i": i}, score=0.0, metrics={"warping_error": 0.01 * (i + 1), "sharpness": 100.0 + i})
+             for i in range(8)]
+    pairs = propose_pairs(preference, cands, 4)
+    used = [c.point["i"] for p in pairs for c in (p.a, p.b)]
+    assert len(pairs) == 4 and sorted(used) == list(range(8))  # each candidate in exactly one pair
 
 
 # --------------------------------------------------------------------------------------------- on a clip
@@ -198,23 +232,34 @@ def test_tune_metric_objective(clip: Path) -> None:
         assert {"warping_error", "edge_coherence", "sharpness"} <= set(c.metrics)
         assert c.params["smooth_iterations"] == 4  # unsearched params stay at the base
     assert res.edge_floor == pytest.approx(0.8 * res.base.metrics["edge_coherence"])
+    assert res.reference == res.base.metrics  # no --set: the base is the style's defaults
     feasible = [c for c in res.candidates if c.feasible]
-    assert [c.score for c in feasible] == sorted(c.metrics["warping_error"] for c in feasible)
+    assert [c.score for c in feasible] == sorted(flicker_fidelity(c.metrics, res.reference, 0.5) for c in feasible)
+    assert res.base.score == pytest.approx(1.0)
     for c in res.candidates:
-        assert c.feasible == (c.metrics["edge_coherence"] >= res.edge_floor)
-        assert c.feasible or "below the floor" in c.reason
+        keeps = _keeps_floors(res, c)
+        calmer = c.metrics["warping_error"] <= res.reference["warping_error"]
+        assert c.feasible == (c.metrics["edge_coherence"] >= res.edge_floor and keeps and calmer)
+        assert c.feasible or "below the floor" in c.reason or "above the defaults'" in c.reason
+        if c.point["line_width"] == 0:  # no outlines: never feasible, whatever it scores
+            assert not c.feasible and "outline density 0 below the floor" in c.reason
     text = "\n".join(res.lines())
-    assert "grid search" in text and "base" in text
+    assert "grid search" in text and "base" in text and "outline_density >= " in text
 
 
 def test_tune_preference_objective(clip: Path, preference: PreferenceModel) -> None:
     pytest.importorskip("core.learn.sampling", reason="core/learn/sampling.py (worst_frames) has not landed yet")
-    res = tune(clip, "cartoon", budget=3, restrict={"smooth_iterations": "0,2,8"}, config=SMALL, model=preference,
-               pairs=2)
+    res = tune(clip, "cartoon", budget=4, restrict={"n_colors": "6,10", "line_width": "0,3"}, config=SMALL,
+               model=preference, pairs=2)
     assert res.objective == "preference" and res.edge_floor is None
     assert all(-1 < c.score < 0 for c in res.candidates)
     assert res.base.score == pytest.approx(-0.5)  # the base against itself: a coin flip
-    assert len(res.pairs) == 2 and abs(res.pairs[0].p_a - 0.5) <= abs(res.pairs[1].p_a - 0.5)
+    for c in res.candidates:  # the style's floors hold for the preference objective too
+        assert c.feasible == _keeps_floors(res, c)
+        if c.point["line_width"] == 0:
+            assert not c.feasible and "outline density" in c.reason
+    assert 1 <= len(res.pairs) <= 2 and all(p.a.feasible and p.b.feasible for p in res.pairs)
+    assert [abs(p.p_a - 0.5) for p in res.pairs] == sorted(abs(p.p_a - 0.5) for p in res.pairs)
     assert set(res.why) == set(preference.features)  # SHAP of the best candidate against the base
     assert "why #1 over base" in "\n".join(res.lines()) and "rate next:" in "\n".join(res.lines())
 
@@ -241,3 +286,158 @@ def test_cli(clip: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     assert out.splitlines()[1].split()[:3] == ["rank", "score", "line_width"]
     assert "best: --set line_width=" in out or "no feasible candidate" in out
+
+
+# --------------------------------------------------------------------------------------------- the styles' floors
+
+
+def _keeps_floors(res: TuneResult, c: Candidate) -> bool:
+    """Whether ``c`` keeps every floor of its style against the defaults' figures, computed here afresh."""
+    for f in get_style(res.style).floors:
+        value, ref = c.metrics.get(f.measure), res.reference.get(f.measure)
+        lo, hi = f.bounds(ref)
+        if value is None or value < lo or (hi is not None and value > hi):
+            return False
+    return True
+
+
+def test_every_style_declares_measurable_floors() -> None:
+    from core.video.synthetic import ClipSpec, scene_frame
+
+    rgb = scene_frame(ClipSpec(), 3)
+    lines = np.zeros(rgb.shape[:2], np.float32)
+    for name, cls in STYLIZERS.items():
+        measured = cls.measures(rgb, Styled(base=rgb, lines=lines), rgb)
+        assert all(isinstance(v, float) for v in measured.values()), name
+        for f in cls.floors:
+            assert f.measure in measured or f.measure in METRIC_NAMES, (name, f.measure)
+            assert 0 < f.low <= 1 and (f.high is None or f.high >= 1), (name, f)
+        if name != "none":  # a look of its own: something must keep it from blurring or fading away
+            assert any(f.measure == "sharpness" for f in cls.floors), name
+    assert {f.measure for f in STYLIZERS["cartoon"].floors} == {"outline_density", "sharpness"}
+    assert {f.measure for f in STYLIZERS["comic"].floors} == {"outline_density", "sharpness"}
+    assert {f.measure for f in STYLIZERS["pencil"].floors} == {"stroke_density", "sharpness"}
+    assert {"luma_mean", "contrast", "saturation"} <= {f.measure for f in STYLIZERS["cinematic"].floors}
+
+
+def test_floor_breach_names_the_floor_and_the_figures() -> None:
+    f = Floor("outline_density", 0.8)
+    assert f.breach(0.05, 0.05) == "" and f.breach(0.041, 0.05) == ""
+    assert f.breach(0.0, 0.05) == "outline density 0 below the floor 0.04 (0.8x the defaults' 0.05)"
+    assert f.breach(None, 0.05) == "outline density not measured" and f.breach(0.0, None) == ""
+    band = Floor("contrast", 0.8, 1.25, slack=0.01)
+    assert band.bounds(0.2) == (pytest.approx(0.15), pytest.approx(0.26))
+    assert band.breach(0.3, 0.2) == "contrast 0.3 above the ceiling 0.26 (1.25x the defaults' 0.2)"
+    assert band.breach(0.005, 0.0) == ""  # a grey clip's saturation: the slack, not a ratio of 0
+    assert band.describe(0.2) == "contrast in 0.15..0.26" and f.describe(0.05) == "outline_density >= 0.04"
+
+
+def _window_metrics(params: CartoonParams) -> dict[str, float]:
+    """The tuner's measures of cartoon ``params`` on three frames of the synthetic scene."""
+    from core.learn.autotune import Window, measure
+    from core.presets import Preset
+    from core.video.synthetic import ClipSpec, scene_frame
+    from stylizers.cartoon import Cartoon
+
+    spec = ClipSpec()
+    frames = tuple((i, scene_frame(spec, i)) for i in range(3))
+    shared = Cartoon.analyze(params, [rgb for _, rgb in frames])
+    return measure(Cartoon, params, shared, [Window(target=2, frames=frames)], Preset().temporal, SMALL)
+
+
+def test_blurred_cartoon_is_infeasible() -> None:
+    """A cartoon with its outlines off and smoothed flat flickers less, and is refused by name and figures."""
+    from core.learn.autotune import floor_breaches
+    from stylizers.cartoon import Cartoon
+
+    ref = _window_metrics(CartoonParams())
+    blurred = _window_metrics(CartoonParams(line_width=0, smooth_iterations=12, smooth_scale=4, smooth_color=200.0))
+    assert blurred["warping_error"] < ref["warping_error"]  # what the tuner used to "win" by
+    assert blurred["sharpness"] < 0.5 * ref["sharpness"] and ref["outline_density"] > 0.01
+    reasons = floor_breaches(Cartoon.floors, blurred, ref)
+    assert reasons[0] == (f"outline density 0 below the floor {0.8 * ref['outline_density']:.4g} "
+                          f"(0.8x the defaults' {ref['outline_density']:.4g})")
+    assert reasons[1].startswith(f"sharpness {blurred['sharpness']:.4g} below the floor")
+    assert floor_breaches(Cartoon.floors, ref, ref) == []
+
+
+def test_local_space_and_plan_around() -> None:
+    space = space_from_params(CartoonParams)
+    base = {d.name: getattr(CartoonParams(), d.name) for d in space}
+    near = {d.name: d for d in local_space(space, base)}
+    assert (near["edge_high"].low, near["edge_high"].high) == (80, 180)  # 10 % of 1..1000 around 130
+    assert (near["line_width"].low, near["line_width"].high) == (1, 3) and near["smooth_scale"].values == (1, 2, 4)
+    mode, points = plan_around(space, base, 10, seed=0, check=lambda p: CartoonParams(**p))
+    assert mode == "random+local" and len(points) == 10 and len({tuple(p.values()) for p in points}) == 10
+    ranged = [d for d in near.values() if d.low is not None]
+    inside = [p for p in points if all(d.low <= p[d.name] <= d.high for d in ranged)]
+    assert len(inside) >= 8  # three quarters of the budget near the base
+
+
+@pytest.mark.parametrize("style, restrict", [
+    ("cartoon", None),
+    ("comic", None),
+    ("pencil", None),
+    ("cinematic", {"grain": "0:0.6", "vignette": "0:1", "bloom": "0:1"}),  # the grade table baked once
+])
+def test_tune_keeps_the_style_on_synthetic_clips(clip: Path, style: str, restrict: dict | None) -> None:
+    res = tune(clip, style, budget=6, restrict=restrict, config=SMALL, seed=1)
+    assert set(res.floors) == {f.measure for f in get_style(style).floors}
+    assert all(f in res.reference for f in res.floors)
+    for c in res.candidates:
+        keeps = _keeps_floors(res, c)
+        assert not c.feasible or keeps, (c.point, c.metrics)
+        if not keeps:
+            assert any((f.label or f.measure.replace("_", " ")) in c.reason for f in get_style(style).floors)
+        elif (c.metrics["edge_coherence"] >= res.edge_floor
+              and c.metrics.get("warping_error", np.inf) <= res.reference["warping_error"]):
+            assert c.feasible, c.reason
+    if res.best_sets():  # what the tuner prints renders
+        build_job(clip, clip.with_suffix(".o.mp4"), style, "balanced", dict(kv.split("=", 1) for kv in res.best_sets()))
+
+
+# --------------------------------------------------------------------------------------------- the printed line
+
+
+def test_printed_line_is_valid_as_a_whole(clip: Path) -> None:
+    """``edge_low=306`` before ``edge_high=400`` passes through edge_low > edge_high (130) on the way: the set
+    is taken as a whole, in any order, and a set invalid as a whole is still refused by name."""
+    best = Candidate(point={"edge_low": 306, "edge_high": 400}, score=0.5)
+    base = Candidate(point={"edge_low": 50, "edge_high": 130}, score=1.0)
+    res = TuneResult(style="cartoon", mode="grid", objective="metrics", candidates=[best], base=base, edge_floor=None,
+                     frames=(1,), sets={"line_width": "3", "edge_low": "1"})
+    assert res.best_sets() == ["line_width=3", "edge_low=306", "edge_high=400"]
+    assert "best: --set line_width=3 --set edge_low=306 --set edge_high=400" in res.lines()
+    for order in (res.best_sets(), res.best_sets()[::-1]):
+        params = build_job(clip, clip.with_suffix(".o.mp4"), "cartoon", "balanced",
+                           dict(kv.split("=", 1) for kv in order)).params
+        assert (params.edge_low, params.edge_high, params.line_width) == (306, 400, 3)
+    with pytest.raises(ConfigError, match=r"edge_low \(306\) must not exceed edge_high \(200\)"):
+        build_job(clip, clip.with_suffix(".o.mp4"), "cartoon", "balanced", {"edge_low": "306", "edge_high": "200"})
+    with pytest.raises(ConfigError, match="unknown key 'nope'"):
+        build_job(clip, clip.with_suffix(".o.mp4"), "cartoon", "balanced", {"nope": "1", "edge_low": "7"})
+
+
+# --------------------------------------------------------------------------------------------- on a real clip
+
+
+def test_real_clip_cartoon_keeps_outlines(tmp_path: Path) -> None:
+    """On a real clip the tuner lowers the warping error of cartoon's defaults while keeping its outlines and
+    its sharpness, and the line it prints renders through the CLI."""
+    need_shared()
+    from core.video.synthetic import ClipSpec, make_clip
+
+    res = tune(MEDIA / "imageio_realshort.mp4", "cartoon", budget=12,
+               config=TuneConfig(frames=2, warmup=1, long_side=160))
+    best = next(c for c in res.candidates if c.feasible)
+    ref = res.reference
+    assert best.metrics["outline_density"] >= 0.8 * ref["outline_density"] > 0
+    assert best.metrics["sharpness"] >= 0.8 * ref["sharpness"]
+    assert best.metrics["warping_error"] < ref["warping_error"]
+    line = next(t for t in res.lines() if t.startswith("best: "))
+    sets = line.removeprefix("best: ").split()
+    assert sets[0::2] == ["--set"] * len(res.best_sets())
+    small = make_clip(tmp_path / "small.mp4", ClipSpec(frames=6, width=96, height=64))
+    out = tmp_path / "out.mp4"
+    assert main(["render", str(small), "-o", str(out), "--style", "cartoon", *sets, "-q", "--workers", "1"]) == 0
+    assert out.is_file() and out.stat().st_size > 0
