@@ -146,5 +146,9 @@ def propose_pair(clip: str | Path, style: str, preset: str, budget: int) -> dict
     if result.pairs:
         pair = result.pairs[0]
         return {"a": dict(pair.a.point), "b": dict(pair.b.point), "p_a": pair.p_a}
-    best = next((c for c in result.candidates if c.feasible), result.base)
+    best = next((c for c in result.candidates if c.feasible and c.point != result.base.point), None)
+    if best is None:  # offering the base against itself would waste a rating
+        reasons = sorted({c.reason for c in result.candidates if c.reason})[:3]
+        raise ConfigError(f"{clip}: none of {len(result.candidates)} {style} candidates keeps the style's floors "
+                          f"while flickering less ({'; '.join(reasons) or 'no reason recorded'}); try a larger budget")
     return {"a": dict(best.point), "b": dict(result.base.point), "p_a": None}

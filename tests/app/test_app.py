@@ -292,3 +292,22 @@ def test_settings_watch_folders_enable_and_launcher(studio_home: Path, tmp_path:
     cfg = watch.load_watch_settings()
     assert cfg.enabled and [(w.folder, w.style) for w in cfg.folders] == [(str(drop), "pencil")]
     assert watch_command()[-1] == "watch"
+
+
+def test_propose_pair_never_offers_the_base_against_itself(monkeypatch: pytest.MonkeyPatch) -> None:
+    """When no candidate keeps the style's floors, the Style Lab says so with the reasons (one line), rather
+    than a pair of two equal variants."""
+    from app import actions
+    from core.errors import ConfigError
+    from core.learn import autotune
+
+    base = autotune.Candidate({"n_colors": 8}, 1.0)
+    refused = [autotune.Candidate({"n_colors": n}, None, feasible=False,
+                                  reason=f"outline density {n / 100:.2f} below the floor 0.05") for n in (2, 3)]
+    result = autotune.TuneResult("cartoon", "grid", "metrics", refused, base, None, (0,))
+    monkeypatch.setattr(autotune, "tune", lambda *a, **k: result)
+    with pytest.raises(ConfigError, match=r"none of 2 cartoon candidates keeps the style's floors .*outline density"):
+        actions.propose_pair("c.mp4", "cartoon", "balanced", 4)
+    result.candidates.insert(0, autotune.Candidate({"n_colors": 6}, 0.8))
+    assert actions.propose_pair("c.mp4", "cartoon", "balanced", 4) == {"a": {"n_colors": 6}, "b": {"n_colors": 8},
+                                                                       "p_a": None}
