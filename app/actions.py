@@ -35,8 +35,8 @@ def queue_render(queue: Any, input: str | Path, style: str, preset: str, sets: M
                                     "chunk_seconds": chunk_seconds, "workers": workers}))
 
 
-def queue_train(queue: Any, pairs: str | Path, base: str, *, epochs: int, lr: float, name: str | None = None,
-                description: str = "", int8: str = "no", gpu: bool = False) -> int:
+def queue_train(queue: Any, pairs: str | Path, base: str, *, epochs: int, lr: float, patience: int = 4,
+                name: str | None = None, description: str = "", int8: str = "no", gpu: bool = False) -> int:
     """Add a fine-tuning job (kind ``train``) to ``queue``; returns its id. The spec's keys are the CLI's
     ``train`` options (``name`` None: the trainer derives ``<base>-ft-<n>``). ConfigError when the pair
     folder holds no pairs or a value is out of range."""
@@ -51,7 +51,7 @@ def queue_train(queue: Any, pairs: str | Path, base: str, *, epochs: int, lr: fl
         raise ConfigError(f"int8: expected no, try or require, got {int8!r}")
     return int(queue.add("train", {"pairs": str(folder), "base": base, "name": name or None,
                                    "description": description.strip(), "epochs": int(epochs), "lr": float(lr),
-                                   "int8": int8}, gpu=gpu))
+                                   "patience": int(patience), "int8": int8}, gpu=gpu))
 
 
 def in_use_paths(queue: Any) -> list[Path]:

@@ -34,6 +34,15 @@ class CardFacts:
     after: HeldOutScores
     int8: Int8Decision | None
     fps: float
+    clips: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())  #: (trained on, held out) when split by clip
+
+
+def _where(f: CardFacts) -> str:
+    trained, held = f.clips
+    if held:
+        return f"held out by clip: {', '.join(held)}, never trained on (trained on {', '.join(trained)})"
+    return ("held out: frames of the clip(s) it trained on (the pairs name fewer than two clips in groups.json: "
+            "pairs approved from a second clip measure how the look carries to new footage)")
 
 
 def _scores(s: HeldOutScores) -> str:
@@ -52,9 +61,10 @@ def card_text(entry: ModelEntry, f: CardFacts) -> str:
         f"- fine-tuned from `{base}` (a model of its own: `{base}` is unchanged)",
         f"- data: {f.pair_count} pairs from `{f.pairs_dir}` (data hash {f.data_hash}); "
         f"{f.pair_count - len(f.held_out)} trained on, {len(f.held_out)} held out: {', '.join(f.held_out)}",
+        f"- {_where(f)}",
         f"- training: AdamW lr {cfg.lr:g}, batch {cfg.batch}, crop {cfg.crop}, {run.epochs_run} epochs"
         f"{' (early stop)' if run.stopped_early else ''}, seed {cfg.seed}, "
-        f"loss L1 + {cfg.loss.edge:g} Sobel + {cfg.loss.temporal:g} temporal",
+        f"loss L1 + {cfg.loss.edge:g} Sobel + {cfg.loss.temporal:g} temporal, frames scaled {cfg.scale_min:g}-1",
         f"- held-out pairs vs their targets ({f.after.pairs} whole frame{'s' if f.after.pairs != 1 else ''}): "
         f"base `{base}` {_scores(f.before)}"
         f" -> this model {_scores(f.after)}",

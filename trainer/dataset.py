@@ -143,7 +143,8 @@ def _to_tensor(rgb: np.ndarray) -> torch.Tensor:
 class PairCrops(torch.utils.data.Dataset):
     """Crops of ``crop`` x ``crop`` pixels from pairs as (input, target) float32 (3, h, w) in [0, 1].
 
-    ``train=True``: a random scale in ``scale`` (both images resized alike, area filter), a random position
+    ``train=True``: a random scale in ``scale`` (both images resized alike by nearest neighbour, so every
+    pixel stays a true pair: an area filter averages a non-linear look's targets), a random position
     and a random horizontal flip per item (seeded through torch's RNG). Why scales: forty frames of one clip
     show its objects at one size; the same look on another clip meets them larger or smaller. A look tied
     to pixel size (strokes of a fixed width) keeps ``scale=(1, 1)``. ``train=False``: the centre crop at
@@ -173,8 +174,8 @@ class PairCrops(torch.utils.data.Dataset):
             size = (w if w < self.crop else max(self.crop, round(w * s)),
                     h if h < self.crop else max(self.crop, round(h * s)))
             if size != (w, h):
-                a_full = cv2.resize(a_full, size, interpolation=cv2.INTER_AREA)
-                b_full = cv2.resize(b_full, size, interpolation=cv2.INTER_AREA)
+                a_full = cv2.resize(a_full, size, interpolation=cv2.INTER_NEAREST)
+                b_full = cv2.resize(b_full, size, interpolation=cv2.INTER_NEAREST)
         h, w = a_full.shape[:2]
         ch, cw = min(self.crop, h), min(self.crop, w)
         if self.train:

@@ -98,9 +98,12 @@ def fidelity(y: torch.Tensor, target: torch.Tensor, weights: LossWeights) -> tor
 
 def total(net: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, target: torch.Tensor,
           weights: LossWeights, generator: torch.Generator | None = None) -> torch.Tensor:
-    """The training loss: fidelity plus the weighted temporal term (skipped when its weight is 0)."""
+    """The training loss: fidelity plus the weighted temporal term, skipped when its weight is 0 and for a
+    per-pixel network (``arch.spatial`` False), which moves exactly as its input does: the term would double
+    the cost of a step to measure interpolation noise."""
     y = net(x)
     loss = fidelity(y, target, weights)
-    if weights.temporal > 0:
+    arch = getattr(net, "arch", None)
+    if weights.temporal > 0 and getattr(arch, "spatial", True):
         loss = loss + weights.temporal * temporal_loss(net, x, y, weights, generator)
     return loss

@@ -22,10 +22,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .arch import ARCHS, COMPACT, DETAIL, DRAW, GRADE, INK, JOHNSON, NORMS, PAINT, Arch
+from .arch import ARCHS, COMPACT, DETAIL, DRAW, GRADE, INK, JOHNSON, LOOK, NORMS, PAINT, Arch
 
-__all__ = ["ARCHS", "COMPACT", "DETAIL", "DRAW", "GRADE", "INK", "JOHNSON", "NORMS", "PAINT", "Arch", "Exportable",
-           "TransformerNet", "parameter_count"]
+__all__ = ["ARCHS", "COMPACT", "DETAIL", "DRAW", "GRADE", "INK", "JOHNSON", "LOOK", "NORMS", "PAINT", "Arch",
+           "Exportable", "TransformerNet", "parameter_count"]
 
 
 def _norm(kind: str, channels: int) -> nn.Module:
@@ -115,29 +115,38 @@ class TransformerNet(nn.Module):
     def __init__(self, arch: Arch = JOHNSON) -> None:
         super().__init__()
         self.arch = arch
-        c1, c2, c3 = arch.channels
-        k = arch.outer_kernel
         extra = len(arch.contrast)
         self.contrast = LocalContrast(arch.contrast) if extra else None
+        tones = 1 if arch.mono else 3
+        if arch.spatial:
+            self._spatial(arch, extra, tones)
+        w = arch.pointwise  # built after the spatial layers: the seeded initialisation of existing nets is kept
+        self.pixel = nn.Sequential(nn.Conv2d(3 + extra, w, 1), nn.ReLU(), nn.Conv2d(w, w, 1), nn.ReLU(),
+                                   nn.Conv2d(w, tones, 1)) if w else None
+        if not arch.spatial:  # start as the identity: a grade learnt from few frames begins at "no change"
+            nn.init.zeros_(self.pixel[-1].weight)
+            nn.init.zeros_(self.pixel[-1].bias)
+        self.tint = nn.Conv2d(1, 3, 1) if arch.mono else None
+        if self.tint is not None:  # start grey: a random tint spent most of training unlearning a colour cast
+            nn.init.ones_(self.tint.weight)
+            nn.init.zeros_(self.tint.bias)
+
+    def _spatial(self, arch: Arch, extra: int, tones: int) -> None:
+        c1, c2, c3 = arch.channels
+        k = arch.outer_kernel
         self.conv1, self.norm1 = ConvLayer(3 + arch.log_luma + extra, c1, k), _norm(arch.norm, c1)
         self.conv2, self.norm2 = ConvLayer(c1, c2, 3, stride=2), _norm(arch.norm, c2)
         self.conv3, self.norm3 = ConvLayer(c2, c3, 3, stride=2), _norm(arch.norm, c3)
         self.blocks = nn.Sequential(*(ResidualBlock(c3, arch.norm) for _ in range(arch.blocks)))
         self.up1, self.norm4 = UpsampleConv(c3, c2, 3), _norm(arch.norm, c2)
         self.up2, self.norm5 = UpsampleConv(c2, c1, 3), _norm(arch.norm, c1)
-        tones = 1 if arch.mono else 3
         self.out = ConvLayer(c1, tones, k)
-        w = arch.pointwise
-        self.pixel = nn.Sequential(nn.Conv2d(3 + extra, w, 1), nn.ReLU(), nn.Conv2d(w, w, 1), nn.ReLU(),
-                                   nn.Conv2d(w, tones, 1)) if w else None
-        self.tint = nn.Conv2d(1, 3, 1) if arch.mono else None
-        if self.tint is not None:  # start grey: a random tint spent most of training unlearning a colour cast
-            nn.init.ones_(self.tint.weight)
-            nn.init.zeros_(self.tint.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        inp = log_luma(x) if self.arch.log_luma else x
         local = self.contrast(x) if self.contrast is not None else None
+        if not self.arch.spatial:
+            return x + self.pixel(x if local is None else torch.cat([x, local], dim=1))
+        inp = log_luma(x) if self.arch.log_luma else x
         if local is not None:
             inp = torch.cat([inp, local], dim=1)
         y1 = F.relu(self.norm1(self.conv1(inp)))

@@ -144,9 +144,12 @@ def train_model(pairs_dir: str | Path, base: str, name: str | None, cfg: Finetun
             chosen = quant.path
             (out / f"{name}.int8.npz").write_bytes((out / f"{name}.npz").read_bytes())
     fps = measure_fps(chosen)
+    held_groups = {p.group for p in held_out}
+    clips = ((), ()) if len({p.group for p in pairs if p.group}) < 2 else (
+        tuple(sorted({p.group for p in pairs} - held_groups)), tuple(sorted(held_groups)))
     facts = CardFacts(description=description.strip(), pairs_dir=Path(pairs_dir).absolute(), pair_count=len(pairs),
                       held_out=tuple(p.stem for p in held_out), data_hash=data_hash(pairs_dir), cfg=cfg, run=run,
-                      export=report, before=before, after=after, int8=decision, fps=fps)
+                      export=report, before=before, after=after, int8=decision, fps=fps, clips=clips)
     cards: list[str] = []
 
     def card(entry: registry.ModelEntry) -> str:

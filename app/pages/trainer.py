@@ -11,7 +11,7 @@ from app.events import epoch_records
 from app.plots import loss_figure
 from core.learn import feedback
 from core.ml import registry
-from trainer.arch import ARCHS, describe
+from trainer.arch import ARCHS, base_schedule, describe
 
 st.title("Trainer")
 queue = ui.job_queue()
@@ -37,14 +37,19 @@ name = c1.text_input("New model's name", key="train.name", placeholder="required
                           "name registers a new version of the base instead")
 description = c1.text_area("Its look, in your words", key="train.description", max_chars=2000,
                            help="the title of its model card and its style in the registry")
-epochs = c2.number_input("Epochs", 1, 1000, 20, key="train.epochs")
-lr = c2.number_input("Learning rate", 1e-6, 1.0, 1e-3, format="%.0e", key="train.lr")
+plan = base_schedule(base)
+if st.session_state.get("train.planned_for") != base:  # a new base: its own default length and rate
+    st.session_state.update({"train.planned_for": base, "train.epochs": plan.epochs, "train.lr": plan.lr})
+epochs = c2.number_input("Epochs", 1, 1000, key="train.epochs",
+                         help="the default suits the base: enough steps to converge on a CPU in minutes")
+lr = c2.number_input("Learning rate", 1e-6, 1.0, format="%.0e", key="train.lr")
 int8 = c2.selectbox("int8", ["no", "try", "require"], key="train.int8",
                     help="try: keep int8 only if it is >= 32 dB PSNR vs fp32 and at least 1.1x as fast on this "
                          "machine, else fp32 (the card says why); require: else fail")
 if st.button("Launch training", type="primary", key="train.launch", disabled=queue is None):
     with ui.shown_errors():
-        job_id = queue_train(queue, folder, base, epochs=int(epochs), lr=float(lr), name=name.strip() or None,
+        job_id = queue_train(queue, folder, base, epochs=int(epochs), lr=float(lr), patience=plan.patience,
+                             name=name.strip() or None,
                              description=description, int8=int8, gpu=bool(ui.hardware().gpus))
         st.success(f"queued training job {job_id}")
 

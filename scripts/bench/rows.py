@@ -17,6 +17,7 @@ from scripts.bench.figures import (
     BUSY,
     COMPACT,
     DASK,
+    FINETUNE_DB,
     FLICKER,
     FLICKER_SSIM,
     FULL_LOOK,
@@ -278,6 +279,12 @@ def _loop_rows(report: dict) -> list[Row]:
     if fit is not None:
         rows.append(("preference model fit on 500 ratings (model selection by cross-validation included)",
                      f"**{fit:.2f} s**", PREFERENCE_FIT.column(fit)))
+    got = _sec(sec, "transfer")
+    figs = _nums(got, "psnr_db", "seconds")
+    if figs is not None:
+        rows.append((f"fine-tune transfer: a LUT look learnt from {got.get('pairs', '?')} frames of "
+                     f"{_cell(got.get('train', '?'))} (`look` net, default schedule), on {_cell(got.get('test', '?'))}",
+                     f"**{figs[0]:.2f} dB** in {figs[1]:.0f} s", FINETUNE_DB.column(figs[0], extra_ok=figs[1] <= 300)))
     styles, ratios, sims = _per_style(_sec(sec, "flicker"), "warping_ratio", "ssim")
     if styles:
         rows.append((f"flicker: flow-stabilised warping error vs per-frame, real clip, {' / '.join(styles)}",

@@ -165,11 +165,14 @@ def add_train_parser(sub: argparse._SubParsersAction) -> None:
                         "to register a new version of it instead)")
     p.add_argument("--description", default="", metavar="TEXT",
                    help="the new model's look in your words: the title of its card and its style in the registry")
-    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--epochs", type=int, default=None,
+                   help="default: the base's own (20; 150 for the per-pixel `look`, whose steps are ~10x cheaper)")
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--crop", type=int, default=128, help="training crop side in pixels")
-    p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (AdamW, warm-up then cosine)")
-    p.add_argument("--patience", type=int, default=4, help="epochs without improvement before stopping")
+    p.add_argument("--lr", type=float, default=None,
+                   help="peak learning rate (AdamW, warm-up then cosine); default: the base's own (1e-3; look 3e-3)")
+    p.add_argument("--patience", type=int, default=None,
+                   help="epochs without improvement before stopping; default: the base's own (4; 30 for look)")
     p.add_argument("--scale-min", type=float, default=0.5, metavar="S",
                    help="train on frames scaled at random between S and 1 (objects of other sizes than the clip's); "
                         "1 for a look tied to pixel size, such as strokes of a fixed width")
@@ -189,11 +192,14 @@ def add_train_parser(sub: argparse._SubParsersAction) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from trainer.arch import base_schedule
     from trainer.finetune import EpochRecord, FinetuneConfig
     from trainer.train import train_model
 
-    cfg = FinetuneConfig(epochs=args.epochs, batch=args.batch, crop=args.crop, lr=args.lr, patience=args.patience,
-                         scale_min=args.scale_min, device=args.device)
+    plan = base_schedule(args.base)
+    args.epochs = args.epochs or plan.epochs
+    cfg = FinetuneConfig(epochs=args.epochs, batch=args.batch, crop=args.crop, lr=args.lr or plan.lr,
+                         patience=args.patience or plan.patience, scale_min=args.scale_min, device=args.device)
     bar: tqdm | None = None
 
     def on_step(done: int, total: int) -> None:

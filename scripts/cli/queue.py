@@ -98,11 +98,11 @@ def add_queue_parser(sub: argparse._SubParsersAction) -> None:
     k.add_argument("--base", required=True)
     k.add_argument("--name", default=None, help="the new model's name (default: <base>-ft-<n>)")
     k.add_argument("--description", default="", metavar="TEXT", help="the new model's look, for its card")
-    k.add_argument("--epochs", type=int, default=20)
+    k.add_argument("--epochs", type=int, default=None, help="default: the base's own")
     k.add_argument("--batch", type=int, default=8)
     k.add_argument("--crop", type=int, default=128)
-    k.add_argument("--lr", type=float, default=1e-3)
-    k.add_argument("--patience", type=int, default=4)
+    k.add_argument("--lr", type=float, default=None, help="default: the base's own")
+    k.add_argument("--patience", type=int, default=None, help="default: the base's own")
     k.add_argument("--scale-min", type=float, default=0.5)
     k.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     k.add_argument("--int8", choices=["no", "try", "require"], default="no")
@@ -174,9 +174,12 @@ def _queue_spec(args: argparse.Namespace) -> dict:
                 "sets": parse_sets(args.sets), "chunk_seconds": args.chunk_seconds, "workers": args.workers,
                 "audio": args.audio, "subtitles": args.subtitles}
     if args.kind == "train":
+        from trainer.arch import base_schedule
+
+        plan = base_schedule(args.base)
         return {"pairs": args.pairs, "base": args.base, "name": args.name, "description": args.description,
-                "epochs": args.epochs, "batch": args.batch,
-                "crop": args.crop, "lr": args.lr, "patience": args.patience, "scale_min": args.scale_min,
+                "epochs": args.epochs or plan.epochs, "batch": args.batch, "crop": args.crop,
+                "lr": args.lr or plan.lr, "patience": args.patience or plan.patience, "scale_min": args.scale_min,
                 "device": args.device,
                 "int8": args.int8, "min_psnr": args.min_psnr}
     return {"input": args.input, "style": args.style, "preset": args.preset, "sets": parse_sets(args.sets),

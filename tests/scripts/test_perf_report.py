@@ -49,6 +49,7 @@ def sample_report() -> dict:
         "loop": {"render_cpu_ms": 93.51, "metrics_ms": 5.52, "metrics_ratio": 0.05903, "analysis_ms": 3.64,
                  "analysis_ratio": 0.03893, "preference_fit_500_s": 0.31,
                  "rate_pair_s": {"cartoon": 2.41, "pencil": 3.52},
+                 "transfer": {"train": "a.mp4", "test": "b.mp4", "pairs": 36, "psnr_db": 31.74, "seconds": 157.2},
                  "flicker": {"cartoon": {"warping_ratio": 0.1012, "ssim": 0.9671},
                              "pencil": {"warping_ratio": 0.2391, "ssim": 0.9589}}},
         "studio": {"preview_1080p": {"pencil": {"first": 0.281, "scrub": 0.362},
@@ -111,6 +112,8 @@ def test_markdown_rows_have_the_report_figures() -> None:
         == ["**2.41 / 3.52 s**", "<= 3 s (not met)"]
     assert rows["preference model fit on 500 ratings (model selection by cross-validation included)"] == \
         ["**0.31 s**", "<= 2 s"]
+    assert rows["fine-tune transfer: a LUT look learnt from 36 frames of a.mp4 (`look` net, default schedule), on "
+                "b.mp4"] == ["**31.74 dB** in 157 s", ">= 28 dB within 5 min"]
     assert rows["flicker: flow-stabilised warping error vs per-frame, real clip, cartoon / pencil"] == \
         ["**0.10x / 0.24x** at SSIM 0.967 / 0.959", "<= 0.25x at >= 0.95"]
     assert rows["one-frame preview, 1080p, pencil / cartoon (first call; scrubbing)"] == \

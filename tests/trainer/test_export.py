@@ -24,7 +24,7 @@ from core.video.frames import to_float  # noqa: E402
 from core.video.synthetic import ClipSpec, make_clip  # noqa: E402
 from tests.conftest import decode_all  # noqa: E402
 from trainer.export_onnx import ExportReport, ParityError, export  # noqa: E402
-from trainer.model import COMPACT, DRAW, GRADE, INK, Arch, Exportable, TransformerNet, parameter_count  # noqa: E402
+from trainer.model import COMPACT, DRAW, GRADE, INK, LOOK, Arch, Exportable, TransformerNet, parameter_count  # noqa: E402
 from trainer.quantize import (  # noqa: E402
     MIN_SPEEDUP,
     QualityGateError,
@@ -35,7 +35,7 @@ from trainer.quantize import (  # noqa: E402
 
 #: Johnson's layout (instance norm, 9x9-like outer kernels, residual blocks), a quarter of its channels.
 SMALL_JOHNSON = Arch(channels=(8, 16, 32), blocks=2, outer_kernel=5, norm="instance")
-ARCHS = {"compact": COMPACT, "johnson_like": SMALL_JOHNSON, "grade": GRADE, "ink": INK, "draw": DRAW}
+ARCHS = {"compact": COMPACT, "johnson_like": SMALL_JOHNSON, "grade": GRADE, "ink": INK, "draw": DRAW, "look": LOOK}
 
 
 def seeded_net(arch: Arch, seed: int = 0) -> TransformerNet:
@@ -48,8 +48,9 @@ def seeded_net(arch: Arch, seed: int = 0) -> TransformerNet:
                 fan_in = m.in_channels * m.kernel_size[0] * m.kernel_size[1]
                 m.weight.normal_(0.0, (2.0 / fan_in) ** 0.5, generator=gen)
                 m.bias.zero_()
-        net.out.conv.weight.mul_(0.18)
-        net.out.conv.bias.fill_(0.5)
+        if arch.spatial:
+            net.out.conv.weight.mul_(0.18)
+            net.out.conv.bias.fill_(0.5)
     return net
 
 
