@@ -38,8 +38,13 @@ name = c1.text_input("New model's name", key="train.name", placeholder="required
 description = c1.text_area("Its look, in your words", key="train.description", max_chars=2000,
                            help="the title of its model card and its style in the registry")
 plan = base_schedule(base)
-if st.session_state.get("train.planned_for") != base:  # a new base: its own default length and rate
-    st.session_state.update({"train.planned_for": base, "train.epochs": plan.epochs, "train.lr": plan.lr})
+if st.session_state.get("train.planned_for") != base:  # a new base: its own default length and rate, where
+    before = st.session_state.get("train.plan")  # the user has not set them
+    for key, value in (("train.epochs", plan.epochs), ("train.lr", plan.lr)):
+        if key not in st.session_state or before is None or st.session_state[key] == before[key]:
+            st.session_state[key] = value
+    st.session_state.update({"train.planned_for": base, "train.plan": {"train.epochs": plan.epochs,
+                                                                       "train.lr": plan.lr}})
 epochs = c2.number_input("Epochs", 1, 1000, key="train.epochs",
                          help="the default suits the base: enough steps to converge on a CPU in minutes")
 lr = c2.number_input("Learning rate", 1e-6, 1.0, format="%.0e", key="train.lr")

@@ -22,6 +22,11 @@ TIMEOUT = 30
 
 
 def page(name: str) -> AppTest:
+    """One page run alone. AppTest puts the page's own folder first on ``sys.path``, where ``pages/trainer.py``
+    would shadow the ``trainer`` package unless it is imported already (the studio itself runs from app/, so
+    it never meets this); importing it here makes the order of the tests not matter."""
+    import trainer.arch  # noqa: F401
+
     return AppTest.from_file(str(PAGES / f"{name}.py"), default_timeout=TIMEOUT)
 
 
@@ -311,3 +316,17 @@ def test_propose_pair_never_offers_the_base_against_itself(monkeypatch: pytest.M
     result.candidates.insert(0, autotune.Candidate({"n_colors": 6}, 0.8))
     assert actions.propose_pair("c.mp4", "cartoon", "balanced", 4) == {"a": {"n_colors": 6}, "b": {"n_colors": 8},
                                                                        "p_a": None}
+
+
+def test_trainer_defaults_follow_the_base(studio_home: Path, queue) -> None:
+    """Each base brings its own schedule (the per-pixel `look` net 150 epochs at 3e-3), unless the user has set
+    the epochs themselves."""
+    at = page("trainer").run()
+    no_errors(at)
+    at.selectbox(key="train.base").set_value("look").run()
+    assert (at.number_input(key="train.epochs").value, at.number_input(key="train.lr").value) == (150, 3e-3)
+    at.selectbox(key="train.base").set_value("compact").run()
+    assert (at.number_input(key="train.epochs").value, at.number_input(key="train.lr").value) == (20, 1e-3)
+    at.number_input(key="train.epochs").set_value(7).run()
+    at.selectbox(key="train.base").set_value("look").run()
+    assert at.number_input(key="train.epochs").value == 7  # the user's, kept
