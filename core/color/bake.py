@@ -127,16 +127,35 @@ def packed_table(lut_file: Path | None, key_extra: str = "", *, pre: RowFn | Non
     sha = file_sha256(lut_file) if lut_file is not None else "no-lut"
     ident = f"{sha}\0{key_extra}\0mix{mix!r}\0packed{BAKE_VERSION}\0ocio{ocio.__version__}"
     path = studio_home() / "cache" / "luts" / f"{hashlib.sha256(ident.encode()).hexdigest()}.packed.npy"
+    cached = _cached(path)
+    if cached is not None:
+        return cached if load else None
+    with _lock_for(path):  # threads of one process share a temp name (it carries the pid): one bakes
+        cached = _cached(path)
+        if cached is not None:
+            return cached if load else None
+        lut = read_lut(lut_file) if lut_file is not None else None
+        packed = pack_table(bake_u8(lut, key_extra, pre=pre, mix=mix))
+        _save(path, packed)
+    return packed if load else None
+
+
+_LOCKS: dict[Path, threading.Lock] = {}
+_LOCKS_GUARD = threading.Lock()
+
+
+def _lock_for(path: Path) -> threading.Lock:
+    with _LOCKS_GUARD:
+        return _LOCKS.setdefault(path, threading.Lock())
+
+
+def _cached(path: Path) -> np.ndarray | None:
+    """The cache file as a plain read-only array over its memory map, or None when absent or not a table."""
     try:
         packed = np.load(path, mmap_mode="r", allow_pickle=False)
-        if packed.shape == (1 << 24,) and packed.dtype == np.uint32:
-            return packed.view(np.ndarray) if load else None  # a plain read-only array over the mapping
     except (OSError, ValueError):
-        pass
-    lut = read_lut(lut_file) if lut_file is not None else None
-    packed = pack_table(bake_u8(lut, key_extra, pre=pre, mix=mix))
-    _save(path, packed)
-    return packed if load else None
+        return None
+    return packed.view(np.ndarray) if packed.shape == (1 << 24,) and packed.dtype == np.uint32 else None
 
 
 def _save(path: Path, array: np.ndarray) -> None:

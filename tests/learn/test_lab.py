@@ -79,3 +79,13 @@ def test_record_pair_keeps_the_window_and_its_motion(clips: dict[str, Path], tmp
     other = lab.render_window(clips["long"], 20, "pencil", "balanced", {})
     with pytest.raises(ConfigError, match="different windows"):
         lab.record_pair(clips["long"], a, other, choice="A", rater="ann", db_path=db)
+
+
+def test_pair_sharing_a_grade_bakes_it_once(clips: dict[str, Path], studio_home: Path) -> None:
+    """Two cinematic variants that differ only in grain share one baked LUT table: both threads ask for it at
+    once on a fresh cache (the temp name carries the pid, not the thread: the second writer once lost its
+    file mid-rename, and the benchmark's Style Lab pair failed)."""
+    a, b = lab.render_pair(clips["long"], 50, ("cinematic", "balanced", {}), ("cinematic", "balanced", {"grain": "0"}))
+    assert len(a.frames) == len(b.frames) == 25
+    assert len(list((studio_home / "cache" / "luts").glob("*.packed.npy"))) == 1
+    assert not list((studio_home / "cache" / "luts").glob(".*"))  # no temp file left
