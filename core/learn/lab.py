@@ -12,6 +12,7 @@ SSIM, flicker of flat areas), beside the parameters.
 from __future__ import annotations
 
 import io
+import itertools
 import math
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -23,12 +24,16 @@ import cv2
 import numpy as np
 
 from core.errors import ConfigError
+from core.quality.metrics import MetricsConfig
 
 #: seconds of video either side of the offered frame is shown and measured (a 1 s clip by default)
 DEFAULT_SPAN = 1.0
 #: frames stylised before the window and not shown, so the stabiliser is warm at its first frame as in a
 #: render (at most this many: the full pre-roll can be 64 frames, which would triple the cost of a rating)
-PREROLL = 6
+PREROLL = 4
+#: the window is measured on every other frame (each with its predecessor, so every temporal measure is
+#: there): the means hardly move, and measuring was a fifth of a variant's cost
+MEASURE = MetricsConfig(every=2)
 #: width of each side in the side-by-side video: two 720p frames side by side are wider than a browser column
 SHOW_WIDTH = 640
 
@@ -87,55 +92,110 @@ def _mean(records: list[Any]) -> dict[str, float]:
     return out
 
 
-def render_window(path: str | Path, index: int, style: str, preset: str, sets: Mapping[str, str],
-                  span: float = DEFAULT_SPAN) -> ClipVariant:
-    """Render the ``span``-second window around frame ``index`` with these settings, stabilised as a render
-    would, and measure it (every frame, temporal metrics between neighbours, reset at cuts)."""
+Variant = tuple[str, str, Mapping[str, str]]  #: (style, preset, sets)
+
+
+@dataclass
+class _Window:
+    """What the variants of one window share, measured once: the decoded input (pre-roll first), the
+    stabiliser's motion between neighbours and the metrics' input flow (None at a window's first frame).
+    Both are functions of the input alone, and they were half the cost of a variant."""
+
+    start: int
+    frames: list[Any]  # core.video.reader.Frame, pre-roll included
+    motions: list[Any]
+    pairs: list[Any]
+
+
+def _shared(path: str | Path, index: int, span: float, roll: int) -> tuple[Any, _Window]:
+    from core.presets import TemporalConfig
+    from core.quality.metrics import input_flow, input_grey
+    from core.render.temporal import Stabiliser, frame_features
+    from core.video.flow import FlowEstimator
+    from core.video.probe import probe
+    from core.video.reader import Reader
+
+    info = probe(path)
+    start, stop = window(info, index, span)
+    roll = min(roll, start)
+    with Reader(info) as reader:
+        frames = list(reader.frames(start - roll, stop))
+    if not frames:
+        raise ConfigError(f"{path}: no frame could be decoded between frames {start} and {stop}")
+    size = frames[0].rgb.shape[:2]
+
+    def motions() -> list[Any]:
+        mover = Stabiliser(TemporalConfig(mode="flow"))
+        feats = [frame_features(f.rgb, True) for f in frames]
+        return [None] + [mover.motion_between(a, b, size) for a, b in itertools.pairwise(feats)]
+
+    def pairs() -> list[Any]:
+        """The input flow into each measured frame (MEASURE: every other one), None elsewhere."""
+        est = FlowEstimator(MEASURE.flow_preset)
+        greys = [input_grey(f.rgb, MEASURE) if f.index >= start - 1 else None for f in frames]
+        return [None] + [input_flow(est, ga, gb) if ga is not None and b.index % MEASURE.every == 0 else None
+                         for (ga, gb), b in zip(itertools.pairwise(greys), frames[1:], strict=True)]
+
+    with ThreadPoolExecutor(2, thread_name_prefix="lab-flow") as pool:
+        fm, fp = pool.submit(motions), pool.submit(pairs)
+        return info, _Window(start, frames, fm.result(), fp.result())
+
+
+def _render(path: str | Path, index: int, variant: Variant, shared: _Window) -> ClipVariant:
+    """One variant over the shared window: stylised, stabilised with the shared motion (reset at the cuts its
+    own preset's threshold finds), measured with the shared input flow."""
     from core.config import to_dict
     from core.quality.metrics import MetricsMeter
     from core.render.preview import cached_analysis
     from core.render.spec import build_job
     from core.render.temporal import Stabiliser
     from core.video.cuts import CutDetector
-    from core.video.reader import Reader
     from stylizers import get_style
 
+    style, preset, sets = variant
     spec = build_job(path, Path(path).with_suffix(".preview.mp4"), style, preset, dict(sets))
     analysis = cached_analysis(spec)
-    info = analysis.info
-    start, stop = window(info, index, span)
     cls = get_style(spec.style)
     stylizer = cls(spec.params, analysis.shared)
     temporal = spec.preset.temporal
-    stab, cuts, meter = Stabiliser(temporal, enabled=cls.stabilise), CutDetector(temporal.cut_threshold), MetricsMeter()
-    roll = min(PREROLL, start) if stab.active else 0
+    stab, cuts = Stabiliser(temporal, enabled=cls.stabilise), CutDetector(temporal.cut_threshold)
+    meter = MetricsMeter(MEASURE)
     sources, frames, records = [], [], []
-    with Reader(info) as reader:
-        for frame in reader.frames(start - roll, stop):
-            if cuts.is_cut(frame.rgb):
-                stab.reset()
-                meter.reset()
-            out = stab(stylizer.stylize(frame.rgb, frame.index), frame.rgb)
-            if frame.index >= start:
-                sources.append(frame.rgb)
-                frames.append(out)
-                rec = meter.update(frame.index, frame.rgb, out)
-                if rec is not None:
-                    records.append(rec)
-    if not frames:
-        raise ConfigError(f"{path}: no frame could be decoded between frames {start} and {stop}")
+    for frame, motion, pair in zip(shared.frames, shared.motions, shared.pairs, strict=True):
+        if cuts.is_cut(frame.rgb):
+            stab.reset()
+            meter.reset()
+            motion = None
+        out = stab.apply(stylizer.stylize(frame.rgb, frame.index), motion if stab.needs_source else None)
+        if frame.index >= shared.start:
+            sources.append(frame.rgb)
+            frames.append(out)
+            rec = meter.update(frame.index, frame.rgb, out, pair=pair)
+            if rec is not None:
+                records.append(rec)
     params = to_dict(spec.params)
     model = str(params.get("model") or "") if "@" in str(params.get("model") or "") else ""
-    return ClipVariant(spec.style, preset, dict(sets), params, model, _seconds(info, start, start + len(frames)),
-                       sources, frames, min(index - start, len(frames) - 1), _mean(records))
+    return ClipVariant(spec.style, preset, dict(sets), params, model,
+                       _seconds(analysis.info, shared.start, shared.start + len(frames)), sources, frames,
+                       min(index - shared.start, len(frames) - 1), _mean(records))
 
 
-def render_pair(path: str | Path, index: int, a: tuple[str, str, Mapping[str, str]],
-                b: tuple[str, str, Mapping[str, str]], span: float = DEFAULT_SPAN) -> tuple[ClipVariant, ClipVariant]:
-    """Both variants ``(style, preset, sets)`` over the same window, on two threads (decode, the styles'
-    OpenCV work and the flow release the GIL: a pair costs about what one variant does on two cores)."""
+def render_window(path: str | Path, index: int, style: str, preset: str, sets: Mapping[str, str],
+                  span: float = DEFAULT_SPAN) -> ClipVariant:
+    """Render the ``span``-second window around frame ``index`` with these settings, stabilised as a render
+    would, and measure it (every frame, temporal metrics between neighbours, reset at cuts)."""
+    _, shared = _shared(path, index, span, PREROLL)
+    return _render(path, index, (style, preset, sets), shared)
+
+
+def render_pair(path: str | Path, index: int, a: Variant, b: Variant,
+                span: float = DEFAULT_SPAN) -> tuple[ClipVariant, ClipVariant]:
+    """Both variants ``(style, preset, sets)`` over the same window: the input decoded, its motion and flow
+    measured once, then the two variants on two threads (decode, the styles' OpenCV work and the flow release
+    the GIL)."""
+    _, shared = _shared(path, index, span, PREROLL)
     with ThreadPoolExecutor(2, thread_name_prefix="lab") as pool:
-        fa, fb = (pool.submit(render_window, path, index, *v, span) for v in (a, b))
+        fa, fb = (pool.submit(_render, path, index, v, shared) for v in (a, b))
         return fa.result(), fb.result()
 
 

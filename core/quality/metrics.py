@@ -238,10 +238,12 @@ class MetricsMeter:
                                                               np.asarray(state["out_rgb"]),
                                                               np.asarray(state["out_grey"]))
 
-    def update(self, index: int, inp: np.ndarray, out: np.ndarray) -> FrameMetrics | None:
+    def update(self, index: int, inp: np.ndarray, out: np.ndarray, pair: FlowPair | None = None) -> FrameMetrics | None:
         """Metrics of output frame ``index`` against its input, both (H, W, 3) uint8 RGB of one size.
 
-        None when sampling skips the frame. Raises ValueError on frames of different sizes.
+        ``pair``: the input's flow from frame ``index - 1`` (:func:`input_flow`), when the caller measured it
+        already: several renders of the same input (the Style Lab's two variants) share it. None when
+        sampling skips the frame. Raises ValueError on frames of different sizes.
         """
         check_rgb(inp, "metrics input frame")
         check_rgb(out, "metrics output frame")
@@ -260,7 +262,8 @@ class MetricsMeter:
         temporal_ssim = warp_err = flat = None
         if prev is not None and prev.index == index - 1 and prev.out_rgb.shape == small_out.shape:
             temporal_ssim = ssim(prev.out_grey, cur.out_grey)
-            pair = flow_to_previous(self._flow, prev.in_grey, cur.in_grey)
+            if pair is None or pair.to_prev.shape[:2] != cur.in_grey.shape:
+                pair = flow_to_previous(self._flow, prev.in_grey, cur.in_grey)
             warp_err = warping_error(prev.out_rgb, small_out, pair)
             flat = flat_flicker(prev.in_grey, cur.in_grey, prev.out_grey, cur.out_grey)
         in_grey = _grey32(small_in)
@@ -275,6 +278,16 @@ class MetricsMeter:
             warping_error=warp_err,
             flat_flicker=flat,
         )
+
+
+def input_grey(inp: np.ndarray, cfg: MetricsConfig = MetricsConfig()) -> np.ndarray:
+    """The grey copy of an input frame that :class:`MetricsMeter` measures its flow on."""
+    return gray(downscale(inp, cfg.long_side))
+
+
+def input_flow(estimator: FlowEstimator, prev_grey: np.ndarray, cur_grey: np.ndarray) -> FlowPair:
+    """The input's flow between two :func:`input_grey` copies, as :meth:`MetricsMeter.update` takes it."""
+    return flow_to_previous(estimator, prev_grey, cur_grey)
 
 
 # ---------------------------------------------------------------------------------------------- summaries

@@ -11,6 +11,7 @@ import bisect
 import heapq
 import itertools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -83,13 +84,18 @@ def read_samples(info: VideoInfo, indices: list[int]) -> list[np.ndarray]:
     return out
 
 
-def analyze_job(spec: JobSpec) -> Analysis:
-    """Probe the input and run the style's job-wide analysis. Runs in a worker process."""
+def analyze_job(spec: JobSpec, samples: Callable[[VideoInfo, int], list[np.ndarray]] | None = None) -> Analysis:
+    """Probe the input and run the style's job-wide analysis. Runs in a worker process. ``samples(info, n)``:
+    where the ``n`` sample frames come from when the caller keeps them (the previews share one decode of
+    them between styles and parameters); by default they are decoded here."""
     info = probe(spec.input)
     cls = get_style(spec.style)
     cls.check_size(spec.input, info.width, info.height)  # tiny frames: one line, before any frame is read
-    samples = read_samples(info, sample_indices(info, cls.analysis_samples))
-    return Analysis(info=info, shared=cls.analyze(spec.params, samples))
+    if samples is None:
+        frames = read_samples(info, sample_indices(info, cls.analysis_samples))
+    else:
+        frames = samples(info, cls.analysis_samples)
+    return Analysis(info=info, shared=cls.analyze(spec.params, frames))
 
 
 #: seconds of video per lane of a style with temporal state (see :func:`plan_chunks`). Lanes let such a

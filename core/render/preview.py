@@ -17,7 +17,7 @@ from core.video.probe import check_input_file
 from core.video.reader import Reader
 from stylizers import get_style
 
-from .plan import Analysis, analyze_job
+from .plan import Analysis, analyze_job, read_samples, sample_indices
 from .spec import JobSpec
 
 _ANALYSES: dict[tuple[Any, ...], Analysis] = {}
@@ -37,11 +37,34 @@ def cached_analysis(spec: JobSpec) -> Analysis:
         found = _ANALYSES.get(key)
     if found is not None:
         return found
-    analysis = analyze_job(spec)
+    analysis = analyze_job(spec, samples=lambda info, n: _samples(key[:3], info, n))
     with _LOCK:
         while len(_ANALYSES) >= _ANALYSES_KEPT:
             _ANALYSES.pop(next(iter(_ANALYSES)))
         return _ANALYSES.setdefault(key, analysis)
+
+
+_SAMPLES: dict[tuple[Any, ...], list[np.ndarray]] = {}
+_SAMPLE_LOCKS: dict[tuple[Any, ...], threading.Lock] = {}
+
+
+def _samples(clip: tuple[Any, ...], info: Any, n: int) -> list[np.ndarray]:
+    """A clip's ``n`` analysis samples, decoded once per clip state: the Style Lab's two variants (and every
+    change of a parameter) fit their analyses on the same frames, whose seeks and decodes were most of a
+    cartoon variant's first second. One thread decodes; another asking meanwhile waits for it."""
+    key = (*clip, n)
+    with _LOCK:
+        lock = _SAMPLE_LOCKS.setdefault(key, threading.Lock())
+    with lock:
+        with _LOCK:
+            found = _SAMPLES.get(key)
+        if found is None:
+            found = read_samples(info, sample_indices(info, n))
+            with _LOCK:
+                while len(_SAMPLES) >= 2:  # a clip or two: 8 full frames each
+                    _SAMPLES.pop(next(iter(_SAMPLES)))
+                _SAMPLES[key] = found
+        return found
 
 
 def preview_frame(spec: JobSpec, seconds: float) -> np.ndarray:

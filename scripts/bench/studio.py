@@ -115,6 +115,7 @@ def rate_pair_seconds(clip) -> dict[str, float]:
     out = {}
     for style, change in RATE_STYLES.items():
         preview._ANALYSES.clear()
+        preview._SAMPLES.clear()
         t = time.perf_counter()
         a, b = lab.render_pair(clip, mid, (style, "balanced", {}), (style, "balanced", change))
         lab.side_by_side(a, b)
