@@ -145,7 +145,7 @@ def style_params_form(style: str, preset: str, key: str) -> dict[str, str]:
 
 
 def media_picker(key: str, label: str = "Input clip") -> Path | None:
-    """Choose a video from the media folders and uploads, or upload one (stored under its content hash)."""
+    """Choose a video from the media folders and uploads, or upload one (it keeps its own name)."""
     from core.studio import storage
 
     files = storage.list_media()
@@ -160,7 +160,12 @@ def media_picker(key: str, label: str = "Input clip") -> Path | None:
     if not files:
         st.info("No videos in the media folders yet: upload one, or add a folder in Settings.")
         return None
-    chosen = st.selectbox("Clip", files, format_func=lambda p: f"{p.name}  ({p.parent})", key=f"{key}.file")
+    uploads = storage.tier_folder("uploads").resolve()
+
+    def where(p: Path) -> str:
+        return "uploaded" if uploads in p.parents else str(p.parent)
+
+    chosen = st.selectbox("Clip", files, format_func=lambda p: f"{p.name}  ({where(p)})", key=f"{key}.file")
     return Path(chosen) if chosen is not None else None
 
 

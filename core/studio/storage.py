@@ -2,12 +2,15 @@
 
 Three tiers under :func:`core.paths.studio_home`, each with its own retention (days; 0 keeps forever)::
 
-    uploads/<sha256 of the content, 20 hex><safe extension>   files given to the studio's upload box
+    uploads/<sha256 of the content, 20 hex>/<its own name>    files given to the studio's upload box
     work/<job hash>/...                                       chunks and checkpoints (core.render.pipeline)
-    renders/<input stem>_<style>_<stamp>.<ext>                finished renders queued from the studio
+    renders/<input stem>_<style>[_N].<ext>                    finished renders queued from the studio
 
-An upload's own name is never used as a path: the content hash names it (the same file uploaded twice
-is stored once), and the extension kept is one of :data:`VIDEO_EXTS`, lower-cased, or none is accepted.
+An upload keeps the name its user gave it (``My Clip (1).mp4`` shows as that in every caption, table and
+output name), in a folder named by the content's hash (the same file uploaded twice is stored once; under a
+second name it is a hard link beside the first). The name is cleaned first (:func:`clean_name`): its last
+path component only, no leading dot, no control or shell-special characters, and the extension one of
+:data:`VIDEO_EXTS`, lower-cased; anything else is refused.
 
 Settings (the media folders the studio lists, the retention per tier, the free space a job needs, where
 the queue worker renders: ``local`` or ``dask://HOST:PORT``, and decodes: ``cpu`` or ``cuda``) are a
@@ -30,6 +33,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import shutil
 import time
 from collections.abc import Iterable
@@ -145,7 +149,10 @@ def media_folders(settings: StudioSettings | None = None) -> list[Path]:
 def list_media(settings: StudioSettings | None = None, *, with_uploads: bool = True) -> list[Path]:
     """Video files (by extension) in the media folders and, with ``with_uploads``, the uploads; sorted,
     without duplicates. Hidden files (a partial write) are left out; missing folders are skipped."""
-    folders = media_folders(settings) + ([tier_folder("uploads")] if with_uploads else [])
+    folders = media_folders(settings)
+    uploads = tier_folder("uploads")
+    if with_uploads and uploads.is_dir():  # each upload in its content's folder (older ones loose beside them)
+        folders += [uploads, *sorted(p for p in uploads.iterdir() if p.is_dir() and not p.name.startswith("."))]
     seen: dict[Path, None] = {}
     for folder in folders:
         if not folder.is_dir():
@@ -164,34 +171,52 @@ def safe_extension(name: str) -> str:
     return ext
 
 
+#: characters an upload's or an output's name keeps beside letters and digits (any script); others become "_"
+_NAME_OK = frozenset(" ._-()[]+,&'@")
+
+
+def clean_name(name: str, limit: int = 100) -> str:
+    """The stem of a user's file name, safe as a file name: its last path component, anything but letters,
+    digits and :data:`_NAME_OK` as "_", no leading dots or spaces, at most ``limit`` characters; "clip" if
+    nothing is left."""
+    stem = Path(str(name).replace("\\", "/").rsplit("/", 1)[-1]).stem
+    cleaned = "".join(c if c.isalnum() or c in _NAME_OK else "_" for c in stem).strip(" .")[:limit].strip(" .")
+    return cleaned or "clip"
+
+
 def store_upload(data: bytes, name: str) -> Path:
-    """Store uploaded bytes as ``uploads/<content hash><extension>`` (atomically, once per content) and
-    return the path. ``name`` only supplies the extension (:func:`safe_extension`), never a path."""
+    """Store uploaded bytes as ``uploads/<content hash>/<clean name><extension>`` (atomically, once per content
+    and name) and return the path."""
     if not data:
         raise ConfigError(f"upload {name!r}: the file is empty")
     ext = safe_extension(name)
-    folder = tier_folder("uploads")
-    path = folder / f"{hashlib.sha256(data).hexdigest()[:20]}{ext}"
-    if not path.is_file():
-        check_free_space(folder, len(data))
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
+    folder = tier_folder("uploads") / hashlib.sha256(data).hexdigest()[:20]
+    path = folder / f"{clean_name(name)}{ext}"
+    if path.is_file():
+        return path
+    twin = next((p for p in sorted(folder.iterdir()) if p.is_file() and not p.name.startswith(".")), None) \
+        if folder.is_dir() else None
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        if twin is not None:
+            os.link(twin, path)  # the same bytes under the user's other name: no second copy
+        else:
+            check_free_space(folder, len(data))
             atomic.write_bytes(path, data)
-        except OSError as exc:
-            raise OutputError(f"{path}: cannot store the upload ({exc.strerror or exc})") from None
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot store the upload ({exc.strerror or exc})") from None
     return path
 
 
 def render_path(input: str | Path, style: str, ext: str = ".mp4") -> Path:
-    """A new output path under ``renders/`` for a render of ``input`` in ``style`` (not yet existing)."""
-    stem = "".join(c if c.isalnum() or c in "-_" else "_" for c in Path(input).stem)[:60] or "clip"
+    """A new output path under ``renders/``: ``<input's name>_<style><ext>``, then ``_2``, ``_3``... so an
+    earlier render is never overwritten."""
     folder = tier_folder("renders")
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    path = folder / f"{stem}_{style}_{stamp}{ext}"
-    n = 1
+    base = f"{clean_name(Path(input).name, 80)}_{clean_name(style, 40)}"
+    path, n = folder / f"{base}{ext}", 1
     while path.exists():
         n += 1
-        path = folder / f"{stem}_{style}_{stamp}-{n}{ext}"
+        path = folder / f"{base}_{n}{ext}"
     return path
 
 

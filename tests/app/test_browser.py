@@ -13,7 +13,6 @@ Skipped when Playwright or a ``chromium`` binary is missing (``.ci/run`` install
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import shutil
 import signal
@@ -161,7 +160,7 @@ def page(studio: Studio) -> Iterator[sync_api.Page]:
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """48 frames of 320x180 at 24 fps with audio and a cut (so the Style Lab has a hard frame to offer)."""
-    return make_clip(tmp_path_factory.mktemp("upload") / "e2e_clip.mp4",
+    return make_clip(tmp_path_factory.mktemp("upload") / "My Clip (1).mp4",
                      ClipSpec(width=320, height=180, frames=48, fps=Fraction(24), audio=True, cut_at=24, gop=12,
                               seed=11))
 
@@ -229,8 +228,8 @@ def job_succeeded(job_id: int) -> Any:
 
 
 def upload_name(clip: Path) -> str:
-    """The name the studio stores an upload under (core.studio.storage.store_upload: content hash + extension)."""
-    return hashlib.sha256(clip.read_bytes()).hexdigest()[:20] + clip.suffix
+    """The name an upload keeps in the studio (core.studio.storage.store_upload): the user's own."""
+    return clip.name
 
 
 # ---------------------------------------------------------------------------------------------- the session
@@ -276,7 +275,7 @@ def test_queue_render_done_plays_and_downloads(page: sync_api.Page, home: Path, 
     from core.studio.queue import JobQueue
 
     output = Path(JobQueue().get(1).output)
-    assert got.value.suggested_filename == output.name
+    assert got.value.suggested_filename == output.name == "My Clip (1)_pencil.mp4"  # the user's name, kept
     assert Path(got.value.path()).read_bytes() == output.read_bytes()
     video.evaluate("v => v.pause()")
     screenshot(page, shots, "queue")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 from pathlib import Path
@@ -35,12 +36,19 @@ def test_settings_exception(studio_home: Path) -> None:
         storage.load_settings()
 
 
-def test_store_upload_never_uses_the_name(studio_home: Path) -> None:
-    path = storage.store_upload(b"not really a video", "../../etc/evil name.MP4")
-    assert path.parent == studio_home / "uploads"
-    assert path.suffix == ".mp4" and ".." not in path.name and "evil" not in path.name
+def test_store_upload_keeps_the_users_name_safely(studio_home: Path) -> None:
+    """The name the user gave survives (every caption and output name shows it), cleaned: last path component,
+    no leading dot, no shell-special characters; the content's hash names its folder, so the same bytes are
+    stored once, a second name being a hard link."""
+    path = storage.store_upload(b"not really a video", "../../etc/evil $name.MP4")
+    digest = hashlib.sha256(b"not really a video").hexdigest()[:20]
+    assert path == studio_home / "uploads" / digest / "evil _name.mp4"
     assert path.read_bytes() == b"not really a video"
-    assert storage.store_upload(b"not really a video", "other.mp4") == path  # same content, stored once
+    assert storage.store_upload(b"not really a video", "../../etc/evil $name.MP4") == path  # again: the same
+    other = storage.store_upload(b"not really a video", "My Clip (1).mp4")
+    assert other == path.parent / "My Clip (1).mp4" and os.path.samefile(other, path)  # one copy, two names
+    assert storage.store_upload(b"z", ".hidden.mov").name == "hidden.mov"
+    assert storage.store_upload(b"w", "été 2.mkv").name == "été 2.mkv"
     with pytest.raises(ConfigError, match="not a video file name"):
         storage.store_upload(b"x", "payload.sh")
     with pytest.raises(ConfigError, match="empty"):
@@ -66,11 +74,15 @@ def test_disk_guard(studio_home: Path) -> None:
 
 
 def test_render_path_is_new(studio_home: Path) -> None:
-    a = storage.render_path("/x/my clip!.mp4", "cartoon")
-    assert a.parent == studio_home / "renders" and a.name.startswith("my_clip__cartoon_")
+    """``<input's name>_<style>.mp4``, then ``_2``, ``_3``: an earlier render is never overwritten."""
+    a = storage.render_path("/x/My Clip (1)!.mp4", "cartoon")
+    assert a == studio_home / "renders" / "My Clip (1)__cartoon.mp4"
     a.parent.mkdir(parents=True)
     a.write_bytes(b"")
-    assert storage.render_path("/x/my clip!.mp4", "cartoon") != a
+    b = storage.render_path("/x/My Clip (1)!.mp4", "cartoon")
+    assert b.name == "My Clip (1)__cartoon_2.mp4"
+    b.write_bytes(b"")
+    assert storage.render_path("/x/My Clip (1)!.mp4", "cartoon").name == "My Clip (1)__cartoon_3.mp4"
 
 
 def test_cleanup_by_tier_keeps_active(studio_home: Path) -> None:
