@@ -138,27 +138,35 @@ def video_facts(path: Path) -> tuple[int, list[float], int, int, int]:
         return frames, times, len(c.streams.audio), len(c.streams.subtitles), len(c.chapters())
 
 
-def streams_of(path: Path) -> tuple[int, int, int]:
-    """Audio and subtitle tracks with at least one readable packet, and chapters: a track whose every packet
+def _readable(c: av.container.InputContainer) -> set[int]:
+    """Indices of the audio and subtitle streams with at least one readable packet: a track whose every packet
     lies past a truncation has nothing to keep (FFmpeg's own ``-c copy`` and transcode leave it out too)."""
+    readable: set[int] = set()
+    try:
+        for packet in c.demux([*c.streams.audio, *c.streams.subtitles]):
+            if packet.size:
+                readable.add(packet.stream.index)
+    except av.FFmpegError:
+        pass  # damage: what was read before it counts
+    return readable
+
+
+def streams_of(path: Path) -> tuple[int, int, int]:
+    """Audio and subtitle tracks with at least one readable packet (:func:`_readable`), and chapters."""
     with av.open(str(path)) as c:
-        tracks = [*c.streams.audio, *c.streams.subtitles]
-        readable: set[int] = set()
-        try:
-            for packet in c.demux(tracks):
-                if packet.size:
-                    readable.add(packet.stream.index)
-        except av.FFmpegError:
-            pass  # damage: what was read before it counts
+        readable = _readable(c)
         audio = sum(s.index in readable for s in c.streams.audio)
         return audio, sum(s.index in readable for s in c.streams.subtitles), len(c.chapters())
 
 
 def languages(path: Path) -> list[str | None]:
-    """Each audio track's language tag, in order (None where untagged or "und")."""
+    """The language tag of each audio track with a readable packet, in order (None where untagged or "und"):
+    the tracks a render can keep (the flake of trunc_faststart_10, a cut before the audio's first packet,
+    compared an untagged track in the input's header with none in the output)."""
     with av.open(str(path)) as c:
+        readable = _readable(c)
         return [None if s.metadata.get("language", "und") == "und" else s.metadata["language"]
-                for s in c.streams.audio]
+                for s in c.streams.audio if s.index in readable]
 
 
 def step(times: list[float | None], fallback: float) -> float:
