@@ -120,15 +120,61 @@ def field_widget(f: dict[str, Any], value: Any, key: str) -> Any:
     return st.text_input(label, value=_text(value), key=key, help=help_ or f"type: {tp}")
 
 
+#: a model given by file instead of by name, in the model picker
+OTHER_MODEL = "a .onnx file..."
+
+
+def model_choices() -> list[str]:
+    """What the model picker offers: each registered name (its active version), then every ``name@version``."""
+    from core.ml import registry
+
+    names = sorted({e.name for e in registry.list_models()})
+    infos = [registry.info(n) for n in names]
+    return names + [f"{i.name}@{e.version}" for i in infos for e in i.versions]
+
+
+def _model_label(choice: str) -> str:
+    from core.ml import registry
+
+    if choice == OTHER_MODEL:
+        return choice
+    e = registry.entry(choice)
+    if "@" in choice:
+        tag = f"v{e.version}" + (", active" if e.version == registry.info(e.name).active else "")
+    else:
+        tag = f"active: v{e.version}"
+    return f"{choice}  ({tag}): {e.style or 'no description'}"
+
+
+def model_picker(label: str, value: str, key: str, help_: str | None = None) -> str:
+    """The neural style's ``model``: a registered model (name: its active version; name@version: pinned), each
+    with its version, active marker and look, and its card below; or a file path typed in."""
+    from core.ml import registry
+
+    options = [*model_choices(), OTHER_MODEL]
+    index = options.index(value) if value in options else len(options) - 1
+    choice = st.selectbox(label, options, index=index, format_func=_model_label, key=key, help=help_)
+    if choice == OTHER_MODEL:
+        return st.text_input("Model file (.onnx)", value="" if value in options else value, key=f"{key}.file")
+    card = registry.entry(choice).path.with_suffix(".md")
+    if card.is_file():
+        with st.expander(f"{choice}: model card"):
+            st.markdown(card.read_text(encoding="utf-8"))
+    return choice
+
+
 def schema_form(schema: list[dict[str, Any]], values: dict[str, Any], key: str, prefix: str = "") -> dict[str, str]:
     """Widgets for every field of ``schema`` starting at ``values``; returns ``--set`` strings
-    (``prefix + name -> text``) for the fields the user changed."""
+    (``prefix + name -> text``) for the fields the user changed. A field named ``model`` gets the model picker."""
     sets = {}
     for f in schema:
         if isinstance(values.get(f["name"]), dict):
             continue  # nested dataclasses (a preset's encoder, temporal) are edited by their own form
         current = values.get(f["name"], f["default"])
-        got = field_widget(f, current, f"{key}.{f['name']}")
+        if f["name"] == "model" and f["type"] == "str":
+            got = model_picker(f["name"], _text(current), f"{key}.{f['name']}", f.get("help"))
+        else:
+            got = field_widget(f, current, f"{key}.{f['name']}")
         if _text(got) != _text(current):
             sets[prefix + f["name"]] = _text(got)
     return sets

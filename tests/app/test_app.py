@@ -77,6 +77,27 @@ def test_dashboard_preview_and_queue(sample: Path, queue) -> None:
     assert Path(jobs[0].spec["output"]).parent.name == "renders"
 
 
+def test_dashboard_model_picker(sample: Path, queue) -> None:
+    """The neural style's model is picked from the registry (name: its active version; name@version pinned),
+    with its card below; a file can still be given."""
+    at = page("dashboard").run()
+    at.selectbox(key="dash.style").set_value("neural").run()
+    no_errors(at)
+    picker = at.selectbox(key="dash.params.neural.balanced.model")
+    assert picker.value == "sketch"
+    labels = picker.options  # shown as "teal@2  (v2, active): a teal-and-orange film grade ..."
+    assert all(any(o.startswith(f"{m}  (") for o in labels) for m in ("sketch", "teal", "oil", "sketch@1", "teal@2"))
+    assert any(o.startswith("sketch  (active: v") for o in labels)
+    assert any("model card" in e.label for e in at.expander)
+    picker.set_value("teal@2").run()
+    no_errors(at)
+    at.button(key="dash.queue").click().run()
+    assert queue.list()[0].spec["sets"] == {"model": "teal@2"}
+    at.selectbox(key="dash.params.neural.balanced.model").set_value("a .onnx file...").run()
+    at.text_input(key="dash.params.neural.balanced.model.file").set_value("no_such.onnx").run()
+    assert at.error and "no_such.onnx" in at.error[0].value  # a bad file: one line, nothing queued
+
+
 def test_dashboard_bad_value_is_one_line(sample: Path, queue) -> None:
     at = page("dashboard").run()
     at.selectbox(key="dash.style").set_value("cinematic").run()
