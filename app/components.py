@@ -163,9 +163,27 @@ def model_picker(label: str, value: str, key: str, help_: str | None = None) -> 
     return choice
 
 
+#: a LUT given by file instead of by name, and no LUT at all, in the LUT picker
+OTHER_LUT, NO_LUT = "a .cube file...", "none"
+
+
+def lut_picker(label: str, value: str, key: str, help_: str | None = None) -> str:
+    """A LUT by name from the LUT folders (the bundled ``luts/`` and ``$VP_HOME/luts``), none, or a file."""
+    from core.assets import asset_names
+
+    options = [NO_LUT, *asset_names("luts", ".cube"), OTHER_LUT]
+    current = value or NO_LUT
+    index = options.index(current) if current in options else len(options) - 1
+    choice = st.selectbox(label, options, index=index, key=key, help=help_)
+    if choice == OTHER_LUT:
+        return st.text_input("LUT file (.cube)", value="" if current in options else value, key=f"{key}.file")
+    return "" if choice == NO_LUT else choice
+
+
 def schema_form(schema: list[dict[str, Any]], values: dict[str, Any], key: str, prefix: str = "") -> dict[str, str]:
     """Widgets for every field of ``schema`` starting at ``values``; returns ``--set`` strings
-    (``prefix + name -> text``) for the fields the user changed. A field named ``model`` gets the model picker."""
+    (``prefix + name -> text``) for the fields the user changed. A field named ``model`` gets the model picker,
+    one named ``lut`` the LUT picker."""
     sets = {}
     for f in schema:
         if isinstance(values.get(f["name"]), dict):
@@ -173,6 +191,8 @@ def schema_form(schema: list[dict[str, Any]], values: dict[str, Any], key: str, 
         current = values.get(f["name"], f["default"])
         if f["name"] == "model" and f["type"] == "str":
             got = model_picker(f["name"], _text(current), f"{key}.{f['name']}", f.get("help"))
+        elif f["name"] == "lut" and f["type"] == "str":
+            got = lut_picker(f["name"], _text(current), f"{key}.{f['name']}", f.get("help"))
         else:
             got = field_widget(f, current, f"{key}.{f['name']}")
         if _text(got) != _text(current):

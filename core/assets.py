@@ -15,6 +15,11 @@ def asset_folders(kind: str) -> list[Path]:
     return [ROOT / kind, studio_home() / kind]
 
 
+def asset_names(kind: str, suffix: str) -> list[str]:
+    """The bare names (stems) of the ``kind`` assets in :func:`asset_folders`, sorted: what a picker offers."""
+    return sorted({f.stem for d in asset_folders(kind) if d.is_dir() for f in d.glob(f"*{suffix}")})
+
+
 def resolve_asset(name: str, kind: str, suffix: str) -> Path:
     """A file from a path or a bare name (``look`` or ``look.cube``) in the ``kind`` folders.
 
@@ -27,7 +32,7 @@ def resolve_asset(name: str, kind: str, suffix: str) -> Path:
         for cand in (folder / name, folder / f"{name}{suffix}"):
             if cand.is_file():
                 return cand.resolve()
-    names = sorted({f.stem for d in asset_folders(kind) if d.is_dir() for f in d.glob(f"*{suffix}")})
+    names = asset_names(kind, suffix)
     what = kind.rstrip("s").upper() if kind == "luts" else kind.rstrip("s")
     raise ConfigError(f"{what} {name!r}: no such file, and no {what} of that name "
                       f"(available: {', '.join(names) or 'none'})")

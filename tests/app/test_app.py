@@ -98,10 +98,23 @@ def test_dashboard_model_picker(sample: Path, queue) -> None:
     assert at.error and "no_such.onnx" in at.error[0].value  # a bad file: one line, nothing queued
 
 
+def test_dashboard_lut_picker(sample: Path, queue) -> None:
+    """The cinematic LUT is picked by name from the LUT folders (the bundled ones listed), or none."""
+    at = page("dashboard").run()
+    at.selectbox(key="dash.style").set_value("cinematic").run()
+    picker = at.selectbox(key="dash.params.cinematic.balanced.lut")
+    assert {"none", "teal_orange", "warm_film", "bleach_bypass", "a .cube file..."} <= set(picker.options)
+    picker.set_value("warm_film").run()
+    no_errors(at)
+    at.button(key="dash.queue").click().run()
+    assert queue.list()[0].spec["sets"].get("lut") == "warm_film"
+
+
 def test_dashboard_bad_value_is_one_line(sample: Path, queue) -> None:
     at = page("dashboard").run()
     at.selectbox(key="dash.style").set_value("cinematic").run()
-    at.text_input(key="dash.params.cinematic.balanced.lut").set_value("no_such_lut").run()
+    at.selectbox(key="dash.params.cinematic.balanced.lut").set_value("a .cube file...").run()
+    at.text_input(key="dash.params.cinematic.balanced.lut.file").set_value("no_such_lut").run()
     assert not at.exception
     assert at.error and "no_such_lut" in at.error[0].value
     assert queue.list() == []
