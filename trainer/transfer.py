@@ -24,6 +24,27 @@ from .finetune import FinetuneConfig
 from .train import train_model
 
 
+def lut_look(lut: Path) -> Callable[[np.ndarray, int], np.ndarray]:
+    """The cinematic style as a pure LUT grade (no curve, bloom, grain or vignette): a look that is a function
+    of the colour alone, what the transfer check learns."""
+    from dataclasses import replace
+
+    from stylizers import STYLIZERS
+
+    cls = STYLIZERS["cinematic"]
+    params = replace(cls.Params(), lut=str(lut), curve=0.0, bloom=0.0, grain=0.0, vignette=0.0)
+    return cls(params, cls.analyze(params, []))
+
+
+def at_most(frames: Sequence[np.ndarray], width: int) -> list[np.ndarray]:
+    """Frames wider than ``width`` scaled down to it (area filter), the others as they are: a per-pixel look
+    does not depend on size, and training reads smaller frames faster."""
+    import cv2
+
+    return [cv2.resize(f, (width, round(width * f.shape[0] / f.shape[1])), interpolation=cv2.INTER_AREA)
+            if f.shape[1] > width else f for f in frames]
+
+
 @dataclass(frozen=True)
 class Transfer:
     """PSNR (dB) of the fine-tune's output to the look on the other clip's frames (mean, worst), the

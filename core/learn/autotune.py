@@ -473,24 +473,13 @@ def read_windows(path: str | Path, k: int, warmup: int, info: Any = None) -> lis
     return windows
 
 
-def _mean_metrics(records: Sequence[Any]) -> dict[str, float]:
-    from core.quality.metrics import METRIC_NAMES
-
-    out = {}
-    for name in METRIC_NAMES:
-        vals = [getattr(r, name) for r in records if getattr(r, name) is not None]
-        if vals:
-            out[name] = float(np.mean(vals))
-    return out
-
-
 def measure(style_cls: type, params: Any, shared: Mapping[str, Any], windows: Sequence[Window],
             temporal: Any, config: TuneConfig = TuneConfig()) -> dict[str, float]:
     """Stylize + stabilise each window as a render would (state reset at input cuts), measure each
     target frame against its predecessor -> mean of each metric over the targets (a metric absent from
     every target is left out: warping error needs a predecessor in the same shot), and of the style's own
     measures of its output (:meth:`stylizers.base.Stylizer.measures`, what its floors read)."""
-    from core.quality.metrics import MetricsConfig, MetricsMeter
+    from core.quality.metrics import MetricsConfig, MetricsMeter, mean_metrics
     from core.render.temporal import Stabiliser
     from core.video.cuts import CutDetector
 
@@ -513,7 +502,7 @@ def measure(style_cls: type, params: Any, shared: Mapping[str, Any], windows: Se
                     records.append(rec)
             if index == win.target:
                 own.append(style_cls.measures(rgb, styled, out))
-    means = _mean_metrics(records)
+    means = mean_metrics(records)
     for name in sorted({k for m in own for k in m}):
         means[name] = float(np.mean([m[name] for m in own if name in m]))
     return means

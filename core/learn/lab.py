@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import io
 import itertools
-import math
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ import cv2
 import numpy as np
 
 from core.errors import ConfigError
-from core.quality.metrics import MetricsConfig
+from core.quality.metrics import MetricsConfig, mean_metrics
 
 #: seconds of video either side of the offered frame is shown and measured (a 1 s clip by default)
 DEFAULT_SPAN = 1.0
@@ -79,17 +78,6 @@ def _seconds(info: Any, start: int, stop: int) -> tuple[float, float]:
     step = (pts[stop - 1] - pts[stop - 2]) if stop >= 2 else 1
     t1 = float((last + step) * info.time_base)
     return t0, max(t1, t0 + 1e-3)
-
-
-def _mean(records: list[Any]) -> dict[str, float]:
-    from core.quality.metrics import METRIC_NAMES
-
-    out = {}
-    for name in METRIC_NAMES:
-        vals = [getattr(r, name) for r in records if getattr(r, name) is not None]
-        if vals and all(math.isfinite(v) for v in vals):
-            out[name] = float(np.mean(vals))
-    return out
 
 
 Variant = tuple[str, str, Mapping[str, str]]  #: (style, preset, sets)
@@ -177,7 +165,7 @@ def _render(path: str | Path, index: int, variant: Variant, shared: _Window) -> 
     model = str(params.get("model") or "") if "@" in str(params.get("model") or "") else ""
     return ClipVariant(spec.style, preset, dict(sets), params, model,
                        _seconds(analysis.info, shared.start, shared.start + len(frames)), sources, frames,
-                       min(index - shared.start, len(frames) - 1), _mean(records))
+                       min(index - shared.start, len(frames) - 1), mean_metrics(records))
 
 
 def render_window(path: str | Path, index: int, style: str, preset: str, sets: Mapping[str, str],

