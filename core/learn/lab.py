@@ -93,12 +93,14 @@ class _Window:
     frames: list[Any]  # core.video.reader.Frame, pre-roll included
     motions: list[Any]
     pairs: list[Any]
+    cut_scores: list[float]  # histogram distance to the previous frame; each variant's preset sets the threshold
 
 
 def _shared(path: str | Path, index: int, span: float, roll: int) -> tuple[Any, _Window]:
     from core.presets import TemporalConfig
     from core.quality.metrics import input_flow, input_grey
     from core.render.temporal import Stabiliser, frame_features
+    from core.video.cuts import CutDetector
     from core.video.flow import FlowEstimator
     from core.video.probe import probe
     from core.video.reader import Reader
@@ -124,9 +126,14 @@ def _shared(path: str | Path, index: int, span: float, roll: int) -> tuple[Any, 
         return [None] + [input_flow(est, ga, gb) if ga is not None and b.index % MEASURE.every == 0 else None
                          for (ga, gb), b in zip(itertools.pairwise(greys), frames[1:], strict=True)]
 
+    def cut_scores() -> list[float]:
+        detector = CutDetector(0.0)
+        return [detector.distance(f.rgb) for f in frames]
+
     with ThreadPoolExecutor(2, thread_name_prefix="lab-flow") as pool:
         fm, fp = pool.submit(motions), pool.submit(pairs)
-        return info, _Window(start, frames, fm.result(), fp.result())
+        scores = cut_scores()  # on this thread: the pairs are done long before the motions
+        return info, _Window(start, frames, fm.result(), fp.result(), scores)
 
 
 def _render(path: str | Path, index: int, variant: Variant, shared: _Window) -> ClipVariant:
@@ -137,7 +144,6 @@ def _render(path: str | Path, index: int, variant: Variant, shared: _Window) -> 
     from core.render.preview import cached_analysis
     from core.render.spec import build_job
     from core.render.temporal import Stabiliser
-    from core.video.cuts import CutDetector
     from stylizers import get_style
 
     style, preset, sets = variant
@@ -146,11 +152,12 @@ def _render(path: str | Path, index: int, variant: Variant, shared: _Window) -> 
     cls = get_style(spec.style)
     stylizer = cls(spec.params, analysis.shared)
     temporal = spec.preset.temporal
-    stab, cuts = Stabiliser(temporal, enabled=cls.stabilise), CutDetector(temporal.cut_threshold)
+    stab = Stabiliser(temporal, enabled=cls.stabilise)
     meter = MetricsMeter(MEASURE)
     sources, frames, records = [], [], []
-    for frame, motion, pair in zip(shared.frames, shared.motions, shared.pairs, strict=True):
-        if cuts.is_cut(frame.rgb):
+    for frame, motion, pair, score in zip(shared.frames, shared.motions, shared.pairs, shared.cut_scores,
+                                          strict=True):
+        if score > temporal.cut_threshold:  # CutDetector.is_cut, measured once for both variants
             stab.reset()
             meter.reset()
             motion = None
