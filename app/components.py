@@ -28,6 +28,23 @@ def shown_errors() -> Iterator[None]:
         st.error(str(exc))
 
 
+def failure(job: Any, advice: dict[str, Any] | None) -> None:
+    """A failed (or failed-and-requeued) job as a supervisor needs it: what went wrong in words naming their
+    file, what to do, how often it was tried, and the technical line folded below (core.studio.advice)."""
+    if advice is None:  # failed before advice was recorded
+        st.error(job.error)
+        return
+    tried = f"tried {job.attempts} time{'s' if job.attempts != 1 else ''}"
+    why = "not retried: the same input fails the same way" if advice.get("final") else \
+        f"attempt {job.attempts} of {job.max_attempts}"
+    st.error(advice["summary"])
+    if advice.get("action"):
+        st.info(f"**What to do:** {advice['action']}")
+    st.caption(f"{tried} ({why})" if job.state == "failed" else why)
+    with st.expander("Technical detail"):
+        st.code(advice.get("technical") or job.error, language=None, wrap_lines=True)
+
+
 def job_queue() -> Any:
     """The studio's job queue (core.studio.queue.JobQueue), or None with an error shown when it is unavailable."""
     try:

@@ -102,6 +102,7 @@ def disk_full_error(exc: BaseException | None, where: str | Path, need_bytes: in
     err = DiskFullError(f"{folder}: disk full (the disk mounted at {mount} has {free} free{need}); "
                         f"{'partial files removed: ' if cleaned else ''}free space there or write elsewhere")
     err.errno = errno.ENOSPC  # str() stays the one line; callers testing errno still see a full disk
+    err.mount, err.short_bytes = str(mount), max(0, int(need_bytes))
     return err
 
 

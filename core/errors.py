@@ -61,7 +61,13 @@ class DiskFullError(StudioError, OSError):
     start a job; the message names the disk (its mount point and the folder written) and the space needed.
 
     ``user_error`` stays True (CLI exit 2): nothing of ours failed, the fix is on the user's side (free space
-    or choose another disk), and a queued job fails at once instead of filling the disk three times."""
+    or choose another disk), and a queued job fails at once instead of filling the disk three times.
+
+    ``mount`` (the disk's mount point) and ``short_bytes`` (how much more room the work needed, 0 when unknown)
+    are set where they are known, so a supervisor can be told "free 3 GB on /data" (:mod:`core.studio.advice`)."""
+
+    mount: str = ""
+    short_bytes: int = 0
 
 
 class DatabaseCorruptError(StudioError, RuntimeError):

@@ -12,11 +12,34 @@ from app import components as ui
 from app.events import render_metrics
 from app.plots import render_metrics_figure, shots_figure, stages_figure
 from core.quality.shots import SCORE_NAMES
+from core.studio.advice import display_name
+from core.studio.queue import Job
 
 st.title("Batch queue")
 queue = ui.job_queue()
 if queue is None:
     st.stop()
+
+
+def _model(job: Job) -> str:
+    """The exact model version a job used (its result), else what it asks for ("sketch" = the active one)."""
+    used = (job.result or {}).get("model") if isinstance(job.result, dict) else None
+    asked = (job.spec.get("sets") or {}).get("model") if job.kind == "render" else job.spec.get("base")
+    return str(used or asked or "")
+
+
+def _status(job: Job) -> str:
+    """One readable line: "running · render 42% · 12.3 fps · ETA 00:01:10", "done in 12.3 s", "failed"."""
+    if job.state == "running":
+        parts = [f"{job.stage} {job.progress * 100:.0f}%" if job.stage else f"{job.progress * 100:.0f}%"]
+        parts += [f"{job.fps:.1f} fps"] if job.fps else []
+        parts += [f"ETA {_eta(job.eta_s)}"] if job.eta_s is not None else []
+        return " · ".join(["running", *parts])
+    if job.state == "done":
+        wall = (job.result or {}).get("wall_seconds")
+        return f"done in {wall:.1f} s" if isinstance(wall, int | float) else "done"
+    extra = job.message if job.message and job.message != job.state and job.state not in ("failed",) else ""
+    return " · ".join(p for p in (job.state, extra) if p)
 
 
 def _eta(seconds: float | None) -> str:
@@ -35,9 +58,9 @@ def job_table() -> None:
     st.caption(" · ".join(f"{n} {s}" for s, n in counts.items()))
     st.dataframe(
         [{"id": j.id, "kind": j.kind, "state": j.state, "progress": float(j.progress or 0.0),
-          "fps": round(j.fps, 1) if j.fps else None, "ETA": _eta(j.eta_s), "stage": j.stage or "",
-          "input": Path(str(j.spec.get("input", j.spec.get("pairs", "")))).name,
-          "style": j.spec.get("style", j.spec.get("base", "")), "message": j.error or j.message or ""}
+          "fps": f"{j.fps:.1f}" if j.fps else "", "ETA": _eta(j.eta_s), "stage": j.stage or "",
+          "input": display_name(j.spec), "style": j.spec.get("style", j.spec.get("base", "")),
+          "model": _model(j), "message": j.message or j.error or ""}
          for j in jobs],
         hide_index=True, width="stretch", height=min(420, 38 + 35 * len(jobs)),
         column_config={"progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0,
@@ -50,8 +73,11 @@ jobs = queue.list()
 if not jobs:
     st.stop()
 ids = [j.id for j in jobs]
-job_id = st.selectbox("Job", ids, key="queue.job",
-                      format_func=lambda i: next(f"#{j.id} {j.kind} {j.state}" for j in jobs if j.id == i))
+running = [j.id for j in jobs if j.state == "running"]
+opened = running[0] if running else max(ids)  # the job being watched, else the newest: not always job #1
+job_id = st.selectbox("Job", ids, index=ids.index(opened), key="queue.job",
+                      format_func=lambda i: next(f"#{j.id} {j.kind} · {display_name(j.spec) or j.kind} · {j.state}"
+                                                 for j in jobs if j.id == i))
 job = queue.get(job_id)
 
 actions = st.columns(7)
@@ -74,9 +100,11 @@ with ui.shown_errors():
     if actions[6].button("Down", key="queue.down", disabled=not movable or at >= len(pending) - 1):
         job = queue.move(job.id, pending[at + 2] if at + 2 < len(pending) else None)
 
-st.progress(float(job.progress or 0.0), text=f"{job.state} · {job.stage or ''} {job.message or ''}".strip())
+st.progress(float(job.progress or 0.0), text=_status(job))
+if model := _model(job):
+    st.caption(f"model: {model}")
 if job.error:
-    st.error(job.error)
+    ui.failure(job, queue.advice(job.id))
 
 output = Path(job.output or job.spec.get("output") or "")
 if job.kind == "render" and job.state == "done" and output.is_file():

@@ -523,24 +523,37 @@ class JobQueue:
             self._event(conn, int(job_id), "done", 100.0, None, f"done{f': {output}' if output else ''}")
             return self._get(conn, int(job_id))
 
-    def fail(self, job_id: int, worker: str, error: str, *, final: bool = False) -> Job:
+    def fail(self, job_id: int, worker: str, error: str, *, final: bool = False,
+             advice: Mapping[str, Any] | None = None) -> Job:
         """Record a failed run. Re-queued (keeping its place and the error) while attempts < max_attempts;
-        otherwise, or with ``final`` (a user error: retrying cannot help), failed with ``error`` as the reason."""
+        otherwise, or with ``final`` (a user error: retrying cannot help), failed with ``error`` as the reason.
+        ``advice`` (:class:`core.studio.advice.Advice` as a dict) goes with the event, and its summary becomes
+        the job's message: what the pages show first (:meth:`advice`)."""
         with self._write() as conn:
             job = self._owned(conn, job_id, worker)
+            said = str(advice["summary"]) if advice and advice.get("summary") else ""
             if final or job.attempts >= job.max_attempts:
                 why = error if final else f"failed {job.attempts} times; last error: {error}"
                 conn.execute("UPDATE jobs SET state = 'failed', finished = ?, error = ?, stage = 'failed', "
                              "message = ?, requested = NULL, lease_until = NULL, eta_s = NULL, fps = NULL WHERE id = ?",
-                             (_now(), why, why, job.id))
-                self._event(conn, job.id, "failed", job.progress * 100, None, why)
+                             (_now(), why, said or why, job.id))
+                self._event(conn, job.id, "failed", job.progress * 100, None, why, advice)
             else:
-                msg = f"attempt {job.attempts}/{job.max_attempts} failed: {error}; queued again"
+                msg = f"attempt {job.attempts}/{job.max_attempts} failed: {said or error}; queued again"
                 conn.execute("UPDATE jobs SET state = ?, error = ?, stage = 'error', message = ?, worker = NULL, "
                              "requested = NULL, lease_until = NULL, eta_s = NULL, fps = NULL WHERE id = ?",
                              (job.requested or "queued", error, msg, job.id))
-                self._event(conn, job.id, "error", job.progress * 100, None, msg)
+                self._event(conn, job.id, "error", job.progress * 100, None, msg, advice)
             return self._get(conn, job.id)
+
+    def advice(self, job_id: int) -> dict[str, Any] | None:
+        """The advice recorded with the job's latest failure (``file``, ``summary``, ``action``, ``technical``,
+        ``final``), or None: never failed, or failed before advice was recorded."""
+        with self._open(readonly=True) as conn:
+            row = conn.execute("SELECT data FROM job_events WHERE job_id = ? AND stage IN ('failed', 'error') "
+                               "ORDER BY seq DESC LIMIT 1", (int(job_id),)).fetchone()
+        data = json.loads(row["data"]) if row and row["data"] else None
+        return data if isinstance(data, dict) and "summary" in data else None
 
     def release(self, job_id: int, worker: str, message: str = "") -> Job:
         """Give a running job back without using up its attempt: to the requested state (paused/cancelled)

@@ -42,7 +42,7 @@ from pathlib import Path
 
 from core import atomic
 from core.config import read_yaml, validate, write_yaml
-from core.disk import existing_folder, free_bytes
+from core.disk import existing_folder, free_bytes, mount_point
 from core.errors import ConfigError, DiskFullError, MediaNotFoundError, OutputError
 from core.paths import studio_home
 from core.video.reader import DECODERS
@@ -240,8 +240,10 @@ def check_free_space(path: str | Path | None = None, need_bytes: int = 0,
     free = free_bytes(where)
     need = int(need_bytes) + int(settings.min_free_gb * GIB)
     if free < need:
-        raise DiskFullError(f"{where}: only {free / GIB:.1f} GiB free, a job needs {need / GIB:.1f} GiB "
+        err = DiskFullError(f"{where}: only {free / GIB:.1f} GiB free, a job needs {need / GIB:.1f} GiB "
                             f"(min_free_gb {settings.min_free_gb:g} in {settings_path()}); free space or clean up")
+        err.mount, err.short_bytes = str(mount_point(where)), need - free
+        raise err
     return free
 
 

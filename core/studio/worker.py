@@ -46,6 +46,7 @@ from typing import Any
 from core.errors import ConfigError, DiskFullError, MediaNotFoundError, StudioError
 
 from . import telemetry
+from .advice import advise
 from .kinds import sets_text
 from .queue import DEFAULT_LEASE_S, Job, JobQueue, LeaseLostError
 
@@ -155,7 +156,8 @@ def run_render(job: Job, rep: Reporter) -> tuple[str | None, dict[str, Any]]:
 
     check_free_space(Path(spec.output).parent, input_size(spec.input))  # the disk guard, also for CLI-queued jobs
     workers = s["workers"] or default_workers()
-    rep.report("analyse", 0.0, message=f"analysing {Path(spec.input).name}")
+    model = str(getattr(spec.params, "model", "") or "")  # a registered model is pinned to name@version here
+    rep.report("analyse", 0.0, message=f"analysing {Path(spec.input).name}" + (f" (model {model})" if model else ""))
     guess = _Estimate(spec.input, spec.style, workers)
     clock: list[RateClock] = []
 
@@ -185,7 +187,8 @@ def run_render(job: Job, rep: Reporter) -> tuple[str | None, dict[str, Any]]:
         "padded": result.padded, "cuts": list(result.cuts), "job_hash": result.job_hash,
         "record": getattr(result, "record", None), "summary": result.summary(),
         "perf": perf.to_json() if (perf := result.bottleneck()) else None, "executor": url,
-        "decode": result.decode, "decode_note": result.decode_note, "lost_frames": result.lost_frames}
+        "decode": result.decode, "decode_note": result.decode_note, "lost_frames": result.lost_frames,
+        "model": model}
 
 
 class _Estimate:
@@ -306,14 +309,14 @@ def run_job(queue: JobQueue, job: Job, worker: str, shutdown: threading.Event,
         except JobStopped as stop:
             return _stopped(queue, job, worker, stop.reason)
         except StudioError as exc:
-            return _failed(queue, job, worker, str(exc), final=exc.user_error)
+            return _failed(queue, job, worker, exc, final=exc.user_error)
         except Exception as exc:
             log.exception("job %d (%s) failed", job.id, job.kind)
-            return _failed(queue, job, worker, f"{type(exc).__name__}: {exc}", final=False)
+            return _failed(queue, job, worker, exc, final=False)
         try:
             return queue.finish(job.id, worker, output, result).state
         except MediaNotFoundError as exc:
-            return _failed(queue, job, worker, str(exc), final=False)
+            return _failed(queue, job, worker, exc, final=False)
         except LeaseLostError as exc:
             log.warning("%s", exc)
             return "lost"
@@ -334,10 +337,14 @@ def _stopped(queue: JobQueue, job: Job, worker: str, reason: str) -> str:
 FAIL_TRIES, FAIL_WAIT_S = 3, 0.5
 
 
-def _failed(queue: JobQueue, job: Job, worker: str, error: str, *, final: bool) -> str:
+def _failed(queue: JobQueue, job: Job, worker: str, exc: BaseException, *, final: bool) -> str:
+    """Record the failure with its advice (:mod:`core.studio.advice`): the queue page shows the words and the
+    action, the technical line folded below."""
+    gives_up = final or job.attempts >= job.max_attempts
+    advice = advise(exc, job.spec, final=gives_up)
     for attempt in range(1, FAIL_TRIES + 1):
         try:
-            return queue.fail(job.id, worker, error, final=final).state
+            return queue.fail(job.id, worker, advice.technical, final=final, advice=advice.to_dict()).state
         except LeaseLostError as exc:
             log.warning("%s", exc)
             return "lost"

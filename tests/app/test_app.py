@@ -149,6 +149,29 @@ def test_queue_page_200_jobs(sample: Path, queue) -> None:
     assert queue.get(ids[5]).state == "queued"
 
 
+def test_queue_page_failed_job_says_what_to_do(sample: Path, queue) -> None:
+    """A failed job opens first (the newest) and shows its advice: words naming the file, the action, the
+    attempts, and the technical line folded in an expander."""
+    from core.errors import UnsupportedVideoError
+    from core.studio.advice import advise
+
+    queue.add("render", {"input": str(sample), "output": str(sample.parent / "a.mp4"), "style": "pencil"})
+    job_id = queue.add("render", {"input": str(sample), "output": str(sample.parent / "b.mp4"), "style": "cartoon"})
+    queue.move(job_id, None)
+    while (claimed := queue.claim("w", cpu_slots=1)).id != job_id:
+        queue.fail(claimed.id, "w", "x", final=True)
+    advice = advise(UnsupportedVideoError(f"{sample}: not a video file FFmpeg can read"), claimed.spec, final=True)
+    queue.fail(job_id, "w", advice.technical, final=True, advice=advice.to_dict())
+    at = page("queue").run()
+    assert not at.exception
+    assert at.selectbox(key="queue.job").value == job_id
+    assert [e.value for e in at.error] == [advice.summary]
+    assert any("What to do" in i.value and "Re-export" in i.value for i in at.info)
+    assert any("tried 1 time (not retried" in c.value for c in at.caption)
+    assert at.expander[0].label == "Technical detail"
+    assert str(sample) in at.expander[0].code[0].value
+
+
 def test_style_lab_rate_and_approve(sample: Path) -> None:
     from core.learn import feedback
 
