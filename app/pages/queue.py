@@ -12,6 +12,8 @@ from app import components as ui
 from app.events import render_metrics
 from app.plots import render_metrics_figure, shots_figure, stages_figure
 from core.quality.shots import SCORE_NAMES
+from core.render import live
+from core.render.workdir import work_root
 from core.studio.advice import display_name
 from core.studio.queue import Job
 
@@ -105,6 +107,46 @@ if model := _model(job):
     st.caption(f"model: {model}")
 if job.error:
     ui.failure(job, queue.advice(job.id))
+
+
+
+@st.fragment(run_every="2s")
+def live_frame(job_id: int, folder: str) -> None:
+    """The running render's latest finished frame, refreshed (core.render.live): a look before it is done."""
+    running = queue.get(job_id).state == "running"
+    shown = live.latest(folder)
+    if shown is not None:
+        st.image(shown.jpeg, caption=f"live: {shown.seconds:.1f} s into the video (written {shown.age_s:.0f} s ago)",
+                 width="stretch")
+    elif running:
+        st.caption("live: the first frame shows once the render starts encoding")
+    part = live.finished(folder)
+    if part is not None:
+        st.caption(f"finished so far: {part.frames} of {part.total_frames} frames")
+
+
+folder = work_root() / job.work_key if job.kind == "render" and job.work_key else None
+if folder is not None and job.state in ("running", "paused", "queued", "cancelled", "failed") and folder.is_dir():
+    live_frame(job.id, str(folder))
+    with ui.shown_errors():
+        keep = st.columns(2)
+        if keep[0].button("Play the finished part", key="queue.play_part", disabled=live.finished(folder) is None):
+            part = live.finished(folder)
+            st.session_state["queue.part"] = (job.id, str(live.write_finished(
+                part, job.spec["input"], folder / live.PREVIEW_NAME, audio=job.spec.get("audio", "all"),
+                subtitles=job.spec.get("subtitles", "all"))))
+        if keep[1].button("Cancel and keep the finished part", key="queue.keep_part",
+                          disabled=job.state not in ("running", "paused", "queued")):
+            kept = live.keep_partial(folder, job.spec["input"], job.spec["output"],
+                                     audio=job.spec.get("audio", "all"), subtitles=job.spec.get("subtitles", "all"))
+            job = queue.cancel(job.id)
+            if kept is None:
+                st.warning("No part was finished yet: nothing kept.")
+            else:
+                st.success(f"Kept the first {kept[1].frames} frames as {kept[0]}")
+    shown_part = st.session_state.get("queue.part")
+    if shown_part and shown_part[0] == job.id and Path(shown_part[1]).is_file():
+        st.video(shown_part[1])
 
 output = Path(job.output or job.spec.get("output") or "")
 if job.kind == "render" and job.state == "done" and output.is_file():

@@ -28,6 +28,7 @@ from core.video.writer import Writer
 from stylizers import Stylizer, get_style
 
 from . import stages
+from .live import LiveFrame, Watched
 from .plan import Analysis, Chunk, analyze_job
 from .pool import report_progress
 from .spec import JobSpec
@@ -56,6 +57,7 @@ class ChunkTask:
     threads: int = 1  # frames prepared at once (the style, the motion measure) when pipelined
     keep_state: bool = False  # save the temporal state at the end for the next chunk, which carries it
     decode: str = "cpu"  # where frames decode: "cpu", or "cuda" (NVDEC where it opens; the same frames)
+    live: bool = True  # leave the latest encoded frame in work_dir every few seconds (core.render.live)
 
 
 class _NothingWritten(Exception):
@@ -90,6 +92,8 @@ def render_chunk(task: ChunkTask) -> dict[str, Any]:
         with Reader(info, task.decode) as reader, Writer(tmp, width=info.width, height=info.height, fps=info.fps,
                                             time_base=info.time_base, color=info.color,
                                             encoder=spec.preset.encoder) as writer:
+            if task.live:
+                writer = Watched(writer, LiveFrame(task.work_dir, offset, info.time_base))  # type: ignore[assignment]
             table = _pixel_table(stylizer, spec.preset.temporal)
             if stylizer.passthrough and reader.passthrough_ok(writer.pix_fmt):
                 flow, cut_frames = _copy_frames(reader, writer, chunk, offset)
@@ -320,5 +324,6 @@ def stage_costs(spec: JobSpec, frames: int | None = None) -> dict[str, Any]:
     analysis = analyze_job(spec)
     n = analysis.info.frame_count if frames is None else min(frames, analysis.info.frame_count)
     with tempfile.TemporaryDirectory(prefix="vp-costs-") as tmp:
-        task = ChunkTask(spec, analysis, Chunk(0, 0, n, 0), tmp, pipelined=False, clock=time.process_time)
+        task = ChunkTask(spec, analysis, Chunk(0, 0, n, 0), tmp, pipelined=False, clock=time.process_time,
+                         live=False)
         return render_chunk(task)["stages"]

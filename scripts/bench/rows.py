@@ -24,6 +24,7 @@ from scripts.bench.figures import (
     IDENTITY,
     INT8,
     INT8_PSNR,
+    LIVE,
     LUT_ONLY,
     MEMORY,
     METRICS,
@@ -319,6 +320,11 @@ def _studio_rows(report: dict) -> list[Row]:
     took = _num(sec, "queue_page_200_s")
     if took is not None:
         rows.append(("Batch queue page with 200 jobs, AppTest", f"**{took:.2f} s**", QUEUE.column(took)))
+    sizes = [(k, v) for k, v in _sec(sec, "live").items() if _nums(v, "ms", "share") is not None]
+    if sizes:
+        rows.append((f"live preview while rendering, one frame per chunk every 2 s, {' / '.join(k for k, _ in sizes)}",
+                     " / ".join(f"**{v['share'] * 100:.2f} %** ({v['ms']:.1f} ms)" for _, v in sizes),
+                     LIVE.column(*(v["share"] for _, v in sizes))))
     return rows
 
 

@@ -197,6 +197,8 @@ def studio(bench: Bench) -> None:
         print(f"  {style:>9}: first {first:.2f} s, scrubbing {again:.2f} s (goal <= 1 s: {verdict})")
         report["studio"]["preview_1080p"][style] = {"first": first, "scrub": again}
 
+    live_cost(bench)
+
     from streamlit.testing.v1 import AppTest
 
     from core.studio.queue import JobQueue
@@ -215,3 +217,35 @@ def studio(bench: Bench) -> None:
     print(f"  Batch queue page with {len(queue.list())} jobs: {took:.2f} s in AppTest "
           f"(goal <= 2 s: {'met' if took <= 2 and not at.exception else 'NOT met'})")
     report["studio"]["queue_page_200_s"] = took
+
+
+def live_cost(bench: Bench) -> None:
+    """The live preview's cost (core.render.live): one live frame (downscale, JPEG, two renames) at 720p and
+    1080p, median of 15, and the share of a chunk's time it takes at one frame every ``EVERY_S`` seconds per
+    running chunk (each chunk keeps about one core busy). Goal <= 2 % of render fps."""
+    import statistics
+    from fractions import Fraction
+
+    from core.render import live
+    from core.video.probe import probe
+    from core.video.reader import Reader
+
+    print("\nlive preview while rendering (one frame per running chunk every "
+          f"{live.EVERY_S:g} s), ms per live frame, median of 15:")
+    out = bench.report["studio"].setdefault("live", {})
+    for height in (720, 1080):
+        with Reader(probe(bench.clips[height])) as reader:
+            rgb = next(iter(reader.frames(0, 1))).rgb
+        folder = bench.tmp / f"live{height}"
+        folder.mkdir(exist_ok=True)
+        saver = live.LiveFrame(folder, 0, Fraction(1, 30), every=0.0)
+        times = []
+        for i in range(16):
+            t = time.perf_counter()
+            saver.offer(np.ascontiguousarray(rgb), i)
+            times.append(time.perf_counter() - t)
+        ms = statistics.median(times[1:]) * 1e3
+        share = ms / (live.EVERY_S * 1e3)
+        out[f"{height}p"] = {"ms": ms, "share": share}
+        print(f"  {height}p: {ms:.1f} ms, {share * 100:.2f} % of a chunk's time "
+              f"(goal <= 2 %: {'met' if share <= 0.02 else 'NOT met'})")

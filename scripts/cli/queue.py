@@ -126,6 +126,9 @@ def add_queue_parser(sub: argparse._SubParsersAction) -> None:
     for action in ("cancel", "pause", "resume", "retry"):
         q = q_sub.add_parser(action, help=f"{action} a job")
         q.add_argument("job_id", type=int, metavar="ID")
+        if action == "cancel":
+            q.add_argument("--keep-partial", action="store_true",
+                           help="first write the render's finished part beside its output (<name>_partial.mp4)")
     q_sub.add_parser("repair", help="move a damaged studio database aside and start a new one with what can be "
                                     "read (stop the workers first)")
     p.set_defaults(func=cmd_queue)
@@ -160,9 +163,27 @@ def cmd_queue(args: argparse.Namespace) -> int:
         for e in events if not args.json else []:
             print(f"{e.time}  {e.stage:<9} {e.percent:5.1f}%  {e.message}")
     else:
+        if args.action == "cancel" and args.keep_partial:
+            _keep_partial(queue.get(args.job_id))
         job = getattr(queue, args.action)(args.job_id)
         print(_job_line(job))
     return 0
+
+
+def _keep_partial(job) -> None:
+    """Write a render's finished part (core.render.live.keep_partial) and say where, before it is cancelled."""
+    from core.errors import ConfigError
+    from core.render import live
+    from core.render.workdir import work_root
+
+    if job.kind != "render" or not job.work_key:
+        raise ConfigError(f"job {job.id}: only a render has a finished part to keep")
+    kept = live.keep_partial(work_root() / job.work_key, job.spec["input"], job.spec["output"],
+                             audio=job.spec.get("audio", "all"), subtitles=job.spec.get("subtitles", "all"))
+    if kept is None:
+        print(f"job {job.id}: no part finished yet; nothing kept")
+    else:
+        print(f"job {job.id}: kept the first {kept[1].frames} of {kept[1].total_frames} frames as {kept[0]}")
 
 
 def _queue_spec(args: argparse.Namespace) -> dict:
