@@ -21,14 +21,21 @@ ACTIVE_STATES = ("queued", "running", "paused")
 
 def queue_render(queue: Any, input: str | Path, style: str, preset: str, sets: Mapping[str, str] | None = None,
                  *, output: str | Path | None = None, chunk_seconds: float | None = None,
-                 workers: int | None = None) -> int:
+                 workers: int | None = None, folder: str | Path | None = None, ext: str = ".mp4") -> int:
     """Add a render to ``queue`` (a :class:`core.studio.queue.JobQueue`, which checks the style, preset, every
     ``--set`` and the paths as ``render`` would) after the disk guard; returns the job id. ``output``
-    defaults to a new file under renders/. Raises the queue's ConfigError / MediaNotFoundError /
-    OutputError, and :class:`core.errors.DiskFullError`."""
+    defaults to a new ``<name>_<style><ext>`` in ``folder`` (one of the studio's output folders, default
+    renders/), never the name of an earlier render or of a job still to finish. Raises the queue's
+    ConfigError / MediaNotFoundError / OutputError, and :class:`core.errors.DiskFullError`."""
     from core.studio import storage
 
-    out = Path(output) if output is not None else storage.render_path(input, style)
+    if output is not None:
+        out = Path(output)
+    else:
+        unfinished = queue.list(["queued", "running", "paused"])
+        out = storage.render_path(input, style, ext, folder, taken=[j.spec["output"] for j in unfinished
+                                                                    if j.kind == "render"])
+        out.parent.mkdir(parents=True, exist_ok=True)
     storage.check_free_space(out.parent, 2 * storage.input_size(input))  # the output and its chunks, roughly
     return int(queue.add("render", {"input": str(input), "output": str(out), "style": style, "preset": preset,
                                     "sets": {str(k): str(v) for k, v in (sets or {}).items()},

@@ -45,6 +45,22 @@ def failure(job: Any, advice: dict[str, Any] | None) -> None:
         st.code(advice.get("technical") or job.error, language=None, wrap_lines=True)
 
 
+def output_folder_picker(key: str) -> Path:
+    """Where the render goes: one of the studio's output folders (Settings > Folders), never a typed path."""
+    from core.paths import studio_home
+    from core.studio import storage
+
+    folders = storage.output_folders()
+    home = studio_home()
+
+    def shown(p: Path) -> str:
+        return f"{p.relative_to(home)} (in the studio home)" if home in p.parents else str(p)
+
+    return st.selectbox("Output folder", folders, key=f"{key}.folder", format_func=shown,
+                        help="add folders in Settings > Folders; the file is named <clip>_<style>, never over "
+                             "an earlier render")
+
+
 def job_queue() -> Any:
     """The studio's job queue (core.studio.queue.JobQueue), or None with an error shown when it is unavailable."""
     try:

@@ -24,6 +24,8 @@ with left:
                           key="dash.preset")
     with st.expander("Style parameters", expanded=True), ui.shown_errors():
         sets = ui.style_params_form(style, preset, "dash.params")
+    with st.expander("Output", expanded=False), ui.shown_errors():
+        out_folder = ui.output_folder_picker("dash.out")
 
 with right:
     info = None
@@ -46,8 +48,8 @@ with right:
             queue = ui.job_queue()
             if queue is not None:
                 with ui.shown_errors():
-                    job_id = queue_render(queue, clip, style, preset, sets)
-                    st.success(f"queued job {job_id}: see Batch queue")
+                    job_id = queue_render(queue, clip, style, preset, sets, folder=out_folder)
+                    st.success(f"queued job {job_id} -> {queue.get(job_id).spec['output']}: see Batch queue")
     else:
         st.info("Choose a clip to preview and render.")
 

@@ -108,7 +108,17 @@ with folders:
             folders_ = tuple(line.strip() for line in text.splitlines() if line.strip())
             storage.save_settings(dataclasses.replace(settings, media_folders=folders_))
             st.success(f"saved {storage.settings_path()}")
+    st.markdown("**Output folders** (one per line; where renders may be written, the first is the default; "
+                "`renders` is always one)")
+    out_text = st.text_area("Output folders", "\n".join(settings.output_folders), key="set.outputs",
+                            label_visibility="collapsed")
+    if st.button("Save output folders", key="set.save_outputs"):
+        with ui.shown_errors():
+            outs = tuple(line.strip() for line in out_text.splitlines() if line.strip())
+            storage.save_settings(dataclasses.replace(settings, output_folders=outs))
+            st.success(f"saved {storage.settings_path()}")
     st.write({"studio home": str(studio_home()), "media": [str(p) for p in storage.media_folders(settings)],
+              "outputs": [str(p) for p in storage.output_folders(settings)],
               "LUTs": [str(BUNDLED_DIR.parent / "luts"), str(studio_home() / "luts")],
               "models": [str(BUNDLED_DIR.parent / "models"), str(studio_home() / "models")],
               "custom presets": str(user_dir())})

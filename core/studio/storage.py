@@ -73,6 +73,9 @@ class StudioSettings:
     (relative paths are under ``studio_home()``); ``min_free_gb``: free space to keep on the studio's disk."""
 
     media_folders: tuple[str, ...] = ("samples", "media")
+    #: where the studio's pages may write renders (the first is the default); relative ones are under the
+    #: studio home. A browser user picks among these, never types a path the studio would write anywhere.
+    output_folders: tuple[str, ...] = ("renders",)
     retention: Retention = field(default_factory=Retention)
     min_free_gb: float = field(default=2.0, metadata={"min": 0.0, "max": 10_000.0,
                                                       "help": "a job is refused below this much free space"})
@@ -124,9 +127,12 @@ def save_settings(settings: StudioSettings, path: str | Path | None = None) -> P
     """Check and write ``settings`` atomically (default :func:`settings_path`); returns the path."""
     path = Path(path) if path is not None else settings_path()
     validate(settings, str(path))
-    for folder in settings.media_folders:
-        if not isinstance(folder, str) or not folder.strip():
-            raise ConfigError(f"{path}: media_folders: expected folder paths, got {folder!r}")
+    for name in ("media_folders", "output_folders"):
+        for folder in getattr(settings, name):
+            if not isinstance(folder, str) or not folder.strip():
+                raise ConfigError(f"{path}: {name}: expected folder paths, got {folder!r}")
+    if not settings.output_folders:
+        raise ConfigError(f"{path}: output_folders: at least one folder is needed (renders go there)")
     from core.render.executors import check_url
 
     check_url(settings.executor, f"{path}: executor")
@@ -208,13 +214,38 @@ def store_upload(data: bytes, name: str) -> Path:
     return path
 
 
-def render_path(input: str | Path, style: str, ext: str = ".mp4") -> Path:
-    """A new output path under ``renders/``: ``<input's name>_<style><ext>``, then ``_2``, ``_3``... so an
-    earlier render is never overwritten."""
-    folder = tier_folder("renders")
+def output_folders(settings: StudioSettings | None = None) -> list[Path]:
+    """The folders the pages may write renders to, absolute (relative ones under ``studio_home()``); the
+    first is the default. ``renders`` is always among them: retention and clean-up know it."""
+    settings = settings or load_settings()
+    folders = [p if p.is_absolute() else studio_home() / p
+               for p in (Path(f).expanduser() for f in settings.output_folders)]
+    renders = tier_folder("renders")
+    return folders if renders in folders else [*folders, renders]
+
+
+def check_output_folder(folder: str | Path, settings: StudioSettings | None = None) -> Path:
+    """``folder`` (absolute) if it is one of :func:`output_folders`; else an OutputError naming it and the
+    allowed ones (a page must not write wherever a request says)."""
+    allowed = output_folders(settings)
+    path = Path(folder).expanduser()
+    path = path if path.is_absolute() else studio_home() / path
+    if path.resolve() not in {p.resolve() for p in allowed}:
+        raise OutputError(f"{folder}: not an output folder of the studio (allowed: "
+                          f"{', '.join(str(p) for p in allowed)}; add it in Settings > Folders)")
+    return path
+
+
+def render_path(input: str | Path, style: str, ext: str = ".mp4", folder: str | Path | None = None,
+                taken: Iterable[str | Path] = ()) -> Path:
+    """A new output path in ``folder`` (default ``renders/``): ``<input's name>_<style><ext>``, then ``_2``,
+    ``_3``... so an earlier render is never overwritten, nor the output of a job still queued (``taken``).
+    ``folder`` must be one of :func:`output_folders`."""
+    folder = tier_folder("renders") if folder is None else check_output_folder(folder)
     base = f"{clean_name(Path(input).name, 80)}_{clean_name(style, 40)}"
+    busy = {str(Path(t).absolute()) for t in taken}
     path, n = folder / f"{base}{ext}", 1
-    while path.exists():
+    while path.exists() or str(path.absolute()) in busy:
         n += 1
         path = folder / f"{base}_{n}{ext}"
     return path

@@ -77,6 +77,20 @@ def test_dashboard_preview_and_queue(sample: Path, queue) -> None:
     assert Path(jobs[0].spec["output"]).parent.name == "renders"
 
 
+def test_dashboard_output_folder_per_job(sample: Path, queue, tmp_path: Path) -> None:
+    from core.studio import storage
+
+    storage.save_settings(storage.StudioSettings(output_folders=("renders", str(tmp_path / "delivery"))))
+    at = page("dashboard").run()
+    assert at.selectbox(key="dash.out.folder").options[1] == str(tmp_path / "delivery")
+    at.selectbox(key="dash.out.folder").set_value(tmp_path / "delivery").run()
+    at.button(key="dash.queue").click().run()
+    at.button(key="dash.queue").click().run()  # the same render twice: a second name, not a refusal
+    no_errors(at)
+    assert [Path(j.spec["output"]) for j in queue.list()] == [tmp_path / "delivery" / "sample_cartoon.mp4",
+                                                            tmp_path / "delivery" / "sample_cartoon_2.mp4"]
+
+
 def test_dashboard_model_picker(sample: Path, queue) -> None:
     """The neural style's model is picked from the registry (name: its active version; name@version pinned),
     with its card below; a file can still be given."""

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from core import disk
-from core.errors import ConfigError, DiskFullError
+from core.errors import ConfigError, DiskFullError, OutputError
 from core.studio import storage
 
 
@@ -83,6 +83,24 @@ def test_render_path_is_new(studio_home: Path) -> None:
     assert b.name == "My Clip (1)__cartoon_2.mp4"
     b.write_bytes(b"")
     assert storage.render_path("/x/My Clip (1)!.mp4", "cartoon").name == "My Clip (1)__cartoon_3.mp4"
+
+
+def test_output_folder_per_job_within_the_allowed(studio_home: Path, tmp_path: Path) -> None:
+    """A render may go to any of the studio's output folders (renders/ always one), named as in renders/,
+    never over a queued job's output; any other folder is refused naming the allowed ones."""
+    delivery = tmp_path / "delivery"
+    storage.save_settings(storage.StudioSettings(output_folders=("renders", str(delivery))))
+    assert storage.output_folders() == [studio_home / "renders", delivery]
+    delivery.mkdir()
+    path = storage.render_path("/x/My Clip (1).mp4", "cartoon", ".mov", folder=delivery)
+    assert path == delivery / "My Clip (1)_cartoon.mov"
+    assert storage.render_path("/x/My Clip (1).mp4", "cartoon", ".mov", folder=delivery,
+                               taken=[str(path)]).name == "My Clip (1)_cartoon_2.mov"
+    with pytest.raises(OutputError, match=r"not an output folder of the studio \(allowed: .*delivery"):
+        storage.render_path("/x/a.mp4", "cartoon", folder=tmp_path / "elsewhere")
+    with pytest.raises(ConfigError, match="output_folders: at least one"):
+        storage.save_settings(storage.StudioSettings(output_folders=()))
+    assert storage.output_folders(storage.StudioSettings(output_folders=("/mnt/x",)))[-1] == studio_home / "renders"
 
 
 def test_cleanup_by_tier_keeps_active(studio_home: Path) -> None:
