@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -130,16 +130,25 @@ def _text(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def field_widget(f: dict[str, Any], value: Any, key: str) -> Any:
-    """One input widget for a schema field (core.config.schema): checkbox, selectbox, slider, number or text."""
+def field_widget(f: dict[str, Any], value: Any, key: str, chosen: str | None = None) -> Any:
+    """One input widget for a schema field (core.config.schema): checkbox, selectbox, slider, number or text.
+    ``chosen``: what the field's automatic value resolves to (Stylizer.chosen), shown as "auto (chosen: ...)"
+    on the automatic choice, or in the label while the value is the automatic one."""
     label, help_ = f["name"], f.get("help")
     tp = f["type"]
+    auto = _text(f["default"])
+    if chosen and "choices" not in f and _text(value) == auto:
+        label = f"{label}: {auto or 'empty'} = auto (chosen: {chosen})"
     if tp == "bool":
         return st.checkbox(label, value=bool(value), key=key, help=help_)
     if "choices" in f:
         choices = list(f["choices"])
+
+        def shown(v: Any) -> str:
+            return f"auto (chosen: {chosen})" if chosen and _text(v) == auto else str(v)
+
         return st.selectbox(label, choices, index=choices.index(value) if value in choices else 0, key=key,
-                            help=help_)
+                            help=help_, format_func=shown)
     lo, hi = f.get("min"), f.get("max")
     if tp == "int" and isinstance(value, int):
         if lo is not None and hi is not None and hi - lo <= 1000:
@@ -196,28 +205,42 @@ def model_picker(label: str, value: str, key: str, help_: str | None = None) -> 
     return choice
 
 
-#: a LUT given by file instead of by name, and no LUT at all, in the LUT picker
-OTHER_LUT, NO_LUT = "a .cube file...", "none"
+#: a LUT given by file instead of by name, uploaded, and no LUT at all, in the LUT picker
+OTHER_LUT, UPLOAD_LUT, NO_LUT = "a .cube file...", "upload a .cube...", "none"
 
 
 def lut_picker(label: str, value: str, key: str, help_: str | None = None) -> str:
-    """A LUT by name from the LUT folders (the bundled ``luts/`` and ``$VP_HOME/luts``), none, or a file."""
+    """A LUT by name from the LUT folders (the bundled ``luts/`` and ``$VP_HOME/luts``), none, a file path, or
+    an upload (checked, then stored in ``$VP_HOME/luts`` and picked by its name from then on)."""
     from core.assets import asset_names
 
-    options = [NO_LUT, *asset_names("luts", ".cube"), OTHER_LUT]
+    options = [NO_LUT, *asset_names("luts", ".cube"), UPLOAD_LUT, OTHER_LUT]
     current = value or NO_LUT
     index = options.index(current) if current in options else len(options) - 1
     choice = st.selectbox(label, options, index=index, key=key, help=help_)
+    if choice == UPLOAD_LUT:
+        up = st.file_uploader("LUT (.cube)", type=["cube"], key=f"{key}.upload")
+        if up is None:
+            return value
+        from core.studio.storage import store_lut
+
+        with shown_errors():
+            name = store_lut(up.getvalue(), up.name)
+            st.caption(f"stored as LUT {name!r} (in the LUT folder: pick it by name from now on)")
+            return name
+        return value
     if choice == OTHER_LUT:
         return st.text_input("LUT file (.cube)", value="" if current in options else value, key=f"{key}.file")
     return "" if choice == NO_LUT else choice
 
 
-def schema_form(schema: list[dict[str, Any]], values: dict[str, Any], key: str, prefix: str = "") -> dict[str, str]:
+def schema_form(schema: list[dict[str, Any]], values: dict[str, Any], key: str, prefix: str = "",
+                chosen: Callable[[dict[str, str]], dict[str, str]] | None = None) -> dict[str, str]:
     """Widgets for every field of ``schema`` starting at ``values``; returns ``--set`` strings
     (``prefix + name -> text``) for the fields the user changed. A field named ``model`` gets the model picker,
-    one named ``lut`` the LUT picker."""
-    sets = {}
+    one named ``lut`` the LUT picker. ``chosen(sets so far)``: what the automatic values resolve to (asked
+    after the fields above, so a model picked above is the one whose convention is shown)."""
+    sets: dict[str, str] = {}
     for f in schema:
         if isinstance(values.get(f["name"]), dict):
             continue  # nested dataclasses (a preset's encoder, temporal) are edited by their own form
@@ -227,7 +250,8 @@ def schema_form(schema: list[dict[str, Any]], values: dict[str, Any], key: str, 
         elif f["name"] == "lut" and f["type"] == "str":
             got = lut_picker(f["name"], _text(current), f"{key}.{f['name']}", f.get("help"))
         else:
-            got = field_widget(f, current, f"{key}.{f['name']}")
+            hint = chosen(sets).get(f["name"]) if chosen is not None else None
+            got = field_widget(f, current, f"{key}.{f['name']}", hint)
         if _text(got) != _text(current):
             sets[prefix + f["name"]] = _text(got)
     return sets
@@ -239,8 +263,17 @@ def style_params_form(style: str, preset: str, key: str) -> dict[str, str]:
     from core.presets import load_preset
     from stylizers import build_params, get_style
 
-    base = to_dict(build_params(style, load_preset(preset).styles.get(style), {}, f"preset {preset}"))
-    return schema_form(schema(get_style(style).Params), base, f"{key}.{style}.{preset}")
+    styles = load_preset(preset).styles.get(style)
+    base = to_dict(build_params(style, styles, {}, f"preset {preset}"))
+    cls = get_style(style)
+
+    def chosen(sets: dict[str, str]) -> dict[str, str]:
+        try:
+            return cls.chosen(build_params(style, styles, sets, f"preset {preset}"))
+        except StudioError:
+            return {}  # a value still being typed; the form shows its own error when queued
+
+    return schema_form(schema(cls.Params), base, f"{key}.{style}.{preset}", chosen=chosen)
 
 
 def media_picker(key: str, label: str = "Input clip") -> Path | None:

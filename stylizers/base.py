@@ -163,6 +163,13 @@ class Stylizer(ABC):
         return {}
 
     @classmethod
+    def chosen(cls, params: Any) -> dict[str, str]:
+        """What each of ``params``' "automatic" values (a tile of 0, a range of 0, channels "auto") resolves to
+        here and now, as words for the pages: ``{"tile": "512 px, from free memory"}``. A setting that says
+        nothing of what it will do is a guess for the user. Default: no automatic values."""
+        return {}
+
+    @classmethod
     def files(cls, params: Any) -> list[str]:
         """Files (LUTs, models) the style reads; their content hashes join the job hash."""
         return []

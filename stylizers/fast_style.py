@@ -118,6 +118,34 @@ class FastStyle(Stylizer):
                                                declared=registered_convention(p.model))
 
     @classmethod
+    def chosen(cls, params: FastStyleParams) -> dict[str, str]:
+        """The tile from free memory on the provider a render would use, and the input convention the model's
+        registry entry, sidecar or graph gives (with where each came from); {} for a model that cannot be read."""
+        from core.errors import StudioError
+        from core.ml import convention
+
+        out = {}
+        if params.tile == 0:
+            out["tile"] = f"{ml_session.auto_tile(ml_session.choose_provider())} px, from free memory"
+        try:
+            conv, origin = convention.resolve(resolve_model(params.model), explicit_convention(params),
+                                              registered_convention(params.model))
+        except (StudioError, OSError):
+            return out
+        auto = {"range": params.range == 0, "channels": params.channels == "auto", "mean": not params.mean,
+                "std": not params.std, "min_size": params.min_size == 0}
+        for name, is_auto in auto.items():
+            value = getattr(conv, name)
+            if is_auto and value is not None:
+                shown = ",".join(f"{v:g}" for v in value) if isinstance(value, tuple) else \
+                    f"{value:g}" if isinstance(value, float) else str(value)
+                where = origin[name]
+                words = {"registry": "from the model's registry entry", "sidecar": "from the model's sidecar",
+                         "default": "the default"}.get(where, where.replace("detected:", "detected from the graph:"))
+                out[name] = f"{shown}, {words}"
+        return out
+
+    @classmethod
     def pin(cls, params: FastStyleParams) -> FastStyleParams:
         """A registered ``name`` becomes ``name@<active version>``: activating another version while a job
         runs (or before it resumes) cannot mix two models in one output. The version joins the job hash."""

@@ -236,6 +236,38 @@ def check_output_folder(folder: str | Path, settings: StudioSettings | None = No
     return path
 
 
+def store_lut(data: bytes, name: str) -> str:
+    """Check an uploaded ``.cube`` LUT and store it in ``$VP_HOME/luts`` under its own name (``_2``... when a
+    different LUT has that name; the same bytes again reuse the stored one); returns the name a LUT picker and
+    ``--set lut=`` take. A file that is not a LUT we can read is a LutError naming the user's file and line."""
+    import tempfile
+
+    from core.color.cube import read_cube
+    from core.errors import LutError
+
+    base = clean_name(name)
+    with tempfile.TemporaryDirectory(prefix="vp-lut-") as tmp:
+        probe_path = Path(tmp) / f"{base}.cube"
+        probe_path.write_bytes(data)
+        try:
+            read_cube(probe_path)
+        except LutError as exc:
+            raise LutError(str(exc).replace(str(probe_path), f"upload {name!r}")) from None
+    folder = studio_home() / "luts"
+    folder.mkdir(parents=True, exist_ok=True)
+    stem, n = base, 1
+    while (folder / f"{stem}.cube").is_file() and (folder / f"{stem}.cube").read_bytes() != data:
+        n += 1
+        stem = f"{base}_{n}"
+    path = folder / f"{stem}.cube"
+    if not path.is_file():
+        try:
+            atomic.write_bytes(path, data)
+        except OSError as exc:
+            raise OutputError(f"{path}: cannot store the LUT ({exc.strerror or exc})") from None
+    return stem
+
+
 def render_path(input: str | Path, style: str, ext: str = ".mp4", folder: str | Path | None = None,
                 taken: Iterable[str | Path] = ()) -> Path:
     """A new output path in ``folder`` (default ``renders/``): ``<input's name>_<style><ext>``, then ``_2``,

@@ -3,6 +3,7 @@ the core (a queued job in this test's VP_HOME, a feedback record, an approved pa
 
 from __future__ import annotations
 
+import re
 import time
 from fractions import Fraction
 from pathlib import Path
@@ -103,6 +104,11 @@ def test_dashboard_model_picker(sample: Path, queue) -> None:
     assert all(any(o.startswith(f"{m}  (") for o in labels) for m in ("sketch", "teal", "oil", "sketch@1", "teal@2"))
     assert any(o.startswith("sketch  (active: v") for o in labels)
     assert any("model card" in e.label for e in at.expander)
+    # "automatic" settings say what they chose: the model's range, the tile from free memory
+    assert at.selectbox(key="dash.params.neural.balanced.range").options[0] == \
+        "auto (chosen: 1, from the model's registry entry)"
+    assert re.fullmatch(r"tile: 0 = auto \(chosen: \d+ px, from free memory\)",
+                        at.number_input(key="dash.params.neural.balanced.tile").label)
     picker.set_value("teal@2").run()
     no_errors(at)
     at.button(key="dash.queue").click().run()

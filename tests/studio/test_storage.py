@@ -123,3 +123,21 @@ def test_cleanup_by_tier_keeps_active(studio_home: Path) -> None:
     assert files["kept.mp4"].exists() and files["new.mp4"].exists() and files["r.mp4"].exists()  # renders: forever
     usage = {u.tier: u for u in storage.usage(settings)}
     assert usage["uploads"].files == 2 and usage["work"].files == 0 and usage["renders"].retention_days == 0.0
+
+
+def _cube(gain: float) -> bytes:
+    rows = [f"{r * gain / 1:.4f} {g:.4f} {b:.4f}" for b in (0.0, 1.0) for g in (0.0, 1.0) for r in (0.0, 1.0)]
+    return ("TITLE \"t\"\nLUT_3D_SIZE 2\n" + "\n".join(rows) + "\n").encode()
+
+
+def test_uploaded_lut_is_checked_and_kept_by_its_name(studio_home: Path) -> None:
+    from core.assets import resolve_asset
+    from core.errors import LutError
+
+    assert storage.store_lut(_cube(0.9), "My Look (v2).cube") == "My Look (v2)"
+    assert storage.store_lut(_cube(0.9), "My Look (v2).cube") == "My Look (v2)"  # the same LUT again
+    assert storage.store_lut(_cube(0.8), "My Look (v2).cube") == "My Look (v2)_2"  # another under that name
+    assert resolve_asset("My Look (v2)_2", "luts", ".cube").read_bytes() == _cube(0.8)
+    with pytest.raises(LutError, match=r"upload 'bad.cube':2: expected 8 table rows"):
+        storage.store_lut(b"LUT_3D_SIZE 2\n0 0 0\n", "bad.cube")
+    assert sorted(p.name for p in (studio_home / "luts").iterdir()) == ["My Look (v2).cube", "My Look (v2)_2.cube"]
