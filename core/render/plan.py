@@ -47,14 +47,34 @@ class Chunk:
         return self.stop - self.start
 
 
+#: with fewer keyframes than samples, the samples are taken within this many frames after each keyframe
+SAMPLE_REACH = 24
+
+
 def sample_indices(info: VideoInfo, k: int) -> list[int]:
-    """k frames spread over the clip; keyframes when there are enough, since they decode alone."""
+    """k frames for a style's job-wide analysis (the cartoon palette): keyframes spread over the clip when there
+    are enough, since they decode alone; else, spread over the keyframes, frames within :data:`SAMPLE_REACH`
+    of each.
+
+    Why not frames spread over the whole clip when keyframes are few (most real clips: x264 puts one every 250
+    frames and at cuts): reaching them means decoding nearly all of it, 1.7 s before a 300-frame 1080p cartoon's
+    first preview. Encoders put keyframes at shot starts, so the frames after each stand for its shot: on the
+    real clips of ../shared the palette fitted this way represents frames from the whole clip as well as the
+    spread one (mean Lab error within 1 %) for a third of the decoding (issue 20).
+    """
     if k <= 0:
         return []
-    keys = info.keyframe_indices
-    pool = keys if len(keys) >= k else range(info.frame_count)
-    picks = np.linspace(0, len(pool) - 1, num=min(k, len(pool))).round().astype(int)
-    return sorted({pool[i] for i in picks})
+    keys = list(info.keyframe_indices)
+    if len(keys) >= k or not keys or keys[0] != 0:
+        pool = keys if len(keys) >= k else range(info.frame_count)
+        picks = np.linspace(0, len(pool) - 1, num=min(k, len(pool))).round().astype(int)
+        return sorted({pool[i] for i in picks})
+    out: set[int] = set()
+    for n, (key, end) in enumerate(zip(keys, [*keys[1:], info.frame_count], strict=True)):
+        count = k // len(keys) + (n < k % len(keys))
+        span = min(SAMPLE_REACH, end - key)
+        out.update(key + round(j * (span - 1) / max(1, count - 1)) for j in range(count))
+    return sorted(i for i in out if i < info.frame_count)
 
 
 def read_samples(info: VideoInfo, indices: list[int]) -> list[np.ndarray]:

@@ -16,14 +16,18 @@ from pathlib import Path
 from typing import Any
 
 from core.config import replace_path, to_dict
-from core.errors import ConfigError
+from core.errors import ConfigError, OutputError
 from core.fingerprint import file_sha256
-from core.presets import Preset, apply_sets
-from core.video.stitch import check_keep
+from core.presets import EncoderConfig, Preset, apply_sets
+from core.video.probe import OUTPUT_FORMATS
+from core.video.stitch import check_keep, container_holds, foreign_files
+from core.video.writer import CONTAINERS, SEQUENCES, codec_rule, pixel_format, resolve_codec
 from stylizers import build_params, checked_preset, get_style
 
 #: Bumped whenever a change alters rendered pixels, so old checkpoints are not reused.
-ENGINE_VERSION = 2  # 2: the chunk plan no longer depends on the worker count (lanes per 90 s of video)
+#: 2: the chunk plan no longer depends on the worker count (lanes per 90 s of video); 3: the job-wide analysis
+#: samples frames near keyframes on clips with few of them (core.render.plan.sample_indices: cartoon palettes)
+ENGINE_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,38 @@ class JobSpec:
         blob = json.dumps(self.fingerprint(), sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:20]
 
+
+def check_output(out: Path, encoder: EncoderConfig) -> None:
+    """That ``out`` can take what ``encoder`` makes, checked before anything decodes: a file of a container that
+    holds the codec (:data:`core.video.writer.CODECS`), or for PNG and TIFF a folder (new, empty, or an earlier
+    sequence, which is replaced). One line naming the file and the fix: ConfigError for the codec, its pixel
+    format or profile and a container that cannot hold it, OutputError for a path that cannot be written."""
+    codec = resolve_codec(encoder)
+    rule = codec_rule(codec)
+    pixel_format(codec, encoder)
+    suffix = out.suffix.lower()
+    if codec in SEQUENCES:
+        if suffix in CONTAINERS:
+            raise ConfigError(f"{out}: {codec} makes an image sequence, written into a folder, not a {suffix} file; "
+                              f"give a folder such as {out.with_suffix('')}_frames/ (or another encoder.codec)")
+        if out.exists() and not out.is_dir():
+            raise OutputError(f"{out}: is a file; an image sequence is written into a folder: give a new folder name")
+        foreign = foreign_files(out)
+        if foreign:
+            raise OutputError(f"{out}: holds files an image sequence does not ({foreign[0]}, ...); choose a new or "
+                              "empty folder")
+        return
+    fmt = CONTAINERS.get(suffix)
+    if fmt is None:
+        raise OutputError(f"{out}: unsupported output container {suffix or '(none)'!r} (use {', '.join(CONTAINERS)}; "
+                          "or a folder with --set encoder.codec=png or tiff)")
+    if out.is_dir():
+        raise OutputError(f"{out}: is a directory; give a file name like {out / 'render.mp4'}")
+    fits = list(rule.containers or (s for s, f in OUTPUT_FORMATS.items() if container_holds(f, codec)))
+    if suffix not in fits:
+        what = codec if rule.name == codec else f"{codec} ({rule.name})"
+        use = f"use {' or '.join(fits)}, e.g. {out.with_suffix(fits[0]).name}" if fits else "no container we write does"
+        raise ConfigError(f"{out}: a {suffix} file cannot hold {what} video; {use}")
 
 
 def parse_sets(items: list[str] | None) -> dict[str, str]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import bisect
 import logging
-import math
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
@@ -91,9 +90,23 @@ class Reader:
     def __init__(self, info: VideoInfo, decode: str = "cpu") -> None:
         self.info = info
         self._index = {p: i for i, p in enumerate(info.frame_ids or info.pts)}
-        seek = dict(zip(info.keyframes, info.seek_points or info.keyframes, strict=True))
-        self._keys = sorted((self._index[k], seek[k]) for k in info.keyframes if k in self._index)
         self._container, self.decode_note = _open_decoding(Path(info.path), decode)
+        seek = dict(zip(info.keyframes, info.seek_points or info.keyframes, strict=True))
+        # What to seek to for a keyframe, best first. MP4/MOV index their samples by decode time counted
+        # before the edit list's shift, so a B-frame stream's shifted dts lands a whole GOP early (a correct
+        # but slow seek: 1.2 s of 1080p decoding for a sample frame); its pts lands on it. MPEG-TS searches
+        # by dts, and a pts seek can land past the keyframe. The reader notices a seek that landed past and
+        # tries the next target, then the top.
+        mov = any(n in ("mov", "mp4") for n in self._container.format.name.split(","))
+
+        def targets(k: int) -> tuple[int, ...]:
+            if info.frame_ids or seek[k] == k:
+                return (seek[k],)
+            return (k, seek[k]) if mov else (seek[k], k)
+
+        keys = sorted((self._index[k], targets(k)) for k in info.keyframes if k in self._index)
+        self._key_index = [i for i, _ in keys]
+        self._key_targets = [t for _, t in keys]
         self.decode = decode if not self.decode_note else "cpu"
         self._stream = self._container.streams.video[0]
         self._thread_type = self._stream.thread_type = "AUTO"
@@ -109,12 +122,12 @@ class Reader:
     def close(self) -> None:
         self._container.close()
 
-    def _seek_pts(self, start: int) -> int | None:
-        """What to seek to for frame ``start``: its last keyframe at or before (None: decode from the top)."""
+    def _seek_targets(self, start: int) -> list[int]:
+        """What to seek to for frame ``start``, best first: its last keyframe at or before ([]: from the top)."""
         if start == 0 or not self.info.seekable:
-            return None
-        k = bisect.bisect_right(self._keys, (start, math.inf)) - 1
-        return self._keys[k][1] if k >= 0 else None
+            return []
+        k = bisect.bisect_right(self._key_index, start) - 1
+        return list(self._key_targets[k]) if k >= 0 else []
 
     def frames(self, start: int = 0, stop: int | None = None) -> Iterator[Frame]:
         """Yield the frames ``start <= index < stop`` that decode, in order (see :attr:`lost`)."""
@@ -129,22 +142,24 @@ class Reader:
             raise ValueError(f"frame range {start}..{stop} outside 0..{self.info.frame_count}")
         if start == stop:
             return
-        seek = self._seek_pts(start)
+        targets = self._seek_targets(start)
+        seek = targets.pop(0) if targets else None
         while True:
             self._next = start
             try:
                 yield from self._range(seek, start, stop)
                 return
-            except _SeekMissed:  # the demuxer landed past our keyframe: decode from the top instead
+            except _SeekMissed:  # the demuxer landed past our keyframe: the next target, then the top
                 if seek is None:
                     raise
-                seek = None
+                seek = targets.pop(0) if targets else None
             except _Redecode:  # go on from the first frame not yet given, one frame in flight at a time
                 log.debug("%s: damaged data under frame threads: decoding on with slice threads",
                           self.info.path)
                 self._reopen("SLICE")
                 start = self._next
-                seek = self._seek_pts(start)
+                targets = self._seek_targets(start)
+                seek = targets.pop(0) if targets else None
 
     def passthrough_ok(self, pix_fmt: str) -> bool:
         """Whether decoded frames can go to an encoder of ``pix_fmt`` untouched (no RGB round trip)."""

@@ -39,7 +39,7 @@ def kept(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, object]:
 
 
 def test_live_frame_is_a_small_jpeg_of_the_render(kept) -> None:
-    clip, folder, result = kept
+    clip, folder, _ = kept
     shown = live.latest(folder)
     assert shown is not None and shown.age_s < 600
     img = cv2.imdecode(np.frombuffer(shown.jpeg, np.uint8), cv2.IMREAD_COLOR)
