@@ -1,8 +1,12 @@
-"""Start the studio: sample media, a background worker, and the Streamlit app at http://127.0.0.1:8501.
+"""Start the studio: sample media, a background worker, the Streamlit app at http://127.0.0.1:8501 and the
+JSON API at http://127.0.0.1:8502.
 
-``python -m scripts.studio [--port N] [--lan | --address ADDR] [--no-worker] [--no-sample]`` (``make run``).
-The worker (``python -m scripts.cli worker``) runs queued jobs; it is stopped when the app exits, and any
-job it was running resumes from its checkpoint next time. The port may also come from ``VP_PORT``.
+``python -m scripts.studio [--port N] [--lan | --address ADDR] [--no-worker] [--no-sample] [--no-api]
+[--api-port N]`` (``make run``). The worker (``python -m scripts.cli worker``) runs queued jobs; it is stopped
+when the app exits, and any job it was running resumes from its checkpoint next time. The port may also come
+from ``VP_PORT``. The API (``python -m scripts.api``, see :mod:`app.api.server`) listens on this machine only,
+even with ``--lan`` (its bearer token would cross the network in clear), on ``VP_API_PORT`` or 8502; its token
+is in ``$VP_HOME/api_token``. It is stopped with the app too; a port already taken stops only the API.
 A damaged studio database is moved aside on start and a new one made with what can be read
 (:func:`core.studio.repair.repair`), before anything opens it: the studio starts instead of failing on every page.
 """
@@ -60,6 +64,10 @@ def worker_command() -> list[str]:
     return [sys.executable, "-m", "scripts.cli", "worker"]
 
 
+def api_command(port: int) -> list[str]:
+    return [sys.executable, "-m", "scripts.api", "--port", str(port)]
+
+
 def watch_command() -> list[str] | None:
     """``cli watch`` over the folders of ``$VP_HOME/watch.yaml`` when the Settings page enabled them."""
     from core.studio.watch import load_watch_settings
@@ -89,6 +97,9 @@ def main(argv: list[str] | None = None) -> int:
     where.add_argument("--address", default="127.0.0.1", help="address to listen on (default: this machine only)")
     ap.add_argument("--no-worker", action="store_true", help="do not start a background worker")
     ap.add_argument("--no-sample", action="store_true", help="do not make the sample clip")
+    ap.add_argument("--no-api", action="store_true", help="do not start the JSON API")
+    ap.add_argument("--api-port", type=int, default=int(os.environ.get("VP_API_PORT") or 8502),
+                    help="the JSON API's port on 127.0.0.1 (default 8502, or VP_API_PORT)")
     args = ap.parse_args(argv)
     address = "0.0.0.0" if args.lan else args.address
     if address not in ("127.0.0.1", "localhost", "::1"):
@@ -102,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     worker = None if args.no_worker else subprocess.Popen(worker_command(), cwd=ROOT, env=env)
     watching = watch_command()
     watcher = subprocess.Popen(watching, cwd=ROOT, env=env) if watching and not args.no_worker else None
+    api = None if args.no_api else subprocess.Popen(api_command(args.api_port), cwd=ROOT, env=env)
     app = subprocess.Popen(streamlit_command(args.port, address), cwd=ROOT, env=env)
     print(f"studio: http://{'127.0.0.1' if address == '0.0.0.0' else address}:{args.port}  (Ctrl-C to stop)",
           file=sys.stderr)
@@ -112,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     finally:
         _stop(app)
+        _stop(api)
         _stop(watcher)
         _stop(worker)
 
