@@ -26,16 +26,28 @@ BUNDLED_DIR = Path(__file__).resolve().parent.parent / "presets"
 
 @dataclass(frozen=True)
 class EncoderConfig:
-    """How chunks are encoded. ``codec`` "auto" takes NVENC when it opens, else libx264.
+    """How chunks are encoded, and so what the output is. ``codec`` "auto" takes NVENC when it opens, else libx264.
 
-    ``qp`` (when set) overrides ``crf`` for a constant-quantiser encode; ``qp: 0`` is lossless x264.
+    ``qp`` (when set) overrides ``crf`` for a constant-quantiser encode; ``qp: 0`` is lossless x264. ``crf``,
+    ``preset`` and ``qp`` steer the H.264/H.265 encoders only: ProRes and DNxHR are fixed-quality intra codecs
+    (their ``profile`` sets the rate), PNG and TIFF are lossless. ``pix_fmt`` and ``profile`` left empty take
+    the codec's own (:data:`core.video.writer.CODECS`): yuv420p for H.264/H.265, ProRes 422 HQ in
+    yuv422p10le, DNxHR HQ in yuv422p, rgb24 for PNG/TIFF, bgr0 (lossless RGB) for FFV1; H.265 is 10-bit
+    (Main 10) with ``pix_fmt: yuv420p10le`` or ``profile: main10``. Which codec goes in which container is
+    checked against the output path before a render starts.
     """
 
-    codec: str = field(default="libx264", metadata={"help": "libx264, libx265, h264_nvenc, hevc_nvenc, ffv1 or auto"})
+    codec: str = field(default="libx264", metadata={"help": (
+        "libx264, libx265, h264_nvenc, hevc_nvenc, ffv1, prores_ks (.mov), dnxhd (.mxf or .mov), png or tiff "
+        "(an image sequence in a folder) or auto")})
     crf: int = field(default=20, metadata={"min": 0, "max": 51})
     preset: str = field(default="veryfast", metadata={"help": "x264 speed preset (ultrafast .. veryslow)"})
     qp: int | None = field(default=None, metadata={"min": 0, "max": 51})
-    pix_fmt: str = "yuv420p"
+    pix_fmt: str = field(default="", metadata={"help": (
+        "pixel format, e.g. yuv420p10le for 10-bit H.265; empty: the codec's own")})
+    profile: str = field(default="", metadata={"help": (
+        "ProRes: proxy, lt, standard, hq, 4444, 4444xq; DNxHR: dnxhr_lb, dnxhr_sq, dnxhr_hq, dnxhr_hqx, dnxhr_444; "
+        "H.265: main, main10; empty: the codec's own (hq, dnxhr_hq, from pix_fmt)")})
     threads: int = field(default=1, metadata={"min": 1, "max": 64, "help": (
         "encoder threads per chunk; chunks run in parallel, and a fixed count keeps output bit-identical")})
 

@@ -24,7 +24,7 @@ from core.errors import RenderError
 from core.presets import TemporalConfig
 from core.quality.metrics import FrameMetrics, MetricsConfig, MetricsMeter, write_jsonl
 from core.video.reader import Reader
-from core.video.writer import Writer
+from core.video.writer import Writer, check_delivery, chunk_suffix
 from stylizers import Stylizer, get_style
 
 from . import stages
@@ -65,7 +65,7 @@ class _NothingWritten(Exception):
 
 
 def chunk_file(chunk: Chunk, output: str) -> str:
-    return f"chunk_{chunk.id:04d}{Path(output).suffix.lower()}"
+    return f"chunk_{chunk.id:04d}{chunk_suffix(output)}"
 
 
 def state_file(chunk_id: int) -> str:
@@ -83,6 +83,7 @@ def render_chunk(task: ChunkTask) -> dict[str, Any]:
     t_start = time.perf_counter()
     measured: list[FrameMetrics] = []
     spec, info, chunk = task.spec, task.analysis.info, task.chunk
+    check_delivery(spec.output, spec.preset.encoder, info)  # before any work: a size or rate the output refuses
     stylizer = get_style(spec.style)(spec.params, task.analysis.shared)
     final = Path(task.work_dir) / chunk_file(chunk, spec.output)
     offset = info.pts[chunk.start]  # chunk files start at pts 0; the stitcher adds this back

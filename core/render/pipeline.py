@@ -31,10 +31,8 @@ from typing import Any
 from core import atomic
 from core.disk import disk_full_guard
 from core.errors import ConfigError, OutputError, RenderError, StudioError, UnsupportedVideoError
-from core.video.probe import OUTPUT_FORMATS, check_input_file
+from core.video.probe import check_input_file
 from core.video.reader import DECODERS
-from core.video.stitch import container_holds
-from core.video.writer import resolve_codec
 from stylizers import get_style
 
 from . import stages
@@ -43,7 +41,7 @@ from .chunk import Carry, ChunkTask, chunk_file, render_chunk, state_file
 from .plan import Analysis, Chunk, analyze_job, plan_chunks
 from .pool import LocalPool, default_workers
 from .publish import RenderResult, keep_record, publish, record_root
-from .spec import JobSpec
+from .spec import JobSpec, check_output
 from .temporal import Stabiliser
 from .workdir import remove_superseded, work_lock, work_root
 
@@ -51,17 +49,13 @@ log = logging.getLogger(__name__)
 
 
 def check_paths(spec: JobSpec) -> None:
-    """Input exists and is a non-empty file; output is a writable path of a supported container."""
+    """Input exists and is a non-empty file; output is a writable path for the encoder: a file of a container
+    that holds its codec, or a folder for an image sequence (:func:`core.render.spec.check_output`)."""
     src, out = Path(spec.input), Path(spec.output)
     check_input_file(src)
-    fmt = OUTPUT_FORMATS.get(out.suffix.lower())
-    if fmt is None:
-        raise OutputError(f"{out}: unsupported output container {out.suffix or '(none)'!r} "
-                          f"(use {', '.join(OUTPUT_FORMATS)})")
     if out.exists() and out.resolve() == src.resolve():
         raise OutputError(f"{out}: output path is the input file; choose another name")
-    if out.is_dir():
-        raise OutputError(f"{out}: is a directory; give a file name like {out / 'render.mp4'}")
+    check_output(out, spec.preset.encoder)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         probe_file = atomic.temp_path(out, ".write-test")
@@ -69,9 +63,6 @@ def check_paths(spec: JobSpec) -> None:
         probe_file.unlink()
     except OSError as exc:
         raise OutputError(f"{out}: cannot write to folder {out.parent} ({exc.strerror or exc})") from None
-    codec = resolve_codec(spec.preset.encoder)
-    if not container_holds(fmt, codec):
-        raise ConfigError(f"{out}: a {out.suffix} file cannot hold {codec} video; use .mkv")
 
 
 #: cores one chunk of a style with temporal state keeps busy: its prepare pool on two threads, with the

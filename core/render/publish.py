@@ -1,24 +1,31 @@
 """The end of a render: stitch and publish the output (step 5), keep its record (step 6).
 
-The output appears under its name only once it is whole (a temp name, renamed); the record
+The output appears under its name only once it is whole (a temp name, renamed: a file, or an image
+sequence's whole folder); the record
 (``$VP_HOME/renders/<job hash>/``: job, per-frame metrics, summary, stage times) and the ETA history follow,
 and a failure to keep them never fails a render that has published.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
+import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from core import atomic
 from core.disk import disk_full_guard
+from core.errors import OutputError
 from core.paths import studio_home
 from core.quality.metrics import FrameMetrics, summarize, write_jsonl
 from core.video.probe import VideoInfo
-from core.video.stitch import stitch
+from core.video.stitch import foreign_files, stitch, write_sequence
+from core.video.writer import SEQUENCES
 
 from . import stages
 from .chunk import RENDER_METRICS
@@ -76,12 +83,60 @@ class RenderResult:
 
 def publish(spec: JobSpec, info: VideoInfo, files: list[tuple[Path, int]]) -> Path:
     """Step 5: the chunk files (with their pts offsets) stitched with the source's other streams into
-    ``spec.output``, written under a temp name and renamed only once whole; a full disk leaves no partial file."""
+    ``spec.output`` (an image sequence's folder for PNG and TIFF), written under a temp name and renamed only
+    once whole; a full disk leaves no partial file."""
     out = Path(spec.output)
-    with disk_full_guard(out.parent, sum(f.stat().st_size for f, _ in files) + Path(spec.input).stat().st_size), \
-            atomic.atomic_path(out) as tmp:
-        stitch(files, Path(spec.input), info, tmp, audio=spec.audio, subtitles=spec.subtitles)
+    ext = SEQUENCES.get(spec.preset.encoder.codec)
+    with disk_full_guard(out.parent, sum(f.stat().st_size for f, _ in files) + Path(spec.input).stat().st_size):
+        if ext is None:
+            with atomic.atomic_path(out) as tmp:
+                stitch(files, Path(spec.input), info, tmp, audio=spec.audio, subtitles=spec.subtitles)
+        else:
+            with atomic_folder(out) as tmp:
+                write_sequence(files, Path(spec.input), info, tmp, ext, audio=spec.audio, subtitles=spec.subtitles)
     return out
+
+
+@contextlib.contextmanager
+def atomic_folder(final: Path) -> Iterator[Path]:
+    """:func:`core.atomic.atomic_path` for a folder: yield an empty hidden sibling to fill (``.NAME.PID.partial``);
+    on success it is renamed to ``final``, on any error removed. An earlier image sequence at ``final`` is
+    replaced (moved aside, then deleted); a folder holding anything else is an OutputError, never deleted.
+    What a killed writer left (its pid gone) is removed first."""
+    _remove_stale_folders(final)
+    tmp = final.with_name(f".{final.name}.{os.getpid()}.partial")
+    aside = final.with_name(f".{final.name}.{os.getpid()}.partial.old")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        yield tmp
+        atomic.fsync_dir(tmp)
+        if final.is_dir():
+            foreign = foreign_files(final)
+            if foreign:
+                raise OutputError(f"{final}: holds files an image sequence does not ({foreign[0]}, ...); choose a new "
+                                  "or empty folder")
+            os.replace(final, aside)
+        try:
+            os.replace(tmp, final)
+        except OSError:
+            if aside.is_dir():
+                os.replace(aside, final)
+            raise
+        atomic.fsync_dir(final.parent)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(aside, ignore_errors=True)
+
+
+def _remove_stale_folders(final: Path) -> None:
+    """Remove the temp folders of ``final`` whose writer is no longer running (killed mid-write)."""
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(final.parent):
+            found = atomic.temp_writer(Path(entry.name)) if entry.name.startswith(".") else None
+            if found and found[0] == final.name and entry.is_dir(follow_symlinks=False) \
+                    and not atomic.pid_alive(found[1]):
+                shutil.rmtree(entry.path, ignore_errors=True)
 
 
 def record_root() -> Path:

@@ -3,9 +3,14 @@
 The output keeps what the source carries besides its picture: every audio track and every subtitle track
 (in source order, with their language, title and disposition), the chapters and the container's tags.
 Audio is never cut per chunk (AAC clicks at the joins): every source audio packet is copied into the
-final file, or re-encoded to AAC when the output container cannot hold the source codec. Subtitles are
-copied, or converted to the container's text codec (mov_text in .mp4/.mov, SubRip in .mkv) when it cannot
-hold theirs; a track that fits neither way is left out with a warning naming it, never a failed render.
+final file, or re-encoded to AAC when the output container cannot hold the source codec. Beside ProRes and
+DNxHR the audio is PCM (what editors expect of a mastering file): the source's own pcm_s16le/pcm_s24le
+copied, anything else decoded to pcm_s24le (pcm_s16le from a 16-bit source). Subtitles are copied, or
+converted to the container's text codec (mov_text in .mp4/.mov, SubRip in .mkv) when it cannot hold
+theirs; a track that fits neither way (any in .mxf) is left out with a warning naming it, never a failed
+render. An MXF file keeps no timestamps: its frames are numbered on its frame grid, and its audio (PCM at
+48 kHz) starts with the first frame. An image sequence (:func:`write_sequence`) is a folder of frame files
+with its audio beside them as WAV files.
 """
 
 from __future__ import annotations
@@ -13,17 +18,22 @@ from __future__ import annotations
 import contextlib
 import heapq
 import io
+import itertools
 import logging
+import os
+import re
 from collections.abc import Callable, Iterator, Mapping
 from fractions import Fraction
 from pathlib import Path
 
 import av
+import numpy as np
 from av.subtitles.subtitle import SubtitleSet
 
 from core.errors import ConfigError, RenderError
 
-from .probe import OUTPUT_FORMATS, VideoInfo
+from .probe import VideoInfo
+from .writer import CONTAINERS
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +41,7 @@ log = logging.getLogger(__name__)
 KEEP_CHOICES = ("all", "none")
 
 #: The text subtitle codec each output container takes when a source track's own codec cannot go in.
-_TEXT_SUBTITLES = {"mp4": "mov_text", "mov": "mov_text", "matroska": "subrip"}
+_TEXT_SUBTITLES = {"mp4": "mov_text", "mov": "mov_text", "matroska": "subrip"}  # MXF holds none
 #: Containers whose players show any text codec FFmpeg writes there. The mp4 muxer also takes WebVTT,
 #: which QuickTime players do not show: text goes into .mp4/.mov as mov_text.
 _ANY_TEXT = frozenset({"matroska"})
@@ -47,9 +57,21 @@ _QUICKTIME_LANGUAGES = {"deu": "ger", "nld": "dut", "ell": "gre", "isl": "ice", 
                         "hye": "arm", "kat": "geo", "bod": "tib", "mya": "bur", "msa": "may", "mkd": "mac",
                         "cym": "wel", "swe": "sve", "hrv": "hr ", "srp": "sr ", "fao": "fo ", "pan": "pa ",
                         "gle": "iri"}
-_EXTENSION = {fmt: ext for ext, fmt in OUTPUT_FORMATS.items()}  # for messages: ".mkv", not "matroska"
+_EXTENSION = {fmt: ext for ext, fmt in CONTAINERS.items()}  # for messages: ".mkv", not "matroska"
 #: Containers that carry attachments (the fonts an ASS track is drawn with, cover art).
 _ATTACHMENTS = frozenset({"matroska"})
+#: Picture codecs (decoder names) whose files are mastering files: their audio goes in as PCM.
+_PCM_PICTURES = frozenset({"prores", "dnxhd"})
+#: The PCM codecs audio is delivered in beside them; a source track already in one is copied.
+_PCM = ("pcm_s16le", "pcm_s24le")
+#: MXF's audio sample rate (FFmpeg's MXF muxer writes no other).
+MXF_AUDIO_RATE = 48000
+
+#: What an image-sequence folder holds: frame files, the WAV audio beside them and the timestamps file. A
+#: render replaces an earlier sequence in its folder, never a folder holding anything else.
+SEQUENCE_FILES = re.compile(r"frame_\d{6,}\.(png|tif)|audio(_\d+)?\.wav|timestamps\.txt")
+FRAME_FILE = "frame_{:06d}{}"
+TIMESTAMPS = "timestamps.txt"
 
 #: (time in seconds, stream kind, packet): the order packets of all streams are muxed in.
 Feed = Iterator[tuple[Fraction, int, av.Packet]]
@@ -88,13 +110,18 @@ def _key(packet: av.Packet) -> Fraction:
 
 
 def _video_packets(chunks: list[tuple[Path, int]], info: VideoInfo,
-                   out_stream: av.video.stream.VideoStream) -> Feed:
+                   out_stream: av.video.stream.VideoStream, grid: Fraction | None = None) -> Feed:
     """Each chunk file starts at pts 0 (mp4 edit lists would round a later start to milliseconds);
     its ``offset`` (source time base) puts it back in place. Every packet gets its source frame's
-    duration: encoders guess the last one, and a guess changes the clip's length."""
+    duration: encoders guess the last one, and a guess changes the clip's length.
+
+    With ``grid`` (MXF's frame duration: MXF keeps no timestamps) the packets are numbered 0, 1, 2, ... in
+    that time base instead: the picture is intra-coded (a packet a frame, in order) and the input was checked
+    to be CFR at that rate (:func:`core.video.writer.check_delivery`)."""
     time_base = info.time_base
     durations = dict(zip(info.pts, info.durations, strict=True))
     last_dts: int | None = None
+    frames = 0
     for n, (path, offset) in enumerate(chunks):
         with av.open(str(path)) as c:
             vs = c.streams.video[0]
@@ -103,6 +130,12 @@ def _video_packets(chunks: list[tuple[Path, int]], info: VideoInfo,
                 raise RenderError(f"{path}: chunk time base {vs.time_base} cannot hold offset {offset}")
             for p in c.demux(vs):
                 if p.size == 0:
+                    continue
+                if grid is not None:
+                    p.pts = p.dts = frames
+                    p.duration, p.time_base, p.stream = 1, grid, out_stream
+                    frames += 1
+                    yield _key(p), _VIDEO, p
                     continue
                 if p.pts is not None:
                     p.pts += int(shift)
@@ -209,6 +242,73 @@ def _to_aac(out: av.container.OutputContainer, src: av.container.InputContainer,
     return stream, feed()
 
 
+def _pcm_codec(stream: av.stream.Stream) -> str:
+    """pcm_s16le for a source of 16 bits or fewer (nothing to gain), else pcm_s24le (a lossy codec decodes to
+    float, which 24 bits hold without audible rounding)."""
+    cc = stream.codec_context
+    fmt = cc.format.name if cc is not None and cc.format is not None else ""
+    return "pcm_s16le" if fmt.rstrip("p") in ("u8", "s16") else "pcm_s24le"
+
+
+def _to_pcm(codec: str, rate: int | None = None, start: Fraction | None = None) -> Adder:
+    """An adder that decodes an audio track to PCM ``codec`` at ``rate`` Hz (None: the source's).
+
+    Without ``start`` the samples keep their source times (.mov keeps timestamps). With it (seconds on the
+    source timeline: the first frame's time) the track is laid end to end from that moment, for files that
+    keep no timestamps (MXF, a WAV beside frame files): silence where the source has no sound (before it
+    starts, in a gap), samples from before it or overlapping ones dropped, so sample 0 plays with frame 0.
+    """
+
+    def add(out: av.container.OutputContainer, src: av.container.InputContainer,
+            index: int) -> tuple[av.stream.Stream, Feed]:
+        s = src.streams[index]
+        cc_in = s.codec_context
+        hz = rate or cc_in.sample_rate or MXF_AUDIO_RATE
+        stream = out.add_stream(codec, rate=hz)
+        cc = stream.codec_context
+        cc.layout = _named_layout(getattr(cc_in.layout, "name", ""), cc_in.channels or 0)
+        stream.time_base = Fraction(1, hz)
+
+        def feed() -> Feed:
+            resampler = av.AudioResampler(format=cc.format.name, layout=cc.layout.name, rate=hz)
+            frames = (rf for frame in itertools.chain(src.decode(s), [None]) for rf in resampler.resample(frame))
+            if start is not None:
+                frames = _end_to_end(frames, round(start * hz))
+            for frame in frames:
+                for p in stream.encode(frame):
+                    yield _key(p), _AUDIO, p
+            for p in stream.encode(None):
+                yield _key(p), _AUDIO, p
+
+        return stream, feed()
+
+    return add
+
+
+def _end_to_end(frames: Iterator[av.AudioFrame], origin: int) -> Iterator[av.AudioFrame]:
+    """Packed PCM ``frames`` (pts in samples) laid end to end from sample ``origin`` on, numbered from 0:
+    a gap before a frame becomes silence, samples before ``origin`` or already given are dropped."""
+    at = origin
+    for f in frames:
+        data = f.to_ndarray()  # packed: (1, samples * channels)
+        channels = data.shape[1] // max(f.samples, 1)
+        begin = at if f.pts is None else f.pts
+        while begin > at:  # silence, a second at most per frame
+            n = min(begin - at, f.sample_rate)
+            yield _pcm_frame(np.zeros((1, n * channels), data.dtype), f, at - origin)
+            at += n
+        skip = at - begin
+        if skip < f.samples:
+            yield _pcm_frame(data[:, skip * channels:], f, at - origin)
+            at += f.samples - skip
+
+
+def _pcm_frame(data: np.ndarray, like: av.AudioFrame, pts: int) -> av.AudioFrame:
+    frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(data), format=like.format.name, layout=like.layout.name)
+    frame.sample_rate, frame.pts, frame.time_base = like.sample_rate, pts, Fraction(1, like.sample_rate)
+    return frame
+
+
 def _to_text(target: str) -> Adder:
     """An adder that decodes a text subtitle track to FFmpeg's ASS events and encodes them as ``target``.
 
@@ -294,13 +394,27 @@ def _fits(fmt: str, source: Path, index: int, add: Adder) -> bool:
         return False
 
 
-def _choose(fmt: str, source: Path, stream: av.stream.Stream) -> tuple[Adder, str] | None:
+def _choose(fmt: str, source: Path, stream: av.stream.Stream, pcm: bool = False,
+            start: Fraction = Fraction(0)) -> tuple[Adder, str] | None:
     """How a source audio or subtitle stream goes into ``fmt``: copied, re-encoded or converted (with a
-    word saying which for the log), or None when nothing works."""
+    word saying which for the log), or None when nothing works. ``pcm``: the picture is a mastering codec,
+    the audio goes in as PCM; ``start``: the first frame's time (seconds), where MXF's audio starts."""
     if stream.type == "audio":
-        ways = [(_copy, "copied"), (_to_aac, "re-encoded to AAC")]
+        if fmt == "mxf":  # nothing else goes in, and no trial: MXF refuses a file of audio alone
+            if stream.codec_context is None:  # a stream PyAV cannot decode
+                return None
+            codec = _pcm_codec(stream)
+            return _to_pcm(codec, MXF_AUDIO_RATE, start), f"written as {codec} at {MXF_AUDIO_RATE} Hz"
+        if pcm:
+            codec = _pcm_codec(stream)
+            copy = stream.codec_context is not None and stream.codec_context.name in _PCM
+            ways = [*([(_copy, "copied")] if copy else []), (_to_pcm(codec), f"converted to {codec}")]
+        else:
+            ways = [(_copy, "copied"), (_to_aac, "re-encoded to AAC")]
     else:
-        target = _TEXT_SUBTITLES[fmt]
+        target = _TEXT_SUBTITLES.get(fmt)
+        if target is None:
+            return None
         codec = stream.codec_context.codec if stream.codec_context is not None else None
         text = codec is not None and codec.text_sub
         ways = []
@@ -321,14 +435,16 @@ def _describe(stream: av.stream.Stream) -> str:
 
 
 def _add_tracks(out: av.container.OutputContainer, src: av.container.InputContainer, source: Path, fmt: str,
-                keep: dict[str, bool], stack: contextlib.ExitStack) -> list[Feed]:
+                keep: dict[str, bool], stack: contextlib.ExitStack, pcm: bool = False,
+                start: Fraction = Fraction(0)) -> list[Feed]:
     """Add the source's audio and subtitle streams to ``out`` (those ``keep`` asks for, each the way that
-    works, with its tags and disposition) and its attachments; the feeds of their packets, in stream order."""
+    works, with its tags and disposition) and its attachments; the feeds of their packets, in stream order.
+    ``pcm`` and ``start``: as in :func:`_choose`."""
     feeds = []
     for s in (*src.streams.audio, *src.streams.subtitles):
         if not keep[s.type]:
             continue
-        way = _choose(fmt, source, s)
+        way = _choose(fmt, source, s, pcm, start)
         if way is None:
             log.warning("%s: %s cannot go into a %s file; left out", source, _describe(s), _EXTENSION[fmt])
             continue
@@ -357,7 +473,7 @@ def stitch(chunks: list[tuple[Path, int]], source: Path, info: VideoInfo, out_pa
     ``subtitles`` ("all" or "none") say which of those tracks to keep. A track the output container can
     take in no way is left out with a warning; a failure to write the output raises RenderError.
     """
-    fmt = OUTPUT_FORMATS[out_path.suffix.lower()]
+    fmt = CONTAINERS[out_path.suffix.lower()]
     keep = {"audio": check_keep("audio", audio) == "all", "subtitle": check_keep("subtitles", subtitles) == "all"}
     if not chunks:
         raise RenderError(f"{source}: nothing to stitch")
@@ -366,14 +482,17 @@ def stitch(chunks: list[tuple[Path, int]], source: Path, info: VideoInfo, out_pa
         first = stack.enter_context(av.open(str(chunks[0][0])))
         src = stack.enter_context(av.open(str(source), metadata_errors="ignore"))
         ov = out.add_stream_from_template(first.streams.video[0])
-        ov.time_base = info.time_base
+        grid = 1 / info.fps if fmt == "mxf" else None
+        ov.time_base = grid or info.time_base
         ov.codec_context.framerate = info.fps  # not carried by the template; matroska writes it to the header
         if info.stream_index < len(src.streams):
             ov.metadata.update(content_tags(src.streams[info.stream_index].metadata, fmt))
         out.metadata.update(content_tags(src.metadata, fmt))
         if src.chapters():
             out.set_chapters(src.chapters())  # the output keeps the source's timeline, so their times hold
-        feeds = [_video_packets(chunks, info, ov), *_add_tracks(out, src, source, fmt, keep, stack)]
+        pcm = first.streams.video[0].codec_context.name in _PCM_PICTURES
+        start = Fraction(info.pts[0]) * info.time_base if info.pts else Fraction(0)
+        feeds = [_video_packets(chunks, info, ov, grid), *_add_tracks(out, src, source, fmt, keep, stack, pcm, start)]
         skipped = 0
         muxed = {stream.index: 0 for stream in out.streams}
         try:
@@ -394,3 +513,69 @@ def stitch(chunks: list[tuple[Path, int]], source: Path, info: VideoInfo, out_pa
                 log.warning("%s: %s track %d has no readable packet (damaged or truncated input); the output "
                             "cannot keep it (FFmpeg's own copy leaves it out too)", source, stream.type,
                             stream.index)
+
+
+# ----------------------------------------------------------------------------------- image sequences
+
+def foreign_files(folder: Path) -> list[str]:
+    """The names in ``folder`` that an image sequence does not hold (:data:`SEQUENCE_FILES`), sorted; [] for
+    a folder that does not exist."""
+    try:
+        return sorted(name for name in os.listdir(folder) if not SEQUENCE_FILES.fullmatch(name))
+    except FileNotFoundError:
+        return []
+
+
+def write_sequence(chunks: list[tuple[Path, int]], source: Path, info: VideoInfo, folder: Path, ext: str, *,
+                   audio: str = "all", subtitles: str = "all") -> int:
+    """Write an image sequence into the empty ``folder``; returns its frame count.
+
+    The chunks (.mov files of PNG or TIFF packets, each packet a whole image file; with their pts offsets in
+    the source time base) become ``frame_000000<ext>``, ... in presentation order. ``timestamps.txt`` gives
+    each frame's time (mkvmerge's timestamp format v2: milliseconds from frame 0), so a VFR input's timing is
+    kept where image files have none. Each kept audio track becomes a WAV file beside them (``audio.wav``,
+    ``audio_2.wav``, ...: PCM, which every editor and compositor reads sample-exact, with no encoder delay to
+    shift it), starting with frame 0. Subtitles and attachments cannot go in: left out with a warning. Every
+    file is fsynced, so the folder is whole once renamed.
+    """
+    keep_audio = check_keep("audio", audio) == "all"
+    keep_subtitles = check_keep("subtitles", subtitles) == "all"
+    if not chunks:
+        raise RenderError(f"{source}: nothing to stitch")
+    times: list[Fraction] = []
+    for path, offset in chunks:
+        with av.open(str(path)) as c:
+            vs = c.streams.video[0]
+            for p in c.demux(vs):
+                if p.size == 0:
+                    continue
+                _write_synced(folder / FRAME_FILE.format(len(times), ext), bytes(p))
+                times.append(Fraction(offset) * info.time_base + Fraction(p.pts or 0) * vs.time_base)
+    lines = "".join(f"{float((t - times[0]) * 1000):.3f}\n" for t in times)
+    _write_synced(folder / TIMESTAMPS, f"# timestamp format v2\n{lines}".encode())
+    with av.open(str(source), metadata_errors="ignore") as src:
+        tracks = [s.index for s in src.streams.audio] if keep_audio else []
+        for s in src.streams.subtitles if keep_subtitles else ():
+            log.warning("%s: %s cannot go into an image sequence; left out", source, _describe(s))
+    for n, index in enumerate(tracks):
+        _write_wav(source, index, times[0], folder / ("audio.wav" if n == 0 else f"audio_{n + 1}.wav"))
+    return len(times)
+
+
+def _write_wav(source: Path, index: int, start: Fraction, path: Path) -> None:
+    """Audio track ``index`` of ``source`` as a PCM WAV file whose first sample plays at ``start`` (seconds);
+    RF64 past WAV's 4 GiB."""
+    with av.open(str(source), metadata_errors="ignore") as src, \
+            av.open(str(path), mode="w", format="wav", options={"rf64": "auto"}) as out:
+        _, feed = _to_pcm(_pcm_codec(src.streams[index]), None, start)(out, src, index)
+        for _, _, packet in feed:
+            out.mux(packet)
+    with open(path, "rb") as fh:
+        os.fsync(fh.fileno())
+
+
+def _write_synced(path: Path, data: bytes) -> None:
+    with open(path, "xb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
