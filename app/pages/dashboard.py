@@ -9,6 +9,7 @@ from app.actions import queue_render
 from app.hardware import one_line
 from app.wipe import wipe
 from core.presets import list_presets
+from core.video.writer import DELIVERIES
 from stylizers import READY_STYLES, STYLIZERS
 
 st.title("Dashboard")
@@ -26,6 +27,10 @@ with left:
         sets = ui.style_params_form(style, preset, "dash.params")
     with st.expander("Output", expanded=False), ui.shown_errors():
         out_folder = ui.output_folder_picker("dash.out")
+        delivery = st.selectbox("Delivery format", list(DELIVERIES), key="dash.out.format",
+                                help="ProRes and DNxHR keep PCM audio; an image sequence is a folder of frames "
+                                     "with audio.wav beside them")
+        delivery_sets, delivery_ext = DELIVERIES[delivery]
 
 with right:
     info = None
@@ -48,8 +53,9 @@ with right:
             queue = ui.job_queue()
             if queue is not None:
                 with ui.shown_errors():
-                    job_id = queue_render(queue, clip, style, preset, sets, folder=out_folder)
-                    st.success(f"queued job {job_id} -> {queue.get(job_id).spec['output']}: see Batch queue")
+                    job_id = queue_render(queue, clip, style, preset, {**sets, **delivery_sets}, folder=out_folder,
+                                          ext=delivery_ext)
+                    st.success(f"queued job {job_id}: {queue.get(job_id).spec['output']} (see Batch queue)")
     else:
         st.info("Choose a clip to preview and render.")
 

@@ -149,8 +149,22 @@ if folder is not None and job.state in ("running", "paused", "queued", "cancelle
         st.video(shown_part[1])
 
 output = Path(job.output or job.spec.get("output") or "")
+if job.kind == "render" and job.state == "done" and output.is_dir():  # an image sequence
+    frames = sorted(output.glob("frame_*"))
+    st.success(f"{len(frames)} frames in {output}" + (", with audio.wav" if (output / "audio.wav").is_file() else ""))
+    if frames:
+        import cv2
+
+        middle = frames[len(frames) // 2]
+        shown = cv2.imread(str(middle), cv2.IMREAD_COLOR)  # TIFF too, which browsers do not show
+        if shown is not None:
+            st.image(shown[..., ::-1], caption=f"{middle.name} (the middle frame)", width="stretch")
 if job.kind == "render" and job.state == "done" and output.is_file():
-    st.video(str(output))
+    codec = str((job.result or {}).get("codec", ""))
+    if codec in ("libx264", "h264_nvenc") or (not codec and output.suffix.lower() == ".mp4"):
+        st.video(str(output))
+    else:  # ProRes, DNxHR, H.265, FFV1: made for editors and players, not browsers
+        st.caption(f"{codec or output.suffix} plays in an editor, not in a browser: download it")
     with open(output, "rb") as fh:
         st.download_button("Download", fh, file_name=output.name, key="queue.download")
     rows, summary = render_metrics(job.result)

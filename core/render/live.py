@@ -209,12 +209,16 @@ def write_finished(part: Finished, source: str | Path, out: str | Path, *, audio
 
 def partial_path(output: str | Path) -> Path:
     """Where a cancelled render's finished part is kept: ``<output>_partial<ext>`` beside the output, then
-    ``_partial_2``... (never over an earlier one, never the output's own name: a partial must not look finished)."""
-    out = Path(output)
-    path, n = out.with_name(f"{out.stem}_partial{out.suffix}"), 1
+    ``_partial_2``... (never over an earlier one, never the output's own name: a partial must not look
+    finished). ``<ext>`` is the chunks' container: the output's own, .mov for MXF and image sequences."""
+    from core.video.writer import chunk_suffix
+
+    out, ext = Path(output), chunk_suffix(output)
+    stem = out.stem if out.suffix.lower() == ext or out.suffix.lower() in (".mxf",) else out.name
+    path, n = out.with_name(f"{stem}_partial{ext}"), 1
     while path.exists():
         n += 1
-        path = out.with_name(f"{out.stem}_partial_{n}{out.suffix}")
+        path = out.with_name(f"{stem}_partial_{n}{ext}")
     return path
 
 

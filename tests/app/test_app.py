@@ -92,6 +92,20 @@ def test_dashboard_output_folder_per_job(sample: Path, queue, tmp_path: Path) ->
                                                             tmp_path / "delivery" / "sample_cartoon_2.mp4"]
 
 
+def test_dashboard_delivery_format(sample: Path, queue) -> None:
+    """A delivery format is picked on the Dashboard: its codec goes in the job's sets, its container (or a
+    folder, for an image sequence) in the output's name."""
+    at = page("dashboard").run()
+    at.selectbox(key="dash.out.format").set_value("ProRes 422 HQ (.mov)").run()
+    at.button(key="dash.queue").click().run()
+    at.selectbox(key="dash.out.format").set_value("PNG image sequence (folder)").run()
+    at.button(key="dash.queue").click().run()
+    no_errors(at)
+    jobs = queue.list()
+    assert [(Path(j.spec["output"]).name, j.spec["sets"]) for j in jobs] == [
+        ("sample_cartoon.mov", {"encoder.codec": "prores_ks"}), ("sample_cartoon", {"encoder.codec": "png"})]
+
+
 def test_dashboard_model_picker(sample: Path, queue) -> None:
     """The neural style's model is picked from the registry (name: its active version; name@version pinned),
     with its card below; a file can still be given."""

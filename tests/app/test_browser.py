@@ -105,9 +105,11 @@ def studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Studio]:
     home, log = root / "home", root / "studio.log"
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "VP_HOME": str(home), "PYTHONUNBUFFERED": "1"}
+    # live frames twice a second (the studio's default is every 2 s), so a short render shows several
+    env = {**os.environ, "VP_HOME": str(home), "PYTHONUNBUFFERED": "1", "VP_LIVE_EVERY": "0.5"}
     with open(log, "wb") as out:  # --no-sample: the uploaded clip is the only one, so every page picks it
-        proc = subprocess.Popen([sys.executable, "-m", "scripts.studio", "--port", str(port), "--no-sample"],
+        proc = subprocess.Popen([sys.executable, "-m", "scripts.studio", "--port", str(port), "--no-sample",
+                                 "--api-port", str(_free_port())],
                                 cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.monotonic() + START_S
@@ -239,17 +241,18 @@ def test_dashboard_upload_preview_queue(page: sync_api.Page, clip: Path, home: P
     page.get_by_role("radiogroup", name="Input clip").get_by_text("Upload", exact=True).click()
     page.locator("input[type=file]").set_input_files(clip)
     expect(page.get_by_text(f"{upload_name(clip)}: 320x180, 48 frames")).to_be_visible()
-    choose(page, "Style", "pencil")
-    expect(page.get_by_text("original | pencil", exact=True)).to_be_visible()
+    expect(page.get_by_role("combobox", name="Style", exact=True)).to_have_value("cartoon")
+    expect(page.get_by_text("original | cartoon", exact=True)).to_be_visible()
     expect(page.get_by_role("main").get_by_role("img").first).to_be_visible()
     page.get_by_role("button", name="Queue render").click()
-    expect(page.get_by_text("queued job 1: see Batch queue")).to_be_visible()
+    expect(page.get_by_text("queued job 1: ", exact=False)).to_be_visible()
+    expect(page.get_by_text("My Clip (1)_cartoon.mp4 (see Batch queue)", exact=False)).to_be_visible()
     screenshot(page, shots, "dashboard")
 
     from core.studio.queue import JobQueue
 
     jobs = JobQueue().list()
-    assert [(j.kind, j.spec["style"]) for j in jobs] == [("render", "pencil")]
+    assert [(j.kind, j.spec["style"]) for j in jobs] == [("render", "cartoon")]
     assert Path(jobs[0].spec["input"]).name == upload_name(clip)
 
 
@@ -262,7 +265,8 @@ def test_queue_render_done_plays_and_downloads(page: sync_api.Page, home: Path, 
     page.reload()  # the job's details (outside the fragment) show the state at the last full run
     expect(page.get_by_role("heading", name="Batch queue", level=1)).to_be_visible()
     job = page.get_by_role("combobox", name="Job", exact=True)
-    expect(job).to_have_value("#1 render done")
+    expect(job).to_have_value("#1 render · My Clip (1).mp4 · done")  # the user's name, not a content hash
+    expect(page.get_by_text("done in ", exact=False)).to_be_visible()
 
     video = page.locator("video")
     expect(video).to_be_visible()
@@ -275,10 +279,73 @@ def test_queue_render_done_plays_and_downloads(page: sync_api.Page, home: Path, 
     from core.studio.queue import JobQueue
 
     output = Path(JobQueue().get(1).output)
-    assert got.value.suggested_filename == output.name == "My Clip (1)_pencil.mp4"  # the user's name, kept
+    assert got.value.suggested_filename == output.name == "My Clip (1)_cartoon.mp4"  # the user's name, kept
     assert Path(got.value.path()).read_bytes() == output.read_bytes()
     video.evaluate("v => v.pause()")
     screenshot(page, shots, "queue")
+
+
+def test_live_preview_while_rendering_then_keep_the_finished_part(page: sync_api.Page, home: Path,
+                                                                  tmp_path: Path) -> None:
+    """A running render shows its latest frame, refreshed (the image changes while it runs); cancelling it
+    keeps the chunks finished from the start as a playable partial output beside the output."""
+    from app.actions import queue_render
+    from core.studio.queue import JobQueue
+    from core.video.probe import count_frames
+
+    long = make_clip(tmp_path / "Long Take.mp4", ClipSpec(width=640, height=360, frames=480, fps=Fraction(24),
+                                                          audio=True, gop=24, seed=12))
+    queue = JobQueue()
+    job_id = queue_render(queue, long, "cartoon", "balanced", chunk_seconds=1.0, workers=1)
+    deadline = time.monotonic() + JOB_MS / 1000
+    while queue.get(job_id).state != "running" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    go(page, "Batch queue")
+    page.reload()  # the job picker opens on the running job at a full run
+    expect(page.get_by_role("combobox", name="Job", exact=True)).to_have_value(
+        f"#{job_id} render · Long Take.mp4 · running")
+    # the live frame: the image whose caption starts "live: " (st.image: an stImage with an stImageCaption)
+    live = page.get_by_test_id("stImage").filter(has=page.get_by_test_id("stImageCaption").filter(
+        has_text="live: ")).locator("img")
+    expect(live).to_be_visible(timeout=JOB_MS)
+    first = live.get_attribute("src")
+    page.wait_for_function(
+        "src => { const c = [...document.querySelectorAll('[data-testid=stImage]')].find(e => "
+        "(e.querySelector('[data-testid=stImageCaption]')?.textContent || '').startsWith('live: '));"
+        " const i = c && c.querySelector('img'); return i && i.src !== src; }", arg=first, timeout=STEP_MS)
+    expect(page.get_by_text("finished so far: ", exact=False)).to_be_visible(timeout=JOB_MS)
+    settled(page)
+    page.get_by_role("button", name="Cancel and keep the finished part").click()
+    expect(page.get_by_text("Kept the first ", exact=False)).to_be_visible()
+    kept = Path(queue.get(job_id).spec["output"]).with_name("Long Take_cartoon_partial.mp4")
+    assert kept.is_file() and 0 < count_frames(kept) < 480
+    deadline = time.monotonic() + JOB_MS / 1000
+    while queue.get(job_id).state != "cancelled" and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert queue.get(job_id).state == "cancelled"
+
+
+def test_a_failed_job_says_what_to_do_and_was_tried_once(page: sync_api.Page, home: Path, tmp_path: Path) -> None:
+    from app.actions import queue_render
+    from core.studio.queue import JobQueue
+
+    good = make_clip(tmp_path / "good.mp4", ClipSpec(width=160, height=96, frames=24, audio=True))
+    broken = tmp_path / "Broken Take.mp4"
+    broken.write_bytes(good.read_bytes()[: good.stat().st_size // 3])  # a copy cut short
+    queue = JobQueue()
+    job_id = queue_render(queue, broken, "pencil", "balanced")
+    deadline = time.monotonic() + JOB_MS / 1000
+    while queue.get(job_id).state not in ("failed", "done") and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert (queue.get(job_id).state, queue.get(job_id).attempts) == ("failed", 1)
+    go(page, "Batch queue")
+    page.reload()
+    expect(page.get_by_role("combobox", name="Job", exact=True)).to_have_value(
+        f"#{job_id} render · Broken Take.mp4 · failed")
+    expect(page.get_by_text("Broken Take.mp4 could not be read as a video", exact=False).first).to_be_visible()
+    expect(page.get_by_text("Re-export the file", exact=False)).to_be_visible()
+    expect(page.get_by_text("tried 1 time (not retried", exact=False)).to_be_visible()
+    expect(page.get_by_text("Technical detail")).to_be_visible()
 
 
 def test_style_lab_rate_and_approve(page: sync_api.Page, home: Path, shots: Path) -> None:
@@ -335,13 +402,17 @@ def test_trainer_fine_tune_and_activate(page: sync_api.Page, home: Path, shots: 
     expect(epochs).to_have_value("1")
     settled(page)
     page.get_by_role("button", name="Launch training").click()
-    expect(page.get_by_text("queued training job 2")).to_be_visible()
+    expect(page.get_by_text("queued training job ", exact=False)).to_be_visible()
+    from core.studio.queue import JobQueue
+
+    train_id = max(j.id for j in JobQueue().list())  # jobs before it: the renders of the earlier tests
+    expect(page.get_by_text(f"queued training job {train_id}")).to_be_visible()
     # the run's progress is a fragment refreshing every 3 s
     expect(page.get_by_text("done · ", exact=False).or_(page.get_by_text("failed · ", exact=False))) \
         .to_be_visible(timeout=JOB_MS)
-    job_succeeded(2)
+    job_succeeded(train_id)
     expect(page.get_by_text("Gates and model card")).to_be_visible()
-    spec = job_succeeded(2).result["model"]  # the version this run registered (and activated)
+    spec = job_succeeded(train_id).result["model"]  # the version this run registered (and activated)
     assert spec.partition("@")[0] == name
     version = int(spec.partition("@")[2])
     assert registry.info(name).active == version
