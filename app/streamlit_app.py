@@ -13,10 +13,10 @@ if str(ROOT) not in sys.path:  # `streamlit run` puts app/ first on the path, no
 
 st.set_page_config(page_title="Video Producer studio", layout="wide")
 pages = [
-    st.Page("pages/dashboard.py", title="Dashboard", icon=":material/movie:", default=True),
-    st.Page("pages/queue.py", title="Batch queue", icon=":material/queue:"),
-    st.Page("pages/style_lab.py", title="Style Lab", icon=":material/compare:"),
-    st.Page("pages/trainer.py", title="Trainer", icon=":material/model_training:"),
-    st.Page("pages/settings.py", title="Settings", icon=":material/settings:"),
+    st.Page("views/dashboard.py", title="Dashboard", icon=":material/movie:", default=True),
+    st.Page("views/queue.py", title="Batch queue", icon=":material/queue:"),
+    st.Page("views/style_lab.py", title="Style Lab", icon=":material/compare:"),
+    st.Page("views/trainer.py", title="Trainer", icon=":material/model_training:"),
+    st.Page("views/settings.py", title="Settings", icon=":material/settings:"),
 ]
 st.navigation(pages).run()

@@ -207,7 +207,7 @@ def studio(bench: Bench) -> None:
     for i in range(200):
         queue.add("render", {"input": str(clips["tiny"]), "output": str(tmp / f"q{i}.mp4"), "style": "pencil",
                              "preset": "speed", "sets": {}})
-    page = str(ROOT / "app" / "pages" / "queue.py")
+    page = str(ROOT / "app" / "views" / "queue.py")
     AppTest.from_file(page, default_timeout=60).run()  # warm: imports
     t = time.perf_counter()
     at = AppTest.from_file(page, default_timeout=60).run()

@@ -17,13 +17,13 @@ from app.wipe import wipe
 from core.video.synthetic import ClipSpec, make_clip
 
 ROOT = Path(__file__).resolve().parents[2]
-PAGES = ROOT / "app" / "pages"
+PAGES = ROOT / "app" / "views"
 #: pages import torch-free but heavy modules (cv2, plotly, sklearn): AppTest's 3 s default is too short
 TIMEOUT = 30
 
 
 def page(name: str) -> AppTest:
-    """One page run alone. AppTest puts the page's own folder first on ``sys.path``, where ``pages/trainer.py``
+    """One page run alone. AppTest puts the page's own folder first on ``sys.path``, where ``views/trainer.py``
     would shadow the ``trainer`` package unless it is imported already (the studio itself runs from app/, so
     it never meets this); importing it here makes the order of the tests not matter."""
     import trainer.arch  # noqa: F401
@@ -57,7 +57,7 @@ def test_smoke_navigation(sample: Path) -> None:
     assert at.title[0].value == "Dashboard"
     for name, title in (("queue", "Batch queue"), ("style_lab", "Style Lab"), ("trainer", "Trainer"),
                         ("settings", "Settings")):
-        at.switch_page(f"pages/{name}.py").run()
+        at.switch_page(f"views/{name}.py").run()
         assert not at.exception, (name, [e.value for e in at.exception])
         assert at.title[0].value == title
 
