@@ -90,7 +90,26 @@ def read_json(path: str | Path | None) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def render_metrics(result: dict[str, Any] | None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """(per-frame rows of ``metrics.jsonl``, ``summary.json``) of a finished render's result dict."""
+def render_metrics(result: dict[str, Any] | None) -> tuple[list[dict[str, Any]], dict[str, Any], str]:
+    """(per-frame rows of ``metrics.jsonl``, ``summary.json``, why there are none: "" when there are) of a
+    finished render's result dict. Both files are in the render's record folder (``result["record"]``): the
+    result's ``summary`` is its one-line text, and reading that as a path was why every render showed "no
+    metrics recorded"."""
     result = result or {}
-    return read_jsonl(result.get("metrics")), read_json(result.get("summary"))
+    record = result.get("record")
+    folder = Path(record) if isinstance(record, str) and record else None
+    metrics = folder / "metrics.jsonl" if folder is not None else result.get("metrics")
+    rows = read_jsonl(metrics)
+    summary = read_json(folder / "summary.json") if folder is not None else {}
+    if rows:
+        return rows, summary, ""
+    if folder is None:
+        why = "this job's result names no render record (a render queued before records were kept)"
+    elif not folder.is_dir():
+        why = f"its render record {folder} is gone (cleaned up in Settings > Storage, or moved)"
+    elif summary.get("measured") is False or not (folder / "metrics.jsonl").is_file():
+        why = ("this render took a per-pixel fast path (an identity copy or a LUT-only table), which is not "
+               "measured while rendering: `python -m scripts.cli metrics INPUT OUTPUT` measures it")
+    else:
+        why = f"its metrics file {folder / 'metrics.jsonl'} holds no readable row"
+    return rows, summary, why

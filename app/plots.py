@@ -22,16 +22,21 @@ def _time_ms(row: Mapping[str, Any]) -> float | None:
 
 
 def render_metrics_figure(rows: Sequence[Mapping[str, Any]]) -> go.Figure:
-    """Warping error, SSIM and time per frame against the frame index, one panel each."""
+    """Warping error, SSIM (and time per frame, where the rows carry one) against the frame index, one panel
+    each. The first frame of a shot has no warping error (nothing before it to warp): a gap, not a zero."""
     rows = sorted(rows, key=lambda r: r.get("index", 0))
-    fig = make_subplots(rows=3, cols=1, shared_xaxes=True, vertical_spacing=0.06,
-                        subplot_titles=("warping error", "SSIM to input", "time per frame (ms)"))
+    timed = any(_time_ms(r) is not None for r in rows)
+    titles = [name for _, name in FRAME_SERIES] + (["time per frame (ms)"] if timed else [])
+    fig = make_subplots(rows=len(titles), cols=1, shared_xaxes=True, vertical_spacing=0.08,
+                        subplot_titles=titles)
     x = [r.get("index", i) for i, r in enumerate(rows)]
     for i, (key, name) in enumerate(FRAME_SERIES, 1):
-        fig.add_trace(go.Scatter(x=x, y=[r.get(key) for r in rows], mode="lines", name=name), row=i, col=1)
-    fig.add_trace(go.Scatter(x=x, y=[_time_ms(r) for r in rows], mode="lines", name="ms"), row=3, col=1)
-    fig.update_layout(height=520, showlegend=False, margin={"l": 40, "r": 10, "t": 30, "b": 30})
-    fig.update_xaxes(title_text="frame", row=3, col=1)
+        fig.add_trace(go.Scatter(x=x, y=[r.get(key) for r in rows], mode="lines+markers", name=name,
+                                 connectgaps=False), row=i, col=1)
+    if timed:
+        fig.add_trace(go.Scatter(x=x, y=[_time_ms(r) for r in rows], mode="lines", name="ms"), row=3, col=1)
+    fig.update_layout(height=180 * len(titles) + 40, showlegend=False, margin={"l": 40, "r": 10, "t": 30, "b": 30})
+    fig.update_xaxes(title_text="frame", row=len(titles), col=1)
     return fig
 
 

@@ -167,19 +167,22 @@ if job.kind == "render" and job.state == "done" and output.is_file():
         st.caption(f"{codec or output.suffix} plays in an editor, not in a browser: download it")
     with open(output, "rb") as fh:
         st.download_button("Download", fh, file_name=output.name, key="queue.download")
-    rows, summary = render_metrics(job.result)
+    rows, summary, why = render_metrics(job.result)
     if rows:
+        st.markdown(f"**Per-frame measures** ({len(rows)} frames measured)")
         st.plotly_chart(render_metrics_figure(rows), key="queue.metrics")
     else:
-        st.caption("no metrics recorded")
+        st.caption(f"No per-frame measures: {why}.")
     perf = (job.result or {}).get("perf")
     if perf and perf.get("thread_ms"):
         st.markdown("**Where the time went**")
         st.plotly_chart(stages_figure(perf), key="queue.perf")
         st.caption(perf.get("advice", ""))
-    if summary:
-        with st.expander("Summary"):
-            st.json(summary)
+    if summary.get("mean"):
+        st.markdown(f"**Measures over the render** ({summary.get('frames', '?')} frames measured)")
+        st.dataframe([{"measure": k.replace("_", " "), "mean": summary["mean"][k],
+                       "95th percentile": (summary.get("p95") or {}).get(k)} for k in sorted(summary["mean"])],
+                     hide_index=True, key="queue.summary")
     shots = summary.get("shots") if summary and summary.get("shots") and "motion" in summary["shots"][0] else None
     source = Path(str(job.spec.get("input", "")))
     if shots is None and source.is_file() and st.button("Analyse shots", key="queue.analyse"):

@@ -341,8 +341,18 @@ def test_queue_page_finished_render(sample: Path, queue) -> None:
     at = page("queue").run()
     no_errors(at)
     assert at.get("video") and at.get("download_button")
-    assert at.get("plotly_chart") or any("no metrics recorded" in c.value for c in at.caption)
+    charts = at.get("plotly_chart")
+    assert charts and "warping error" in charts[0].proto.spec and "SSIM to input" in charts[0].proto.spec
+    assert any("frames measured" in m.value for m in at.markdown)
     assert any(c.value.startswith("The bottleneck is ") for c in at.caption)  # where the render's time went
+
+    copy_id = queue_render(queue, sample, "none", "speed", {}, workers=1)  # the identity copy: not measured
+    assert run_worker(cpu_slots=1, poll_s=0.1, once=True) == 1
+    at = page("queue").run()  # opens on the newest job
+    no_errors(at)
+    assert at.selectbox(key="queue.job").value == copy_id
+    assert any(c.value.startswith("No per-frame measures: this render took a per-pixel fast path")
+               for c in at.caption), [c.value for c in at.caption]
 
 
 def test_settings_render_on_a_cluster(studio_home: Path) -> None:
