@@ -257,6 +257,39 @@ def schema_form(schema: list[dict[str, Any]], values: dict[str, Any], key: str, 
     return sets
 
 
+def shown_value(value: Any) -> str:
+    """A parameter value for a table cell ("" when absent)."""
+    return "" if value is None else _text(value)
+
+
+def proposal_widgets(style: str, preset: str, a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """The Style Lab's widget values that set variants A and B to an auto-tuner proposal: their style and
+    preset, and each proposed parameter in the type its widget holds (:func:`style_params_form`'s keys)."""
+    from core.config import schema
+    from stylizers import get_style
+
+    fields = {f["name"]: f for f in schema(get_style(style).Params)}
+    out: dict[str, Any] = {}
+    for side, point in (("A", a), ("B", b)):
+        out[f"lab.{side}.style"], out[f"lab.{side}.preset"] = style, preset
+        for name, value in point.items():
+            f = fields.get(name)
+            if f is None:
+                continue
+            key = f"lab.{side}.params.{style}.{preset}.{name}"
+            if f["type"] == "bool":
+                out[key] = bool(value)
+            elif "choices" in f:
+                out[key] = value
+            elif f["type"] == "int" and isinstance(value, int | float):
+                out[key] = int(value)
+            elif f["type"] == "float" and isinstance(value, int | float):
+                out[key] = float(value)
+            else:
+                out[key] = _text(value)
+    return out
+
+
 def style_params_form(style: str, preset: str, key: str) -> dict[str, str]:
     """The style's parameter widgets, starting at the preset's values; returns the changed ones as ``--set``s."""
     from core.config import schema, to_dict

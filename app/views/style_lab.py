@@ -3,8 +3,6 @@ alone), compare them, rate, approve training pairs, and see what the preference 
 
 from __future__ import annotations
 
-import getpass
-
 import streamlit as st
 
 from app import components as ui
@@ -19,6 +17,8 @@ from stylizers import READY_STYLES, STYLIZERS
 
 st.title("Style Lab")
 lab = st.session_state.setdefault("lab", {})
+for key, value in st.session_state.pop("lab.apply", {}).items():  # an applied proposal, before its widgets exist
+    st.session_state[key] = value
 
 clip = ui.media_picker("lab", "Clip")
 if clip is None:
@@ -36,16 +36,41 @@ presets = list_presets()
 
 cols = st.columns(2)
 chosen = {}
+styles = READY_STYLES + [s for s in STYLIZERS if s not in READY_STYLES]
+#: a first comparison of two different variants, not of one with itself: cartoon against pencil
+FIRST = {"A": "cartoon", "B": "pencil"}
 for side, col in zip(("A", "B"), cols, strict=True):
     with col:
         st.subheader(f"Variant {side}")
-        style = st.selectbox("Style", READY_STYLES + [s for s in STYLIZERS if s not in READY_STYLES],
-                             key=f"lab.{side}.style", index=READY_STYLES.index("cartoon") if "cartoon" in READY_STYLES
-                             else 0)
+        style = st.selectbox("Style", styles, key=f"lab.{side}.style",
+                             index=styles.index(FIRST[side]) if FIRST[side] in styles else 0)
         preset = st.selectbox("Preset", presets, key=f"lab.{side}.preset",
                               index=presets.index("balanced") if "balanced" in presets else 0)
         with st.expander("Parameters"), ui.shown_errors():
             chosen[side] = (style, preset, ui.style_params_form(style, preset, f"lab.{side}.params"))
+same = chosen.get("A") is not None and chosen["A"] == chosen.get("B")
+if same:
+    st.warning("A and B are the same variant: change a style, preset or parameter of one of them to compare.")
+
+st.subheader("Auto-tuner: the next pair worth rating")
+budget = st.slider("Candidates to try", 2, 24, 6, key="lab.budget")
+if st.button("Propose a pair", key="lab.tune"):
+    from app.actions import propose_pair
+
+    with ui.shown_errors(), st.spinner("Searching parameters on the worst frames..."):
+        proposal = propose_pair(clip, chosen["A"][0], chosen["A"][1], budget)
+        lab["proposal"] = {**proposal, "style": chosen["A"][0], "preset": chosen["A"][1]}
+if lab.get("proposal"):
+    p = lab["proposal"]
+    names = sorted(set(p["a"]) | set(p["b"]))
+    st.dataframe([{"parameter": n, "A": ui.shown_value(p["a"].get(n)), "B": ui.shown_value(p["b"].get(n))}
+                  for n in names], hide_index=True, key="lab.proposal")
+    why = (f"the preference model gives P(A) = {p['p_a']:.2f}: the pair it is least sure about"
+           if p["p_a"] is not None else "A flickers less than B (the base) within the style's floors")
+    st.caption(f"{p['style']}, preset {p['preset']}; {why}")
+    if st.button("Apply to A and B", key="lab.apply_proposal"):
+        st.session_state["lab.apply"] = ui.proposal_widgets(p["style"], p["preset"], p["a"], p["b"])
+        st.rerun()
 
 motion = info.frame_count > 1 and st.radio(
     "Judge on", ["Motion: a short clip around the frame", "Still: the frame alone"], horizontal=True, key="lab.on",
@@ -53,7 +78,7 @@ motion = info.frame_count > 1 and st.radio(
          "error, temporal SSIM, flicker of flat areas), which the preference model learns from.").startswith("Motion")
 span = st.select_slider("Clip length (s)", [0.5, 1.0, 2.0], value=lab_clip.DEFAULT_SPAN,
                         key="lab.span") if motion else 0.0
-if st.button("Render A and B", type="primary", key="lab.render"):
+if st.button("Render A and B", type="primary", key="lab.render", disabled=same):
     with ui.shown_errors(), st.spinner("Rendering both variants..."):
         if motion:
             pair = lab_clip.render_pair(clip, pick.index, chosen["A"], chosen["B"], span)
@@ -117,7 +142,7 @@ with st.form("lab.rate"):
     choice = st.radio("Better", ["A", "B", "tie"], horizontal=True, key="lab.choice")
     rating = st.slider("Rating of the better one (1-5)", 1, 5, 3, key="lab.rating")
     comment = st.text_area("Comment", key="lab.comment", max_chars=feedback.MAX_TEXT)
-    rater = st.text_input("Rater", value=getpass.getuser(), key="lab.rater")
+    rater = st.text_input("Rater", key="lab.rater", placeholder="your name (kept with the rating)")
     if st.form_submit_button("Save rating", key="lab.save"):
         with ui.shown_errors():
             if lab.get("video") is not None:
@@ -134,15 +159,3 @@ if lab.get("record") is not None:
         with ui.shown_errors():
             folder = feedback.approve(lab["record"], approve_side)
             st.success(f"approved {feedback.pair_stem(lab['record'], approve_side)} into {folder}")
-
-with st.expander("Auto-tuner: the next pair worth rating"):
-    budget = st.slider("Candidates to try", 2, 24, 6, key="lab.budget")
-    if st.button("Propose a pair", key="lab.tune"):
-        from app.actions import propose_pair
-
-        with ui.shown_errors(), st.spinner("Searching parameters on the worst frames..."):
-            lab["proposal"] = propose_pair(clip, chosen["A"][0], chosen["A"][1], budget)
-    if lab.get("proposal"):
-        p = lab["proposal"]
-        st.write(f"A: `{p['a']}`  vs  B: `{p['b']}`" + (f" (P(A) = {p['p_a']:.2f})" if p["p_a"] is not None else ""))
-        st.caption("Set these in the variants' parameters and render them.")

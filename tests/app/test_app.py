@@ -212,6 +212,10 @@ def test_style_lab_rate_and_approve(sample: Path) -> None:
     at = page("style_lab").run()
     no_errors(at)
     assert at.selectbox(key="lab.frame").options  # worst frames offered
+    # two different variants to start with, never one against itself
+    assert (at.selectbox(key="lab.A.style").value, at.selectbox(key="lab.B.style").value) == ("cartoon", "pencil")
+    at.selectbox(key="lab.B.style").set_value("cartoon").run()
+    assert at.button(key="lab.render").disabled and "same variant" in at.warning[0].value
     at.selectbox(key="lab.B.style").set_value("pencil").run()
     at.button(key="lab.render").click().run()
     no_errors(at)
@@ -219,6 +223,10 @@ def test_style_lab_rate_and_approve(sample: Path) -> None:
     at.radio(key="lab.choice").set_value("B")
     at.slider(key="lab.rating").set_value(4)
     at.text_area(key="lab.comment").set_value("cleaner lines")
+    assert at.text_input(key="lab.rater").value == ""  # not the machine's login name
+    at.button(key="lab.save").click().run()
+    assert at.error and "rater" in at.error[0].value  # a rating says who made it
+    at.text_input(key="lab.rater").set_value("Ana")
     at.button(key="lab.save").click().run()
     no_errors(at)
     records = feedback.list_records()
@@ -241,6 +249,29 @@ def test_style_lab_rate_and_approve(sample: Path) -> None:
     no_errors(at)
     still = feedback.list_records()[-1]
     assert still.frame_index is not None and "warping_error" not in still.a.metrics
+
+
+def test_style_lab_applies_a_tuner_proposal(sample: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The auto-tuner's proposal is a table and one click sets A and B to it; it stays on the page."""
+    import app.actions
+
+    monkeypatch.setattr(app.actions, "propose_pair", lambda clip, style, preset, budget: {
+        "a": {"n_colors": 6, "smooth_color": 55.0, "line_width": 3}, "b": {"n_colors": 8, "smooth_color": 40.0,
+                                                                         "line_width": 2}, "p_a": None})
+    at = page("style_lab").run()
+    at.button(key="lab.tune").click().run()
+    no_errors(at)
+    table = at.dataframe[-1].value
+    assert list(table["parameter"]) == ["line_width", "n_colors", "smooth_color"] and list(table["A"]) == ["3", "6",
+                                                                                                          "55.0"]
+    at.button(key="lab.apply_proposal").click().run()
+    no_errors(at)
+    assert (at.selectbox(key="lab.A.style").value, at.selectbox(key="lab.B.style").value) == ("cartoon", "cartoon")
+    prefix = "lab.{}.params.cartoon.balanced."
+    assert at.slider(key=prefix.format("A") + "n_colors").value == 6
+    assert at.slider(key=prefix.format("A") + "smooth_color").value == 55.0
+    assert at.slider(key=prefix.format("B") + "line_width").value == 2
+    assert at.dataframe[-1].value.shape[0] == 3  # the proposal is still shown
 
 
 def test_trainer_launch(studio_home: Path, queue) -> None:

@@ -364,6 +364,7 @@ def test_style_lab_rate_and_approve(page: sync_api.Page, home: Path, shots: Path
     rating.press("ArrowRight")  # 3 -> 4
     expect(rating).to_have_value("4")
     page.get_by_label("Comment").fill("pencil keeps the edges")
+    page.get_by_role("textbox", name="Rater").fill("Ana")
     page.get_by_role("button", name="Save rating").click()
     expect(page.get_by_text("saved feedback record 1")).to_be_visible()
 
