@@ -12,6 +12,7 @@ from typing import Any
 
 from scripts.bench.figures import (
     ANALYSIS,
+    API_LIST,
     BUNDLED,
     BUNDLED_FLICKER,
     BUSY,
@@ -320,6 +321,9 @@ def _studio_rows(report: dict) -> list[Row]:
     took = _num(sec, "queue_page_200_s")
     if took is not None:
         rows.append(("Batch queue page with 200 jobs, AppTest", f"**{took:.2f} s**", QUEUE.column(took)))
+    api = _num(sec, "api_list_200_ms")
+    if api is not None:
+        rows.append(("JSON API: `GET /jobs` with 200 jobs, over HTTP", f"**{api:.1f} ms**", API_LIST.column(api)))
     sizes = [(k, v) for k, v in _sec(sec, "live").items() if _nums(v, "ms", "share") is not None]
     if sizes:
         rows.append((f"live preview while rendering, one frame per chunk every 2 s, {' / '.join(k for k, _ in sizes)}",
