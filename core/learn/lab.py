@@ -136,19 +136,28 @@ def _shared(path: str | Path, index: int, span: float, roll: int) -> tuple[Any, 
         return info, _Window(start, frames, fm.result(), fp.result(), scores)
 
 
-def _render(path: str | Path, index: int, variant: Variant, shared: _Window) -> ClipVariant:
-    """One variant over the shared window: stylised, stabilised with the shared motion (reset at the cuts its
-    own preset's threshold finds), measured with the shared input flow."""
-    from core.config import to_dict
-    from core.quality.metrics import MetricsMeter
+def _analysis(path: str | Path, variant: Variant) -> tuple[Any, Any]:
+    """The variant's job spec and its style's job-wide analysis (cached per clip, style and parameters)."""
     from core.render.preview import cached_analysis
     from core.render.spec import build_job
-    from core.render.temporal import Stabiliser
-    from stylizers import get_style
 
     style, preset, sets = variant
     spec = build_job(path, Path(path).with_suffix(".preview.mp4"), style, preset, dict(sets))
-    analysis = cached_analysis(spec)
+    return spec, cached_analysis(spec)
+
+
+def _render(path: str | Path, index: int, variant: Variant, shared: _Window,
+            fitted: tuple[Any, Any] | None = None) -> ClipVariant:
+    """One variant over the shared window: stylised, stabilised with the shared motion (reset at the cuts its
+    own preset's threshold finds), measured with the shared input flow. ``fitted``: its :func:`_analysis`, when
+    made already."""
+    from core.config import to_dict
+    from core.quality.metrics import MetricsMeter
+    from core.render.temporal import Stabiliser
+    from stylizers import get_style
+
+    _, preset, sets = variant
+    spec, analysis = fitted if fitted is not None else _analysis(path, variant)
     cls = get_style(spec.style)
     stylizer = cls(spec.params, analysis.shared)
     temporal = spec.preset.temporal
@@ -188,9 +197,13 @@ def render_pair(path: str | Path, index: int, a: Variant, b: Variant,
     """Both variants ``(style, preset, sets)`` over the same window: the input decoded, its motion and flow
     measured once, then the two variants on two threads (decode, the styles' OpenCV work and the flow release
     the GIL)."""
-    _, shared = _shared(path, index, span, PREROLL)
     with ThreadPoolExecutor(2, thread_name_prefix="lab") as pool:
-        fa, fb = (pool.submit(_render, path, index, v, shared) for v in (a, b))
+        # the styles' analyses (the cartoon palette: sample decodes and a k-means fit) beside the window's decode
+        # and motion, which leave a core idle part of the time
+        fits = [pool.submit(_analysis, path, v) for v in (a, b)]
+        _, shared = _shared(path, index, span, PREROLL)
+        fa, fb = (pool.submit(_render, path, index, v, shared, fit.result()) for v, fit in zip((a, b), fits,
+                                                                                              strict=True))
         return fa.result(), fb.result()
 
 
