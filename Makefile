@@ -5,10 +5,12 @@ PY := $(VENV)/bin/python
 
 .PHONY: run test lint bench clean
 
+# The first `make run` installs for minutes: pip shows what it fetches and its progress bars (no -q there).
 $(VENV)/.installed: requirements.txt requirements-base.txt
+	@echo "installing the studio's requirements into $(VENV) (a few minutes, once)..."
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install --progress-bar on -r requirements.txt
 	touch $@
 
 $(VENV)/.dev-installed: requirements-dev.txt $(VENV)/.installed

@@ -26,6 +26,11 @@ from core.studio import storage, watch
 from core.video.reader import DECODERS
 from stylizers import checked_preset
 
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 st.title("Settings")
 hardware, presets, folders, store = st.tabs(["Hardware", "Presets", "Folders", "Storage"])
 
@@ -94,7 +99,10 @@ with presets:
         with st.expander("As YAML"):
             st.code(yaml.safe_dump(values, sort_keys=False), language="yaml")
         new_name = st.text_input("Save as (custom preset name)", value=f"{name}_custom", key="set.save_name")
-        if st.button("Save preset", key="set.save"):
+        # saving over one of the user's own presets replaces it: asked first
+        replace = not (user_dir() / f"{new_name}.yaml").is_file() or st.checkbox(
+            f"Replace my custom preset {new_name!r}", key=f"set.save_replace.{new_name}")
+        if st.button("Save preset", key="set.save", disabled=not replace):
             path = save_preset(apply_sets(preset, sets), new_name)
             st.success(f"saved {path}")
 
@@ -149,9 +157,10 @@ with folders:
                          hide_index=True, width="stretch")
 
 with store:
+    # one type per column (text here): a column of numbers and "forever" is no Arrow column
     st.dataframe([{"tier": u.tier, "files": u.files, "size (MB)": round(u.bytes / 2**20, 1),
-                   "retention (days)": u.retention_days or "forever", "folder": str(u.folder)}
-                  for u in storage.usage(settings)], hide_index=True, width="stretch")
+                   "kept for": f"{u.retention_days:g} days" if u.retention_days else "forever",
+                   "folder": str(u.folder)} for u in storage.usage(settings)], hide_index=True, width="stretch")
     st.caption(f"{disk.free_bytes() / 2**30:.1f} GB free; jobs are refused below {settings.min_free_gb:g} GB")
     with st.form("set.storage"):
         days = {t: st.number_input(f"Keep {t} (days, 0 = forever)", 0.0, 3650.0,
@@ -164,9 +173,36 @@ with store:
                 storage.save_settings(dataclasses.replace(settings, retention=storage.Retention(**days),
                                                           min_free_gb=min_free))
                 st.success("saved")
+    # two steps: the plan (what would go, counted and sized), then a confirmation that removes only that
     if st.button("Clean up now", key="set.cleanup"):
         queue = ui.job_queue()
         with ui.shown_errors():
-            report = storage.cleanup(storage.load_settings(), keep=in_use_paths(queue) if queue else ())
-            st.success(f"removed {len(report.removed)} items ({report.bytes / 2**20:.1f} MB); "
-                       f"{report.kept_in_use} kept for active jobs")
+            plan = storage.plan_cleanup(storage.load_settings(), keep=in_use_paths(queue) if queue else ())
+            st.session_state["set.cleanup_plan"] = plan if plan.items else None
+            if not plan.items:
+                st.success(f"removed 0 items: nothing is older than its tier's retention; "
+                           f"{plan.kept_in_use} kept for active jobs")
+    plan = st.session_state.get("set.cleanup_plan")
+    if plan is not None:
+        asking = st.empty()  # emptied once answered, so a spent "Delete" button is never left on screen
+        with asking.container():
+            items = _count(len(plan.items), "item")
+            st.warning(f"This deletes {items} ({plan.bytes / 2**20:.1f} MB) older than their tier's retention, "
+                       f"for good; {plan.kept_in_use} kept for active jobs. Delete them?")
+            st.dataframe([{"tier": tier, "items": n, "size (MB)": round(size / 2**20, 1)}
+                          for tier, n, size in plan.tiers], hide_index=True)
+            with st.expander("Items"):
+                st.code("\n".join(str(p.relative_to(studio_home())) for p in plan.items), language=None)
+            c1, c2 = st.columns(2)
+            confirmed = c1.button(f"Delete {items}", type="primary", key="set.cleanup_confirm")
+            cancelled = c2.button("Cancel", key="set.cleanup_cancel")
+        if confirmed or cancelled:
+            st.session_state["set.cleanup_plan"] = None
+            asking.empty()
+        if confirmed:
+            queue = ui.job_queue()
+            with ui.shown_errors():
+                report = storage.cleanup(storage.load_settings(), keep=in_use_paths(queue) if queue else (),
+                                         now=plan.now, only=plan.items)
+                st.success(f"removed {_count(len(report.removed), 'item')} ({report.bytes / 2**20:.1f} MB); "
+                           f"{report.kept_in_use} kept for active jobs")

@@ -352,15 +352,17 @@ def _in_use(unit: Path, keep: set[Path]) -> bool:
 
 
 def cleanup(settings: StudioSettings | None = None, *, keep: Iterable[str | Path] = (), now: float | None = None,
-            dry_run: bool = False) -> CleanupReport:
+            dry_run: bool = False, only: Iterable[str | Path] | None = None) -> CleanupReport:
     """Remove files older than their tier's retention (by modification time; 0 days keeps forever).
 
     A work folder goes as a whole once none of its files is recent. ``keep``: paths (files or folders) of
-    jobs still queued, running or paused: never removed. ``dry_run`` lists without removing.
+    jobs still queued, running or paused: never removed. ``dry_run`` lists without removing. ``only``: remove
+    none but these (the items of a :class:`CleanupPlan` the user confirmed), and those only if still due.
     """
     settings = settings or load_settings()
     now = time.time() if now is None else now
     keep_set = {Path(k).resolve() for k in keep}
+    only_set = None if only is None else {Path(p).resolve() for p in only}
     removed: list[Path] = []
     total = in_use = 0
     for tier in TIERS:
@@ -371,6 +373,8 @@ def cleanup(settings: StudioSettings | None = None, *, keep: Iterable[str | Path
         cutoff = now - days * 86400
         for unit in folder.iterdir():
             if unit.name.startswith("."):  # a write in progress (atomic temp names are hidden)
+                continue
+            if only_set is not None and unit.resolve() not in only_set:
                 continue
             files = [unit] if unit.is_file() else list(_files(unit))
             if _in_use(unit.resolve(), keep_set):
@@ -389,3 +393,37 @@ def cleanup(settings: StudioSettings | None = None, *, keep: Iterable[str | Path
             total += size
     return CleanupReport(tuple(removed), total, in_use)
 
+
+@dataclass(frozen=True)
+class CleanupPlan:
+    """What :func:`cleanup` would remove at ``now``, for the user to read before anything goes.
+
+    ``tiers``: (tier, items, bytes) for each tier with something due. Confirming is
+    ``cleanup(settings, keep=..., now=plan.now, only=plan.items)``: an item that became due, or stopped being in
+    use, after the plan was shown is not removed unasked.
+    """
+
+    now: float
+    items: tuple[Path, ...]
+    tiers: tuple[tuple[str, int, int], ...]
+    kept_in_use: int
+
+    @property
+    def bytes(self) -> int:
+        return sum(size for _, _, size in self.tiers)
+
+
+def plan_cleanup(settings: StudioSettings | None = None, *, keep: Iterable[str | Path] = (),
+                 now: float | None = None) -> CleanupPlan:
+    """A dry run of :func:`cleanup`, counted and sized per tier (a work folder is one item)."""
+    settings = settings or load_settings()
+    now = time.time() if now is None else now
+    report = cleanup(settings, keep=keep, now=now, dry_run=True)
+    tiers = []
+    for tier in TIERS:
+        folder = tier_folder(tier)
+        units = [u for u in report.removed if u.parent == folder]
+        if units:
+            tiers.append((tier, len(units), sum(p.stat().st_size for u in units
+                                                for p in ([u] if u.is_file() else _files(u)))))
+    return CleanupPlan(now, report.removed, tuple(tiers), report.kept_in_use)

@@ -4,8 +4,9 @@ A thin shell: parse arguments, build a job, call one core function, print the re
 
 Exit codes, the same for every command (:func:`main`): 0 done; 2 for anything the user gave (a file, model,
 LUT, parameter or path: fix it and run again); 1 for a failure of ours (a bug, a crashed worker: the traceback
-goes to the log file, never the terminal); 130 interrupted (run it again to resume). Every error is one line
-on stderr, and never quotes the content of a file the user did not mean to show.
+goes to the log file, never the terminal); 130 interrupted (run it again to resume); 1 and nothing said when
+the reader of a pipe left (``| head``). Every error is one line on stderr, and never quotes the content of a
+file the user did not mean to show.
 
 This package holds the parser and that one error policy; each command lives, with the code that adds its
 sub-parser, in the module of its group:
@@ -69,7 +70,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run one command and return its exit code (see the module docstring); never raises, never prints a
-    traceback unless ``-v`` asks for one."""
+    traceback unless ``-v`` asks for one.
+
+    stdout is flushed here, not at interpreter exit: a block-buffered pipe whose reader left (``cli queue events
+    7 | head``) otherwise raised its BrokenPipeError after ``main`` returned, as an "Exception ignored" traceback
+    and exit 120. A reader that left is exit 1 with nothing on stderr, from the command or from ``--help``."""
+    try:
+        try:
+            return _run(argv)
+        finally:  # a SystemExit of argparse (--help, a bad option) passes here too
+            sys.stdout.flush()
+    except BrokenPipeError:
+        _drop_stdout()
+        return EXIT_FAILED
+
+
+def _run(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)  # a bad option or value: one line and exit 2 (_Parser.error)
     if getattr(args, "workers", None) is not None and args.workers < 1:
         print("error: --workers must be at least 1", file=sys.stderr)

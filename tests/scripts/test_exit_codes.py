@@ -265,3 +265,15 @@ def test_closed_pipe_is_quiet(tmp_path: Path) -> None:
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=60) == EXIT_FAILED, err
     assert err == "", err
+
+
+@pytest.mark.parametrize("argv", [["queue", "list"], ["--help"]])
+def test_closed_pipe_is_quiet_when_stdout_is_block_buffered(argv: list[str], tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    env |= {"VP_HOME": str(tmp_path / "home"), "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "scripts.cli", *argv], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == EXIT_FAILED, err
+    assert err == "", err

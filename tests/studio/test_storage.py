@@ -141,3 +141,38 @@ def test_uploaded_lut_is_checked_and_kept_by_its_name(studio_home: Path) -> None
     with pytest.raises(LutError, match=r"upload 'bad.cube':2: expected 8 table rows"):
         storage.store_lut(b"LUT_3D_SIZE 2\n0 0 0\n", "bad.cube")
     assert sorted(p.name for p in (studio_home / "luts").iterdir()) == ["My Look (v2).cube", "My Look (v2)_2.cube"]
+
+
+def test_plan_cleanup_counts_and_sizes_what_cleanup_would_remove(studio_home: Path) -> None:
+    old = time.time() - 10 * 86400
+    for tier, name, size in (("uploads", "h1/a.mp4", 5), ("uploads", "h2/b.mp4", 7), ("work", "job/c0.mp4", 11),
+                             ("work", "job/c1.mp4", 13), ("renders", "r.mp4", 17), ("uploads", "h3/kept.mp4", 19)):
+        p = studio_home / tier / name
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(b"x" * size)
+        os.utime(p, (old, old))
+    settings = storage.StudioSettings(retention=storage.Retention(uploads=1.0, work=1.0, renders=0.0))
+    keep = [studio_home / "uploads" / "h3" / "kept.mp4"]
+    plan = storage.plan_cleanup(settings, keep=keep)
+    assert plan.tiers == (("uploads", 2, 12), ("work", 1, 24)) and plan.bytes == 36 and plan.kept_in_use == 1
+    assert sorted(p.name for p in plan.items) == ["h1", "h2", "job"]
+    assert all(p.exists() for p in plan.items)  # a plan removes nothing
+    report = storage.cleanup(settings, keep=keep, now=plan.now, only=plan.items)
+    assert sorted(report.removed) == sorted(plan.items) and report.bytes == plan.bytes
+
+
+def test_cleanup_only_removes_none_but_the_confirmed(studio_home: Path) -> None:
+    """Confirming a plan removes what it listed and nothing that became due after it was shown."""
+    old = time.time() - 10 * 86400
+    settings = storage.StudioSettings(retention=storage.Retention(uploads=1.0))
+    listed, later = studio_home / "uploads" / "a.mp4", studio_home / "uploads" / "b.mp4"
+    listed.parent.mkdir(parents=True)
+    listed.write_bytes(b"12345")
+    os.utime(listed, (old, old))
+    plan = storage.plan_cleanup(settings)
+    later.write_bytes(b"123")
+    os.utime(later, (old, old))  # due now, but not in the plan the user read
+    report = storage.cleanup(settings, now=plan.now, only=plan.items)
+    assert report.removed == (listed,) and not listed.exists() and later.exists()
+    assert storage.cleanup(settings, only=()).removed == ()  # an empty plan removes nothing
+    assert storage.plan_cleanup(settings).items == (later,)
