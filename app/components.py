@@ -172,7 +172,8 @@ def model_choices() -> list[str]:
 
     names = sorted({e.name for e in registry.list_models()})
     infos = [registry.info(n) for n in names]
-    return names + [f"{i.name}@{e.version}" for i in infos for e in i.versions]
+    # released versions only: a candidate renders by name@version once someone chose to, not from a picker
+    return names + [f"{i.name}@{e.version}" for i in infos for e in i.versions if getattr(e, "state", None) is None]
 
 
 def _model_label(choice: str) -> str:

@@ -186,6 +186,7 @@ def bundle(s: Starter, report, sources: list[str], cfg, quality: list[str]) -> N
     entry = {**report.entry.to_json(), "version": version, "file": f"{stem}.onnx",
              "sha256": file_sha256(out / f"{stem}.onnx"), "style": s.description,
              "licence": s.licence, "temporal": TEMPORAL}
+    entry.pop("state", None)  # bundling is the release: a bundled version is reviewed, never a candidate
     manifest["models"] = [m for m in manifest["models"] if not (m["name"] == s.name and m["version"] == version)]
     manifest["models"].append(entry)
     manifest["active"][s.name] = {"version": version, "history": []}

@@ -92,6 +92,12 @@ class EpochRecord:
 
 @dataclass(frozen=True)
 class FinetuneResult:
+    """``first_val``: the validation loss of the weights the run started from (the base's), measured before
+    the first step; ``best_val``: the lowest epoch's (its weights are ``best``). Both are the same
+    :func:`~trainer.losses.fidelity` on the same centre crops of the held-out pairs, so they compare directly:
+    a ``best_val`` above ``first_val`` means no epoch beat the base (the first steps moved it away from the
+    pairs: AdamW moves every weight by about the learning rate at first, whatever its gradient)."""
+
     folder: Path
     best: Path
     best_val: float
@@ -186,18 +192,21 @@ def finetune(net: TransformerNet, pairs: Sequence[Pair], folder: str | Path, cfg
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
 
     start, history, best_val, bad = 1, [], math.inf, 0
-    if resume and (folder / LAST).is_file():
-        state = load_checkpoint(folder / LAST)
-        if state.get("config") != cfg.key() or state["arch"] != net.arch.to_json():
-            raise ConfigError(f"{folder / LAST}: made with other settings or another network; "
-                              f"start a new run folder or use the same settings")
+    state = load_checkpoint(folder / LAST) if resume and (folder / LAST).is_file() else None
+    if state is not None and (state.get("config") != cfg.key() or state["arch"] != net.arch.to_json()):
+        raise ConfigError(f"{folder / LAST}: made with other settings or another network; "
+                          f"start a new run folder or use the same settings")
+    # the starting weights' loss, before any step: kept in the checkpoint, so a resumed run reports the
+    # base's figure, not its own first epoch's (a checkpoint from before it was kept: ``net``, the base here)
+    first_val = state["first_val"] if state is not None and "first_val" in state else \
+        _validate(net, val_set, cfg, device)
+    if state is not None:
         net.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         scaler.load_state_dict(state["scaler"])
         start, best_val, bad = state["epoch"] + 1, state["best_val"], state["bad_epochs"]
         history = _read_log(folder / LOG, state["epoch"])
-    first_val = history[0].val_loss if history else _validate(net, val_set, cfg, device)
 
     stopped = bad >= cfg.patience
     epoch = start - 1
@@ -233,6 +242,7 @@ def finetune(net: TransformerNet, pairs: Sequence[Pair], folder: str | Path, cfg
         save_checkpoint(folder / LAST, {"model": net.state_dict(), "optimizer": opt.state_dict(),
                                         "scheduler": sched.state_dict(), "scaler": scaler.state_dict(),
                                         "epoch": epoch, "best_val": best_val, "bad_epochs": bad,
+                                        "first_val": first_val,
                                         "arch": net.arch.to_json(), "config": cfg.key()})
         if on_epoch:
             on_epoch(record)

@@ -1,4 +1,4 @@
-"""From approved pairs to a model of its own: fine-tune, export, check, (quantise), register with a card.
+"""From approved pairs to a candidate model: fine-tune, export, check, (quantise), register it for review.
 
 Each step can refuse, and a refusal registers nothing: export parity above 1e-4 (ParityError), an int8
 model that does not pay (QualityGateError). int8 is registered only when its PSNR vs fp32 is at least
@@ -11,6 +11,10 @@ pairs, the look (the caller's description), the base's and the fine-tune's score
 the int8 decision. The registered version carries its lineage (base model, data hash, epochs, best
 validation loss), the fps measured at 1280x720 on this machine, and its trainable weights (``.npz``), so
 it can itself be the base of the next fine-tune.
+
+It is registered as a *candidate* (:func:`core.ml.registry.register_candidate`), whatever its gates say: a
+render of ``model=<name>`` keeps its active version until a person has compared the two (the review record,
+:mod:`.review`, the Trainer page) and activated it.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -52,6 +56,7 @@ from .quantize import (
     measure_speedup,
     quantize_int8,
 )
+from .review import record
 from .weights import base_network, save_npz
 
 Int8 = Literal["no", "try", "require"]
@@ -60,8 +65,9 @@ FPS_SIZE = (720, 1280)
 
 @dataclass(frozen=True)
 class TrainReport:
-    """``int8``: the precision decision and its figures (None with ``int8="no"``); ``before`` / ``after``:
-    the base's and the fine-tune's scores on the held-out pairs; ``card``: the registered model card."""
+    """``entry``: the registered candidate; ``int8``: the precision decision and its figures (None with
+    ``int8="no"``); ``before`` / ``after``: the base's and the fine-tune's scores on the held-out pairs;
+    ``card``: the registered model card; ``review``: the review record written beside it (:mod:`.review`)."""
 
     entry: registry.ModelEntry
     run: FinetuneResult
@@ -72,6 +78,7 @@ class TrainReport:
     before: HeldOutScores
     after: HeldOutScores
     card: str
+    review: dict[str, Any]
 
 
 def run_folder(name: str) -> Path:
@@ -99,7 +106,7 @@ def default_name(base: str) -> str:
     ``<base name>-ft-<n>``, the first n not registered yet. A fine-tune of ``sketch-ft-1`` is ``sketch-ft-2``
     (not ``sketch-ft-1-ft-1``). Never the base's own name: a fine-tune's look is another one."""
     stem = re.sub(r"-ft-\d+$", "", base.partition("@")[0])
-    taken = {e.name for e in registry.list_models()}
+    taken = {e.name for e in registry.list_models(candidates=True)}
     n = 1
     while f"{stem}-ft-{n}" in taken:
         n += 1
@@ -108,15 +115,15 @@ def default_name(base: str) -> str:
 
 def train_model(pairs_dir: str | Path, base: str, name: str | None, cfg: FinetuneConfig, *,
                 folder: str | Path | None = None, resume: bool = False, int8: Int8 = "no", min_psnr: float = 32.0,
-                min_speedup: float = MIN_SPEEDUP, calibration: Sequence[np.ndarray] = (), activate: bool = True,
-                description: str = "", licence: str = "", on_step: StepFn | None = None,
-                on_epoch: EpochFn | None = None) -> TrainReport:
+                min_speedup: float = MIN_SPEEDUP, calibration: Sequence[np.ndarray] = (), description: str = "",
+                licence: str = "", on_step: StepFn | None = None, on_epoch: EpochFn | None = None) -> TrainReport:
     """Fine-tune ``base`` (a registered model trained here, or "compact"/"johnson" from scratch) on the
-    pairs in ``pairs_dir``, then register the result, with its card, as the next version of ``name``
-    (default: :func:`default_name`; from scratch a name is required). ``description``: the look, in the
-    user's words (the card's title and the registry's style). ``calibration``: extra (H, W, 3) uint8 frames
-    for int8 calibration (the pair inputs are used too). ``int8="require"`` raises QualityGateError where
-    ``"try"`` would register fp32."""
+    pairs in ``pairs_dir``, then register the result, with its card and review record, as the next version
+    of ``name`` (default: :func:`default_name`; from scratch a name is required), a candidate: the name's
+    active version is unchanged until someone activates it. ``description``: the look, in the user's words
+    (the card's title and the registry's style). ``calibration``: extra (H, W, 3) uint8 frames for int8
+    calibration (the pair inputs are used too). ``int8="require"`` raises QualityGateError where ``"try"``
+    would register fp32."""
     pairs = load_pairs(pairs_dir)
     if base in ARCHS and not name:
         raise ConfigError(f"training from scratch needs --name for the new model (base {base!r} is an architecture)")
@@ -156,15 +163,16 @@ def train_model(pairs_dir: str | Path, base: str, name: str | None, cfg: Finetun
         cards.append(card_text(entry, facts))
         return cards[-1]
 
-    entry = registry.register(
-        chosen, name, activate=activate, card=card,
+    review = record(facts, lineage_base)
+    entry = registry.register_candidate(
+        chosen, name, card=card, review=review,
         style=description.strip() or f"neural, fine-tuned from {lineage_base}",
         licence=licence or "trained by this studio on the user's own pairs",
         input={"layout": "NCHW", "range": 1, "size": None, "precision": "int8" if chosen != report.path else "fp32"},
         lineage={"base": lineage_base, "data_hash": facts.data_hash, "epochs": run.epochs_run,
                  "val_loss": round(run.best_val, 6)},
         measured_fps=fps)
-    return TrainReport(entry, run, report, quant, decision, fps, before, after, cards[-1])
+    return TrainReport(entry, run, report, quant, decision, fps, before, after, cards[-1], review)
 
 
 def _int8(fp32: Path, out: Path, pairs: Sequence[Pair], calibration: Sequence[np.ndarray], min_psnr: float,

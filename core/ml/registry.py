@@ -4,18 +4,36 @@ Why a registry and not just files in ``models/``: a style must render the same p
 name points at one exact file (its SHA-256 is checked on every :func:`resolve`), new versions never
 overwrite old ones, and a bad version is undone with :func:`rollback`.
 
+Why a review gate: a fine-tune that passed the trainer's gates can still look wrong, and a render asking for
+``model=sketch`` must not switch models because a training run finished. So a version's lifecycle is::
+
+    register_candidate ─> candidate ─activate─> active ─(another is activated)─> released (on the history)
+                              └─discard─> rejected ─activate─> active      rollback: the last active again
+
+- ``candidate`` (stored as the entry's ``state``): what a fine-tune registers. Never active, whatever its
+  gates said; a bare ``name`` never resolves to it; ``name@version`` does (to compare it, or to render it on
+  purpose). A name with only candidates has no active version: ``name`` is a one-line ConfigError naming
+  the candidate and how to activate it.
+- ``rejected`` (stored): a candidate discarded on review. Its files stay on disk (nothing is deleted
+  silently) and ``name@version`` still resolves; it is never activated by a rollback; activating it by hand
+  is a new review decision and releases it.
+- released (no ``state`` stored): everything else: a version a person activated, a download, a bundled
+  model, and every entry of a manifest written before candidates existed (those behave as they always did).
+
 Layout (user registry, writable)::
 
     $VP_HOME/models/manifest.json        {"format": 1, "models": [entry, ...], "active": {name: pointer}}
     $VP_HOME/models/<name>/v<version>.onnx
     $VP_HOME/models/<name>/v<version>.md     its model card, when the trainer wrote one
+    $VP_HOME/models/<name>/v<version>.review.json   a fine-tune's gates and held-out scores, for its review
 
 The repo's ``models/manifest.json`` (same format, read-only) adds bundled entries; its files are relative
 to the repo's ``models/`` folder. The user manifest's ``active`` pointers win over the bundled ones.
 
 Active pointer semantics: ``{"version": 2, "history": [1]}``. Activating pushes the current version on
-``history``; :func:`rollback` pops the last one back (it does not push, so repeated rollbacks walk back
-through every earlier activation until the history is empty). A name with no pointer uses its highest version.
+``history`` (an activation history: registering a candidate never touches it); :func:`rollback` pops the last
+one back (it does not push, so repeated rollbacks walk back through every earlier activation until the
+history is empty). A name with no pointer uses its highest released version (none: no active version).
 
 Every write (model files, manifest) is atomic: temp name, fsync, rename (:mod:`core.atomic`), and the
 read-modify-write of the manifest holds a file lock so two registrations cannot lose each other's entry.
@@ -32,11 +50,11 @@ import re
 import secrets
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from core.assets import ROOT
 from core.atomic import fsync_dir, write_bytes, write_json
@@ -56,6 +74,10 @@ _LINEAGE: dict[str, tuple[type, ...]] = {"base": (str,), "data_hash": (str,), "e
 _TEMPORAL = ("neural_luma", "neural_chroma", "neural_ssim")
 #: ``input`` keys beyond the pixel convention's (core.ml.convention.SIDECAR_KEYS) and their types.
 _INPUT: dict[str, tuple[type, ...]] = {"layout": (str,), "precision": (str,), "size": (list, type(None))}
+#: a version's lifecycle (see the module docstring): the two stored states, then the two derived ones
+CANDIDATE, REJECTED, ACTIVE, RELEASED = "candidate", "rejected", "active", "released"
+#: the trainer's review record beside a candidate (gates, scores, held-out pairs): ``v<N>.review.json``
+REVIEW_SUFFIX = ".review.json"
 
 Progress = Callable[[int, int | None], None]
 Card = Callable[["ModelEntry"], str]
@@ -79,6 +101,7 @@ class ModelEntry:
     ``temporal``: stabiliser settings measured for this model (``neural_luma``, ``neural_chroma``, each in
     [0, 0.95], ``neural_ssim`` in [0, 0.999]): a network that flickers little to begin with can hold more of
     the past without smearing, so a render with it uses them unless the user sets ``temporal.*``.
+    ``state``: ``"candidate"`` (awaiting review) or ``"rejected"`` (discarded on review); None: released.
     """
 
     name: str
@@ -93,6 +116,7 @@ class ModelEntry:
     measured_fps: float | None = None
     weights_sha256: str | None = None
     temporal: dict[str, float] | None = None
+    state: str | None = None
     folder: Path = field(default=Path(), compare=False, repr=False)
 
     @property
@@ -111,6 +135,12 @@ class ModelEntry:
             if path.is_file():
                 return path
         return None
+
+    @property
+    def review_path(self) -> Path | None:
+        """The trainer's review record (``v<N>.review.json``: gates, held-out scores and pairs); None without."""
+        path = self.path.with_suffix(REVIEW_SUFFIX)
+        return path if path.is_file() else None
 
     @property
     def convention(self) -> Any:
@@ -133,16 +163,45 @@ class ModelEntry:
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """Every version of one name, which one is active and the activation history (oldest first)."""
+    """Every version of one name (candidates and rejected ones too), which one is active (None: none yet, only
+    candidates or rejected versions) and the activation history (oldest first)."""
 
     name: str
-    active: int
+    active: int | None
     versions: tuple[ModelEntry, ...]
     history: tuple[int, ...]
 
     @property
     def active_entry(self) -> ModelEntry:
-        return next(e for e in self.versions if e.version == self.active)
+        """The active version; ConfigError, in one line saying what to do, when there is none."""
+        for e in self.versions:
+            if e.version == self.active:
+                return e
+        waiting = [e.spec for e in self.versions if e.state == CANDIDATE]
+        if waiting:
+            _no_active(self.name, waiting, "a candidate awaiting review" if len(waiting) == 1
+                       else "candidates awaiting review")
+        _no_active(self.name, [e.spec for e in self.versions], "rejected on review")
+
+    def state(self, version: int) -> str:
+        """``"active"``, ``"candidate"``, ``"rejected"`` or ``"released"``."""
+        if version == self.active:
+            return ACTIVE
+        for e in self.versions:
+            if e.version == version:
+                return e.state or RELEASED
+        raise ConfigError(f"model {self.name!r}: no version {version}")
+
+    @property
+    def candidates(self) -> tuple[ModelEntry, ...]:
+        return tuple(e for e in self.versions if e.state == CANDIDATE and e.version != self.active)
+
+
+def _no_active(name: str, specs: list[str], why: str) -> NoReturn:
+    last = specs[-1]
+    raise ConfigError(f"model {name!r} has no active version: {', '.join(specs)} {'is' if len(specs) == 1 else 'are'} "
+                      f"{why}; activate one (`python -m scripts.cli models activate {last}` or the Trainer page), "
+                      f"or name the version (model={last}) to use it unreviewed")
 
 
 # ---------------------------------------------------------------------------------------------- manifests
@@ -207,6 +266,9 @@ def _entry_from_dict(d: Any, where: Path, folder: Path) -> ModelEntry:
     _check_type(where, "weights_sha256", d.get("weights_sha256"), (str,), optional=True)
     if d.get("weights_sha256") is not None and not _SHA.fullmatch(d["weights_sha256"]):
         raise ConfigError(f"{label}: weights_sha256 must be 64 lowercase hex digits, got {d['weights_sha256']!r}")
+    if d.get("state") is not None and d["state"] not in (CANDIDATE, REJECTED):
+        raise ConfigError(f"{label}: state must be {CANDIDATE!r} or {REJECTED!r} (absent: released), "
+                          f"got {d['state']!r}")
     _check_type(where, "temporal", d.get("temporal"), (dict,), optional=True)
     for key, value in (d.get("temporal") or {}).items():
         if key not in _TEMPORAL:
@@ -319,9 +381,13 @@ def _all() -> tuple[list[ModelEntry], dict[str, dict[str, Any]]]:
 
 # ---------------------------------------------------------------------------------------------- queries
 
-def list_models() -> list[ModelEntry]:
-    """Every registered version of every name, sorted by name then version."""
-    return _all()[0]
+def list_models(*, candidates: bool = False) -> list[ModelEntry]:
+    """Every released version of every name (what a render may pick), sorted by name then version;
+    ``candidates=True``: also the candidates and rejected versions (what a reviewer sees)."""
+    entries, active = _all()
+    if candidates:
+        return entries
+    return [e for e in entries if e.state is None or active.get(e.name, {}).get("version") == e.version]
 
 
 def info(name: str) -> ModelInfo:
@@ -331,7 +397,10 @@ def info(name: str) -> ModelInfo:
     if not versions:
         names = sorted({e.name for e in entries})
         raise ConfigError(f"model {name!r} is not registered (registered: {', '.join(names) or 'none'})")
-    ptr = active.get(name, {"version": versions[-1].version, "history": []})
+    released = [e.version for e in versions if e.state is None]
+    ptr = active.get(name, {"version": released[-1] if released else None, "history": []})
+    if ptr["version"] is None:
+        return ModelInfo(name, None, versions, ())
     if ptr["version"] not in {e.version for e in versions}:
         raise ConfigError(f"{user_folder() / MANIFEST}: active version {ptr['version']} of {name!r} is not registered")
     return ModelInfo(name, ptr["version"], versions, tuple(ptr["history"]))
@@ -347,13 +416,15 @@ def _split(spec: str) -> tuple[str, int | None]:
 
 
 def is_registered(spec: str) -> bool:
-    """True when the name part of ``spec`` (``name`` or ``name@version``) is a registered model."""
+    """True when the name part of ``spec`` (``name`` or ``name@version``) is a registered model, candidates
+    included (so a render naming one gets the registry's one-line "no active version" error)."""
     name = spec.partition("@")[0]
-    return bool(_NAME.fullmatch(name)) and any(e.name == name for e in list_models())
+    return bool(_NAME.fullmatch(name)) and any(e.name == name for e in _all()[0])
 
 
 def entry(spec: str) -> ModelEntry:
-    """The entry for ``name`` (its active version) or ``name@version``."""
+    """The entry for ``name`` (its active version; ConfigError when it has none) or ``name@version`` (any
+    state: a candidate is compared, or rendered on purpose, by its version)."""
     name, version = _split(spec)
     i = info(name)
     if version is None:
@@ -423,10 +494,11 @@ def _current(name: str) -> int | None:
 def _add(staged: Path, name: str, sha: str, activate: bool, meta: dict[str, Any],
          companions: dict[str, bytes] | None = None, card: Card | None = None) -> ModelEntry:
     """Rename a fully written, checksummed ``staged`` file into ``<name>/v<N>.onnx`` (with its companion
-    files, by extension, and its card) and record it."""
+    files, by extension, and its card) and record it. A released version is activated when asked or when
+    the name has no active version; a candidate never is."""
     with _locked():
         m = _user()
-        version = max((e.version for e in list_models() if e.name == name), default=0) + 1
+        version = max((e.version for e in _all()[0] if e.name == name), default=0) + 1
         rel = f"{name}/v{version}.onnx"
         new = _entry_from_dict({**meta, "name": name, "version": version, "file": rel, "sha256": sha,
                                 "created": meta.get("created", _now())}, m.path, m.path.parent)
@@ -438,7 +510,7 @@ def _add(staged: Path, name: str, sha: str, activate: bool, meta: dict[str, Any]
         os.replace(staged, final)
         fsync_dir(final.parent)
         updated = _Manifest(m.path, (*m.entries, new), m.active)
-        if activate or current is None:
+        if new.state is None and (activate or current is None):
             updated = _set_active(updated, name, version, current)
         try:
             _save(updated)
@@ -455,7 +527,7 @@ def _staging(name: str) -> Path:
     return folder / f".incoming.{os.getpid()}.{secrets.token_hex(4)}.onnx.tmp"
 
 
-def _discard(tmp: Path) -> None:
+def _drop_staged(tmp: Path) -> None:
     tmp.unlink(missing_ok=True)
     with contextlib.suppress(OSError):
         tmp.parent.rmdir()  # only when empty: a failed first registration leaves no folder
@@ -463,54 +535,108 @@ def _discard(tmp: Path) -> None:
 
 def register(path: str | Path, name: str, *, activate: bool = True, card: Card | None = None,
              **meta: Any) -> ModelEntry:
-    """Copy ``path`` into the registry as the next version of ``name`` and (by default) activate it.
+    """Copy ``path`` into the registry as the next released version of ``name`` and (by default) activate it.
+
+    For a model a person chose as it is (a download, a file they give); a fine-tune goes through
+    :func:`register_candidate` instead, so it is reviewed before anything renders with it.
 
     ``card(entry) -> Markdown``: the model card, written beside the model as ``v<N>.md`` before the manifest
     names it (called under the manifest's lock, once the version is known, so the card can name it).
 
     ``meta`` takes the optional manifest fields (style, licence, input, lineage, measured_fps, created),
-    validated as strictly as a manifest. The first version of a name is always activated. Companions
+    validated as strictly as a manifest. A name with no active version activates it anyway. Companions
     travel with the model: ``<stem>.json`` (its value range, see core.ml.session) and ``<stem>.npz`` (the
     trainer's weights, recorded with their checksum); both land before the manifest names the model.
     """
+    return _register(path, name, activate, card, None, meta, None)
+
+
+def register_candidate(path: str | Path, name: str, *, card: Card | None = None,
+                       review: Mapping[str, Any] | None = None, **meta: Any) -> ModelEntry:
+    """Register ``path`` as the next version of ``name`` in state ``"candidate"``: never active, so a bare
+    ``name`` keeps resolving to the version it did until :func:`activate` (or has none, for a new name).
+
+    ``review``: the trainer's figures for the reviewer (JSON-able), written beside the model as
+    ``v<N>.review.json`` (:attr:`ModelEntry.review_path`) with the card, before the manifest names it.
+    Otherwise as :func:`register`.
+    """
+    return _register(path, name, False, card, review, meta, CANDIDATE)
+
+
+def _register(path: str | Path, name: str, activate: bool, card: Card | None, review: Mapping[str, Any] | None,
+              meta: dict[str, Any], state: str | None) -> ModelEntry:
     src = Path(path).expanduser()
     if not src.is_file():
         raise MediaNotFoundError(f"model file {src} does not exist")
     _check_meta(meta)
+    meta = {**meta, "state": state} if state is not None else meta
     companions = {ext: src.with_suffix(ext).read_bytes() for ext in (".json", ".npz")
                   if src.with_suffix(ext).is_file()}
     if ".npz" in companions:
         meta = {**meta, "weights_sha256": hashlib.sha256(companions[".npz"]).hexdigest()}
+    if review is not None:
+        companions[REVIEW_SUFFIX] = (json.dumps(review, indent=1, sort_keys=True) + "\n").encode()
     tmp = _staging(name)
     try:
         sha = _copy(src, tmp, None)
         return _add(tmp, name, sha, activate, meta, companions, card)
     finally:
-        _discard(tmp)
+        _drop_staged(tmp)
 
 
 def _check_meta(meta: dict[str, Any]) -> None:
-    for key in ("name", "version", "file", "sha256", "weights_sha256"):
+    for key in ("name", "version", "file", "sha256", "weights_sha256", "state"):
         if key in meta:
             raise ConfigError(f"register: {key!r} is set by the registry, not by the caller")
 
 
+def _with_state(m: _Manifest, spec: str, state: str | None) -> _Manifest:
+    entries = tuple(replace(e, state=state) if e.spec == spec else e for e in m.entries)
+    return _Manifest(m.path, entries, m.active)
+
+
 def activate(name: str, version: int) -> ModelEntry:
-    """Make ``name@version`` the version a bare ``name`` resolves to; the previous one goes on the history."""
+    """Make ``name@version`` the version a bare ``name`` resolves to; the previous one goes on the history.
+
+    The review's yes: a candidate (or a rejected version, on second thoughts) becomes released for good."""
     with _locked():
         e = entry(f"{name}@{version}")
-        m = _user()
+        m = _with_state(_user(), e.spec, None)
         _save(_set_active(m, name, e.version, _current(name)))
-        return e
+        return replace(e, state=None)
+
+
+def discard(name: str, version: int) -> ModelEntry:
+    """The review's no: mark the candidate ``name@version`` rejected. Nothing is deleted (its model, card and
+    review stay in ``<name>/``, ``name@version`` still resolves) and the active version is untouched;
+    a rejected version is never activated by a rollback. ConfigError for anything but a candidate."""
+    with _locked():
+        i = info(name)
+        e = entry(f"{name}@{version}")
+        if e.state != CANDIDATE:
+            raise ConfigError(f"model {e.spec} is {i.state(e.version)}, not a candidate: only a candidate awaiting "
+                              f"review can be discarded")
+        m = _user()
+        if e.spec not in {x.spec for x in m.entries}:
+            raise ConfigError(f"model {e.spec} is bundled with the studio (models/manifest.json, read-only)")
+        _save(_with_state(m, e.spec, REJECTED))
+        return replace(e, state=REJECTED)
 
 
 def rollback(name: str) -> ModelEntry:
-    """Return ``name`` to the version active before the last activation; ConfigError when there is none."""
+    """Return ``name`` to the version active before the last activation (the activation history, not the
+    version number before); ConfigError when there is none. A version on the history that is no longer
+    released (discarded, or never reviewed: only a hand-edited manifest has one there) is skipped."""
     with _locked():
         i = info(name)
-        if not i.history:
-            raise ConfigError(f"model {name!r}: nothing to roll back to (v{i.active} is the first active version)")
-        *rest, previous = i.history
+        released = {e.version for e in i.versions if e.state is None}
+        rest = list(i.history)
+        while rest and rest[-1] not in released:
+            rest.pop()
+        if not rest:
+            now = f"v{i.active} is the first active version" if i.active is not None else "none was ever active"
+            raise ConfigError(f"model {name!r}: nothing to roll back to ({now})")
+        previous = rest.pop()
         m = _user()
         _save(_Manifest(m.path, m.entries, {**m.active, name: {"version": previous, "history": rest}}))
         return entry(f"{name}@{previous}")
@@ -580,8 +706,9 @@ def download(url_or_path: str, sha256: str, name: str, *, on_progress: Progress 
             raise ChecksumError(f"download {url_or_path}: checksum mismatch: expected {expected}, got {got}")
         return _add(tmp, name, got, activate, meta)
     finally:
-        _discard(tmp)
+        _drop_staged(tmp)
 
 
-__all__ = ["ChecksumError", "ModelEntry", "ModelInfo", "activate", "check_name", "download", "entry", "info",
-           "is_registered", "list_models", "register", "resolve", "resolve_weights", "rollback"]
+__all__ = ["ACTIVE", "CANDIDATE", "REJECTED", "RELEASED", "ChecksumError", "ModelEntry", "ModelInfo", "activate",
+           "check_name", "discard", "download", "entry", "info", "is_registered", "list_models", "register",
+           "register_candidate", "resolve", "resolve_weights", "rollback"]

@@ -223,7 +223,9 @@ class _Estimate:
 def run_train(job: Job, rep: Reporter) -> tuple[str | None, dict[str, Any]]:
     """A train job: :func:`trainer.train.train_model` in the run folder ``$VP_HOME/training/job-<id>``, so a
     re-claimed job resumes after its last finished epoch. Events: stage "train"; per step percent, steps/s
-    (as ``fps``) and ETA; per epoch one event whose ``data`` is the epoch record (``EpochRecord.to_json()``)."""
+    (as ``fps``) and ETA; per epoch one event whose ``data`` is the epoch record (``EpochRecord.to_json()``).
+    The model is registered as a candidate (``state``; ``review``: its review record, see trainer.review):
+    the job finishing activates nothing."""
     from core.paths import studio_home
     from trainer.finetune import EpochRecord, FinetuneConfig
     from trainer.train import train_model
@@ -251,14 +253,16 @@ def run_train(job: Job, rep: Reporter) -> tuple[str | None, dict[str, Any]]:
                          min_psnr=s["min_psnr"], description=s["description"], on_step=on_step, on_epoch=on_epoch)
     run = report.run
     return str(report.entry.path), {
-        "model": report.entry.spec, "path": str(report.entry.path), "run_folder": str(run.folder),
+        "model": report.entry.spec, "state": report.entry.state, "path": str(report.entry.path),
+        "run_folder": str(run.folder),
         "best_val": run.best_val, "first_val": run.first_val, "epochs_run": run.epochs_run,
         "stopped_early": run.stopped_early, "history": [r.to_json() for r in run.history],
         "parity_max_error": max(err for _, err in report.export.max_abs_error), "fps": report.fps,
         "held_out": {"pairs": report.after.pairs,
                      "base": {"psnr_db": report.before.psnr_db, "ssim": report.before.ssim},
                      "model": {"psnr_db": report.after.psnr_db, "ssim": report.after.ssim}},
-        "int8": None if report.int8 is None else report.int8.to_json(), "card": report.card}
+        "int8": None if report.int8 is None else report.int8.to_json(), "card": report.card,
+        "review": report.review}
 
 
 def run_autotune(job: Job, rep: Reporter) -> tuple[str | None, dict[str, Any]]:

@@ -1,5 +1,8 @@
-"""The commands of the neural styles' model registry: ``models`` (list, activate, roll back, info),
-``download-model`` (fetch, verify, register) and ``train`` (fine-tune, export, register a version).
+"""The commands of the neural styles' model registry: ``models`` (list, activate, discard, roll back, info),
+``download-model`` (fetch, verify, register) and ``train`` (fine-tune, export, register a candidate).
+
+A trained version is a candidate until ``models activate NAME@VERSION`` (see :mod:`core.ml.registry`): the
+review gate between a finished run and every render that asks for ``model=NAME``.
 
 torch is imported only inside ``train`` (through :mod:`trainer`): the other commands, and the CLI's start, do
 without it.
@@ -17,9 +20,14 @@ from trainer.arch import describe
 
 
 def add_models_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("models", help="list registered models, activate or roll back a version, show one")
-    p.add_argument("action", choices=["list", "activate", "rollback", "info"])
-    p.add_argument("target", nargs="?", default="", help="NAME@VERSION (activate) or NAME (rollback, info)")
+    p = sub.add_parser("models", help="list registered models and their states; activate or discard a candidate, "
+                                      "roll back; show one")
+    p.add_argument("action", choices=["list", "activate", "discard", "rollback", "info"],
+                   help="activate NAME@VERSION: make it what NAME renders with (a candidate's review passed); "
+                        "discard NAME@VERSION: mark a candidate rejected (its files stay); rollback NAME: the "
+                        "previously active version again")
+    p.add_argument("target", nargs="?", default="",
+                   help="NAME@VERSION (activate, discard) or NAME (rollback, info)")
     p.set_defaults(func=cmd_models)
 
 
@@ -27,30 +35,56 @@ def cmd_models(args: argparse.Namespace) -> int:
     from core.ml import registry
 
     if args.action == "list":
-        entries = registry.list_models()
-        if not entries:
-            print("no models registered (add one with `download-model`; `download-model --list` shows the known ones)")
-        for e in entries:
-            mark = "*" if registry.info(e.name).active == e.version else " "
-            fps = f", {e.measured_fps:.1f} fps" if e.measured_fps is not None else ""
-            print(f"{mark} {e.spec}  {e.style or '-'}  ({e.licence or 'licence unknown'}{fps})  {e.path}")
-        return 0
+        return _list_models()
     if not args.target:
-        raise ConfigError(f"models {args.action}: give a model " + ("NAME@VERSION" if args.action == "activate"
-                                                                    else "NAME"))
-    if args.action == "activate":
+        want = "NAME@VERSION" if args.action in ("activate", "discard") else "NAME"
+        raise ConfigError(f"models {args.action}: give a model {want}")
+    if args.action in ("activate", "discard"):
         name, _, version = args.target.partition("@")
         if not version.isdigit():
-            raise ConfigError(f"models activate: expected NAME@VERSION, got {args.target!r}")
-        print(f"active: {registry.activate(name, int(version)).spec}")
+            raise ConfigError(f"models {args.action}: expected NAME@VERSION, got {args.target!r}")
+        before = registry.info(name).active
+        if args.action == "activate":
+            e = registry.activate(name, int(version))
+            was = "" if before in (None, e.version) else \
+                f" (was {name}@{before}; `models rollback {name}` returns to it)"
+            print(f"active: {e.spec}{was}")
+        else:
+            e = registry.discard(name, int(version))
+            now = f"{name}@{before}" if before is not None else "none"
+            print(f"rejected: {e.spec} (its files stay in {e.path.parent}; active: {now})")
     elif args.action == "rollback":
         print(f"active: {registry.rollback(args.target).spec}")
     else:
         info = registry.info(args.target)
         print(json.dumps({"name": info.name, "active": info.active, "history": list(info.history),
-                          "versions": [{**e.to_json(), "path": str(e.path), **_convention(e),
-                                        "card": None if e.card_path is None else str(e.card_path)}
+                          "versions": [{**e.to_json(), "state": info.state(e.version), "path": str(e.path),
+                                        **_convention(e), "card": None if e.card_path is None else str(e.card_path),
+                                        "review": None if e.review_path is None else str(e.review_path)}
                                        for e in info.versions]}, indent=2))
+    return 0
+
+
+def _list_models() -> int:
+    """One line per version, every state: ``*`` marks the active one, then the state (active, candidate,
+    released, rejected), the look, licence and speed, the file; a closing line when candidates wait."""
+    from core.ml import registry
+
+    entries = registry.list_models(candidates=True)
+    if not entries:
+        print("no models registered (add one with `download-model`; `download-model --list` shows the known ones)")
+    infos = {name: registry.info(name) for name in {e.name for e in entries}}
+    waiting = []
+    for e in entries:
+        state = infos[e.name].state(e.version)
+        waiting += [e.spec] if state == registry.CANDIDATE else []
+        mark = "*" if state == registry.ACTIVE else " "
+        fps = f", {e.measured_fps:.1f} fps" if e.measured_fps is not None else ""
+        print(f"{mark} {e.spec}  {state:<9}  {e.style or '-'}  ({e.licence or 'licence unknown'}{fps})  {e.path}")
+    if waiting:
+        print(f"{len(waiting)} candidate{'s' if len(waiting) != 1 else ''} awaiting review ({', '.join(waiting)}): "
+              f"renders by name keep the active version until `models activate NAME@VERSION`; "
+              f"`models discard NAME@VERSION` rejects one")
     return 0
 
 
@@ -156,7 +190,8 @@ def _list_known() -> int:
 
 
 def add_train_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="fine-tune a neural style on input/target pairs, export, register a version")
+    p = sub.add_parser("train", help="fine-tune a neural style on input/target pairs, export, register it as a "
+                                     "candidate (`models activate NAME@VERSION` makes it live)")
     p.add_argument("--pairs", required=True, metavar="DIR", help="folder with inputs/ and targets/ (same names)")
     p.add_argument("--base", required=True, help=f"registered model NAME[@VERSION], or an architecture from scratch "
                         f"({describe()})")
@@ -184,7 +219,8 @@ def add_train_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--min-psnr", type=float, default=32.0, help="int8 quality gate vs fp32, dB")
     p.add_argument("--calibrate", action="append", default=[], metavar="CLIP",
                    help="a clip whose frames calibrate int8 (repeatable; the pair inputs are always used)")
-    p.add_argument("--no-activate", action="store_true", help="register without making it the active version")
+    # every fine-tune is registered as a candidate now; the flag is still accepted so older scripts run
+    p.add_argument("--no-activate", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
 
@@ -221,8 +257,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     try:
         report = train_model(args.pairs, args.base, args.name, cfg, folder=args.run, resume=args.run is not None,
                              int8=args.int8, min_psnr=args.min_psnr, description=args.description,
-                             calibration=_calibration_frames(args.calibrate), activate=not args.no_activate,
-                             on_step=on_step, on_epoch=on_epoch)
+                             calibration=_calibration_frames(args.calibrate), on_step=on_step, on_epoch=on_epoch)
     finally:
         if bar is not None:
             bar.close()
@@ -237,9 +272,13 @@ def cmd_train(args: argparse.Namespace) -> int:
           f"fine-tune PSNR {a.psnr_db:.2f} dB, SSIM {a.ssim:.3f}")
     if report.int8 is not None:
         print(f"registered {report.int8.precision}: {report.int8.reason}")
-    state = "active" if models_active(report.entry) else "not active"
-    print(f"registered {report.entry.spec} ({state}), {report.fps:.2f} fps at 1280x720 -> {report.entry.path}")
-    print(f"model card: {report.entry.card_path}")
+    e = report.entry
+    active = _active_spec(e.name)
+    keeps = f"`model={e.name}` keeps rendering {active}" if active else f"`model={e.name}` has no active version yet"
+    print(f"registered {e.spec} (candidate), {report.fps:.2f} fps at 1280x720 -> {e.path}")
+    print(f"model card: {e.card_path}")
+    print(f"review it (Trainer page, or the card), then `python -m scripts.cli models activate {e.spec}` to make it "
+          f"live or `models discard {e.spec}`; until then {keeps}")
     return 0
 
 
@@ -257,7 +296,8 @@ def _calibration_frames(clips: list[str], per_clip: int = 8) -> list:
     return frames
 
 
-def models_active(entry) -> bool:
+def _active_spec(name: str) -> str | None:
     from core.ml import registry
 
-    return registry.info(entry.name).active == entry.version
+    active = registry.info(name).active
+    return None if active is None else f"{name}@{active}"

@@ -314,10 +314,100 @@ def test_trainer_shows_the_new_card(studio_home: Path, queue) -> None:
     job_id = queue.add("train", {"pairs": str(folder), "base": "sketch", "description": "mine"})
     assert queue.claim("w", cpu_slots=1).id == job_id
     card = "# sketch-ft-1@1: mine\n\n- precision fp32: int8 refused for speed: 0.81x fp32 speed at 1280x720\n"
-    queue.finish(job_id, "w", None, {"model": "sketch-ft-1@1", "card": card})
+    at = page("trainer").run()
+    assert at.selectbox(key="train.job").format_func(job_id) == f"#{job_id} sketch → sketch-ft-N · running"
+    queue.finish(job_id, "w", None, {"model": "sketch-ft-1@1", "card": card, "review": REVIEW})
+    at.run()
+    no_errors(at)
+    assert at.selectbox(key="train.job").format_func(job_id) == f"#{job_id} sketch → sketch-ft-N · done"
+    assert any(m.value.strip() == card.strip() for m in at.markdown), [m.value for m in at.markdown]
+    gates = at.dataframe[0].value
+    assert gates["gate"].tolist()[0] == "parity (torch vs ONNX Runtime)" and not at.get("json")
+
+
+REVIEW = {"format": 1, "base": "sketch@3", "pair_count": 5, "held_out": ["h1", "h2"], "data_hash": "0" * 64,
+          "scores": {"pairs": 2, "base": {"psnr_db": 21.5, "ssim": 0.71}, "model": {"psnr_db": 24.25, "ssim": 0.8}},
+          "validation": {"first_val": 0.0338, "epoch1_val": 0.2298, "best_val": 0.0412, "best_epoch": 6,
+                         "epochs_run": 9, "stopped_early": True},
+          "parity": {"max_abs_error": 3e-6, "tol": 1e-4}, "int8": None, "fps": 2.4}
+
+
+def candidate_of_sketch(studio_home: Path) -> str:
+    """A real, runnable candidate ``sketch@4`` (the bundled teal network registered as a fine-tune of sketch
+    would be) with its review record, card and two held-out pairs on disk; returns its spec."""
+    from core.learn import feedback
+    from core.ml import registry
+    from core.video.stills import write_image
+
+    folder = feedback.pairs_folder()
+    rng = np.random.default_rng(3)
+    for stem in ("h1", "h2", "t1"):
+        write_image(folder / "inputs" / f"{stem}.png", rng.integers(0, 256, (90, 160, 3), dtype=np.uint8))
+        write_image(folder / "targets" / f"{stem}.png", rng.integers(0, 256, (90, 160, 3), dtype=np.uint8))
+    bundled = registry.entry("teal@1")
+    src = studio_home / "src" / "cand.onnx"
+    src.parent.mkdir(parents=True)
+    for ext in (".onnx", ".json", ".npz"):
+        src.with_suffix(ext).write_bytes(bundled.path.with_suffix(ext).read_bytes())
+    e = registry.register_candidate(src, "sketch", card=lambda e: f"# {e.spec}: warmer\n\n- look: warmer\n",
+                                    review={**REVIEW, "pairs": str(folder)}, style="warmer",
+                                    lineage={"base": "sketch@3", "epochs": 9}, measured_fps=2.4)
+    return e.spec
+
+
+def test_trainer_reviews_a_candidate(studio_home: Path, queue) -> None:
+    """Issue 22: a candidate is shown beside the active version (held-out scores, the gates as a table, sample
+    frames through both), the render by name keeps the active one, and only Activate makes it live."""
+    from core.ml import registry
+
+    spec = candidate_of_sketch(studio_home)
     at = page("trainer").run()
     no_errors(at)
-    assert any(m.value.strip() == card.strip() for m in at.markdown), [m.value for m in at.markdown]
+    assert registry.info("sketch").active == 3 and spec == "sketch@4"
+    assert at.selectbox(key="train.review_spec").options == ["sketch@4"]
+    assert any("**sketch@4** (warmer) beside **sketch@3**, the version `model=sketch` renders with" in m.value
+               for m in at.markdown)
+    tables = [d.value for d in at.dataframe]
+    scores = next(t for t in tables if "held-out pairs" in t.columns)
+    assert list(scores.columns) == ["held-out pairs", "base sketch@3", "candidate sketch@4"]
+    assert scores.iloc[0].tolist() == ["PSNR (dB)", "21.50", "24.25"]
+    gates = next(t for t in tables if "gate" in t.columns)
+    assert list(gates.columns) == ["gate", "value", "threshold", "result"]
+    assert dict(zip(gates["gate"], gates["result"], strict=True)) == {
+        "parity (torch vs ONNX Runtime)": "pass", "int8": "not tried", "speed (1280x720, this machine)": "info",
+        "validation loss": "fail", "held-out pairs (2, whole frames)": "pass"}
+    assert any(c.value.startswith("first_val 0.0338 is the validation loss of the base's own weights (sketch@3), "
+                                  "measured before the first step; epoch 1's 0.2298 is after one epoch")
+               for c in at.caption)
+    registry_table = next(t for t in tables if "model" in t.columns)
+    assert dict(zip(registry_table["model"], registry_table["state"], strict=True))["sketch@4"] == "candidate"
+    images = at.get("image")
+    assert len(images) == 2 * 4  # two held-out pairs: input, active sketch@3, the candidate, the target
+    assert not at.get("json")  # the gates are a table, not a JSON tree
+
+    at.button(key="train.review.activate").click().run()
+    no_errors(at)
+    assert registry.info("sketch").active == 4
+    assert at.success[0].value.startswith("active: sketch@4 (renders of model=sketch use it from now on; "
+                                          "roll back returns to sketch@3)")
+    at.selectbox(key="train.rollback_name").set_value("sketch").run()
+    at.button(key="train.rollback").click().run()
+    no_errors(at)
+    assert registry.info("sketch").active == 3 and at.success[0].value == "active: sketch@3"
+    assert not any(e.state == "candidate" for e in registry.info("sketch").versions)  # released for good
+
+
+def test_trainer_discards_a_candidate(studio_home: Path, queue) -> None:
+    from core.ml import registry
+
+    spec = candidate_of_sketch(studio_home)
+    at = page("trainer").run()
+    at.button(key="train.review.discard").click().run()
+    no_errors(at)
+    e = registry.entry(spec)
+    assert e.state == "rejected" and e.path.is_file() and registry.info("sketch").active == 3
+    assert f"its files stay in {e.path.parent}" in at.success[0].value
+    assert any(c.value.startswith("No candidate awaiting review") for c in at.caption)
 
 
 def test_settings_preset_save_and_cleanup(studio_home: Path) -> None:
@@ -384,6 +474,46 @@ def test_queue_page_finished_render(sample: Path, queue) -> None:
     assert at.selectbox(key="queue.job").value == copy_id
     assert any(c.value.startswith("No per-frame measures: this render took a per-pixel fast path")
                for c in at.caption), [c.value for c in at.caption]
+
+
+def test_settings_cleanup_asks_first_and_deletes_only_what_it_listed(studio_home: Path) -> None:
+    import os
+
+    from core.studio import storage
+
+    old = time.time() - 400 * 86400  # past the uploads' default retention (30 days)
+    due = studio_home / "uploads" / "0123abcd" / "Old Take.mp4"
+    due.parent.mkdir(parents=True)
+    due.write_bytes(b"x" * 2**20)
+    os.utime(due, (old, old))
+    at = page("settings").run()
+    no_errors(at)
+    usage = next(d for d in at.dataframe if "kept for" in d.value.columns)  # one type per column: text
+    assert list(usage.value["kept for"]) == ["30 days", "7 days", "forever"]
+    at.button(key="set.cleanup").click().run()
+    assert any("This deletes 1 item (1.0 MB)" in w.value for w in at.warning) and due.is_file()
+    at.button(key="set.cleanup_cancel").click().run()
+    assert not at.warning and due.is_file()
+    at.button(key="set.cleanup").click().run()
+    at.button(key="set.cleanup_confirm").click().run()
+    no_errors(at)
+    assert any("removed 1 item (1.0 MB)" in s.value for s in at.success) and not due.exists()
+    assert not at.warning and storage.plan_cleanup().items == ()
+
+
+def test_settings_saving_over_a_custom_preset_asks_first(studio_home: Path) -> None:
+    from core.presets import load_preset
+
+    at = page("settings").run()
+    at.text_input(key="set.save_name").set_value("mine")
+    at.button(key="set.save").click().run()
+    assert load_preset("mine").encoder.crf != 18
+    at.slider(key="set.e.balanced.crf").set_value(18).run()
+    assert at.button(key="set.save").disabled  # "mine" exists: replacing it needs the box ticked
+    at.checkbox(key="set.save_replace.mine").check().run()
+    at.button(key="set.save").click().run()
+    no_errors(at)
+    assert load_preset("mine").encoder.crf == 18
 
 
 def test_settings_render_on_a_cluster(studio_home: Path) -> None:

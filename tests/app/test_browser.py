@@ -384,13 +384,16 @@ def test_style_lab_rate_and_approve(page: sync_api.Page, home: Path, shots: Path
 
 
 def test_trainer_fine_tune_and_activate(page: sync_api.Page, home: Path, shots: Path) -> None:
-    """A fine-tune is a model of its own: registered and activated under the name given, its base untouched."""
+    """Issue 22: a fine-tune registers a candidate; the version a render by name uses stays what it was
+    (for the base's own name: its active version) until Activate is pressed on the candidate's review, which
+    shows it beside that version; the run picker follows the queue without a reload."""
+    from core.errors import ConfigError
     from core.ml import registry
 
     registered = {e.name for e in registry.list_models() if e.weights_sha256}
     base = "sketch" if "sketch" in registered else "compact"  # a bundled starter model when there is one
-    base_before = registry.info(base).active if base in registered else None
-    name = f"{base}-e2e"
+    name = base if base in registered else f"{base}-e2e"  # a new version of the base: the issue's case
+    active_before = registry.info(name).active if name in registered else None
 
     go(page, "Trainer")
     expect(page.get_by_text("2 pairs in")).to_be_visible()
@@ -408,27 +411,32 @@ def test_trainer_fine_tune_and_activate(page: sync_api.Page, home: Path, shots: 
 
     train_id = max(j.id for j in JobQueue().list())  # jobs before it: the renders of the earlier tests
     expect(page.get_by_text(f"queued training job {train_id}")).to_be_visible()
-    # the run's progress is a fragment refreshing every 3 s
+    # the run's progress is a fragment refreshing every 3 s; the picker's label follows the queue's state
     expect(page.get_by_text("done · ", exact=False).or_(page.get_by_text("failed · ", exact=False))) \
         .to_be_visible(timeout=JOB_MS)
     job_succeeded(train_id)
+    expect(page.get_by_role("combobox", name="Run", exact=True)).to_have_value(f"#{train_id} {base} → {name} · done")
     expect(page.get_by_text("Gates and model card")).to_be_visible()
-    spec = job_succeeded(train_id).result["model"]  # the version this run registered (and activated)
+    spec = job_succeeded(train_id).result["model"]  # the version this run registered: a candidate
     assert spec.partition("@")[0] == name
     version = int(spec.partition("@")[2])
-    assert registry.info(name).active == version
-    if base_before is not None:
-        assert registry.info(base).active == base_before  # the base is not the fine-tune's
+    assert registry.entry(spec).state == "candidate"
+    assert registry.info(name).active == active_before  # the render by name is unchanged
+    if active_before is None:
+        with pytest.raises(ConfigError, match=f"{spec} is a candidate awaiting review"):
+            registry.entry(name)
 
-    page.reload()  # the registry (outside the fragment) lists the new model after a full run
-    expect(page.get_by_role("heading", name="Model registry")).to_be_visible()
-    choose(page, "Model", name)
-    choose(page, "Version", spec)
-    page.get_by_role("button", name="Activate", exact=True).click()
-    expect(page.get_by_text(f"active: {spec}")).to_be_visible()
+    # the review (no reload: the page reran when the run finished): the candidate beside the version in use
+    expect(page.get_by_role("combobox", name="Candidate", exact=True)).to_have_value(spec)
+    expect(page.get_by_text(f"{spec} (candidate)").first).to_be_visible()  # its held-out frame
+    expect(page.get_by_text("first_val ", exact=False).first).to_be_visible()
+    screenshot(page, shots, "trainer-review")
+    assert registry.info(name).active == active_before
+    page.get_by_role("button", name="Activate candidate", exact=True).click()
+    expect(page.get_by_text(f"active: {spec}", exact=False)).to_be_visible()
     screenshot(page, shots, "trainer")
 
-    assert registry.info(name).active == version
+    assert registry.info(name).active == version and registry.entry(name).state is None
     entry = registry.entry(spec)
     assert entry.lineage["base"].partition("@")[0] == base and entry.lineage["epochs"] == 1
 

@@ -1,4 +1,5 @@
-"""The model registry: versions, the active pointer and rollback, checksums, atomic manifests, downloads, CLI.
+"""The model registry: versions, the review lifecycle (candidate, activate, discard), the active pointer and
+rollback, checksums, atomic manifests, downloads, CLI.
 
 Offline: downloads come from a ThreadingHTTPServer on 127.0.0.1 serving ``tmp_path``.
 """
@@ -76,6 +77,89 @@ def test_register_versions_and_rollback(tmp_path: Path, studio_home: Path) -> No
     assert [e.spec for e in registry.list_models() if e.name == "candy"] == ["candy@1", "candy@2"]
 
 
+def test_candidate_leaves_the_active_version(tmp_path: Path, studio_home: Path) -> None:
+    """A candidate is registered beside the active version, never instead of it: a bare name keeps resolving
+    to the active one until an explicit activate, which releases the candidate for good."""
+    registry.register(dummy(tmp_path / "a.onnx", b"one"), "m")
+    c = registry.register_candidate(dummy(tmp_path / "b.onnx", b"two"), "m", review={"format": 1, "fps": 2.5})
+    assert (c.spec, c.state) == ("m@2", "candidate")
+    i = registry.info("m")
+    assert (i.active, i.history, i.state(1), i.state(2)) == (1, (), "active", "candidate")
+    assert [e.spec for e in i.candidates] == ["m@2"]
+    assert registry.resolve("m").read_bytes() == b"one" and registry.resolve("m@2").read_bytes() == b"two"
+    assert [e.spec for e in registry.list_models() if e.name == "m"] == ["m@1"]  # what a render may pick by name
+    assert [e.spec for e in registry.list_models(candidates=True) if e.name == "m"] == ["m@1", "m@2"]
+    assert c.review_path == studio_home / "models" / "m" / "v2.review.json"
+    assert json.loads(c.review_path.read_text()) == {"format": 1, "fps": 2.5}
+    assert json.loads(manifest(studio_home).read_text())["active"]["m"] == {"version": 1, "history": []}
+    with pytest.raises(ConfigError, match="'state' is set by the registry"):
+        registry.register(tmp_path / "b.onnx", "m", state="candidate")
+
+    assert registry.activate("m", 2).state is None
+    i = registry.info("m")
+    assert (i.active, i.history, i.state(1), i.state(2), i.candidates) == (2, (1,), "released", "active", ())
+    assert "state" not in json.loads(manifest(studio_home).read_text())["models"][1]
+    assert registry.rollback("m").version == 1 and registry.resolve("m").read_bytes() == b"one"
+
+
+def test_rollback_returns_to_the_previous_active_version(tmp_path: Path) -> None:
+    """Issue 22: roll back follows the activation history (not the version number before), and training
+    (a candidate) is not an activation: rolling back never brings up a version nobody reviewed."""
+    registry.register(dummy(tmp_path / "a.onnx", b"one"), "m")                      # m@1 active
+    registry.register_candidate(dummy(tmp_path / "b.onnx", b"two"), "m")            # m@2 candidate
+    registry.register_candidate(dummy(tmp_path / "c.onnx", b"three"), "m")          # m@3 candidate
+    registry.activate("m", 3)                                                       # reviewed: m@3 live
+    registry.register_candidate(dummy(tmp_path / "d.onnx", b"four"), "m")           # m@4 candidate
+    assert registry.info("m").active == 3
+    assert registry.rollback("m").version == 1  # the previously active one, not m@2 (never reviewed)
+    assert registry.info("m").state(2) == registry.info("m").state(4) == "candidate"
+    with pytest.raises(ConfigError, match=r"nothing to roll back to \(v1 is the first active version\)"):
+        registry.rollback("m")
+
+
+def test_new_name_candidate_has_no_active_version(tmp_path: Path) -> None:
+    """A fine-tune under a new name stays a candidate: ``model=NAME`` is one line saying which candidate waits
+    and how to activate it (never silently the unreviewed model); ``NAME@1`` renders it on purpose."""
+    pytest.importorskip("onnx")
+    from tests.ml.test_session import invert, save_model
+
+    src = save_model(tmp_path / "inv.onnx", invert(255.0))
+    registry.register_candidate(src, "fresh")
+    assert registry.is_registered("fresh") and registry.info("fresh").active is None
+    assert "fresh" not in {e.name for e in registry.list_models()}
+    want = r"model 'fresh' has no active version: fresh@1 is a candidate awaiting review; .*models activate fresh@1"
+    for call in (lambda: registry.entry("fresh"), lambda: resolve_model("fresh"),
+                 lambda: FastStyle.pin(FastStyleParams(model="fresh"))):
+        with pytest.raises(ConfigError, match=want) as err:
+            call()
+        assert "\n" not in str(err.value)
+    assert resolve_model("fresh@1") == registry.entry("fresh@1").path.resolve()
+    with pytest.raises(ConfigError, match="nothing to roll back to \\(none was ever active\\)"):
+        registry.rollback("fresh")
+    assert registry.activate("fresh", 1).spec == "fresh@1"
+    assert FastStyle.pin(FastStyleParams(model="fresh")).model == "fresh@1"
+
+
+def test_discard_marks_rejected_and_keeps_files(tmp_path: Path, studio_home: Path) -> None:
+    registry.register(dummy(tmp_path / "a.onnx", b"one"), "m")
+    c = registry.register_candidate(dummy(tmp_path / "b.onnx", b"two"), "m", card=lambda e: f"# {e.spec}\n")
+    files = sorted(p.name for p in (studio_home / "models" / "m").iterdir())
+    assert registry.discard("m", 2).state == "rejected"
+    assert sorted(p.name for p in (studio_home / "models" / "m").iterdir()) == files  # nothing deleted
+    i = registry.info("m")
+    assert (i.active, i.state(2), i.candidates) == (1, "rejected", ())
+    assert registry.resolve("m@2") == c.path.resolve()
+    for version, why in ((2, "m@2 is rejected"), (1, "m@1 is active")):
+        with pytest.raises(ConfigError, match=f"{why}, not a candidate"):
+            registry.discard("m", version)
+    registry.register_candidate(dummy(tmp_path / "c.onnx", b"three"), "solo")
+    registry.discard("solo", 1)
+    with pytest.raises(ConfigError, match=r"model 'solo' has no active version: solo@1 is rejected on review"):
+        registry.entry("solo")
+    assert registry.activate("m", 2).spec == "m@2"  # on second thoughts: activating is a review decision too
+    assert registry.info("m").state(2) == "active"
+
+
 def test_register_without_activate(tmp_path: Path) -> None:
     registry.register(dummy(tmp_path / "a.onnx", b"one"), "m")
     registry.register(dummy(tmp_path / "b.onnx", b"two"), "m", activate=False)
@@ -118,6 +202,7 @@ def test_tampered_file(tmp_path: Path) -> None:
     ({"temporal": {"neural_luma": 1.5}}, r"temporal\.neural_luma must be in \[0, 0\.95\]"),
     ({"temporal": {"neural_luma": "0.8"}}, r"temporal\.neural_luma"),
     ({"temporal": {"neural_ssim": 1.0}}, r"temporal\.neural_ssim must be in \[0, 0\.999\]"),
+    ({"state": "approved"}, r"state must be 'candidate' or 'rejected'"),
 ])
 def test_strict_manifest(tmp_path: Path, studio_home: Path, patch: dict, key: str) -> None:
     registry.register(dummy(tmp_path / "a.onnx"), "m")
@@ -227,7 +312,24 @@ def test_cli(tmp_path: Path, server: str, capsys: pytest.CaptureFixture[str]) ->
     assert main(["models", "info", "c"]) == 0
     assert json.loads(capsys.readouterr().out)["active"] == 2
 
+    # a candidate: listed with its state, activated by name@version only, discarded without deleting
+    registry.register_candidate(dummy(tmp_path / "c3.onnx", b"c3"), "c")
+    assert main(["models", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "* c@2  active " in out and "  c@3  candidate " in out and "  c@1  released " in out
+    assert out.splitlines()[-1].startswith("1 candidate awaiting review (c@3): renders by name keep the active")
+    assert main(["models", "activate", "c@3"]) == 0
+    assert capsys.readouterr().out.strip() == "active: c@3 (was c@2; `models rollback c` returns to it)"
+    assert main(["models", "rollback", "c"]) == 0
+    registry.register_candidate(dummy(tmp_path / "c4.onnx", b"c4"), "c")
+    assert main(["models", "discard", "c@4"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1].startswith("rejected: c@4 (its files stay in ")
+    assert main(["models", "info", "c"]) == 0
+    states = {v["version"]: v["state"] for v in json.loads(capsys.readouterr().out)["versions"]}
+    assert states == {1: "released", 2: "active", 3: "released", 4: "rejected"}
+
     for argv in (["models", "info", "nope"], ["models", "activate", "c"], ["models", "activate", "c@9"],
+                 ["models", "discard", "c@2"], ["models", "discard", "c"],
                  ["download-model", str(src), "--sha256", "0" * 64, "--name", "c"],
                  ["download-model", str(tmp_path / "none.onnx"), "--sha256", "0" * 64, "--name", "c"]):
         assert main(argv) == 2, argv

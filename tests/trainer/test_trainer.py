@@ -342,6 +342,7 @@ def test_resumed_equals_uninterrupted(pair_dir: Path, tmp_path: Path) -> None:
     torch.manual_seed(123)  # a different fresh net: every weight must come from the checkpoint
     resumed = finetune(TransformerNet(TINY), pairs, tmp_path / "split", cfg, resume=True)
     assert [h.val_loss for h in resumed.history] == pytest.approx([h.val_loss for h in whole.history], rel=1e-6)
+    assert resumed.first_val == whole.first_val != whole.history[0].val_loss  # the start's, not epoch 1's
     a = load_checkpoint(tmp_path / "whole" / LAST)["model"]
     b = load_checkpoint(tmp_path / "split" / LAST)["model"]
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
@@ -390,10 +391,14 @@ def test_checkpoint_never_runs_pickled_code(tmp_path: Path) -> None:
 def test_train_register_and_finetune_again(pair_dir: Path, tmp_path: Path) -> None:
     cfg = FinetuneConfig(**{**FAST.__dict__, "epochs": 2, "repeats": 1})
     first = train_model(pair_dir, "compact", "blur", cfg, folder=tmp_path / "r1")
-    assert first.entry.spec == "blur@1" and registry.info("blur").active == 1
+    assert (first.entry.spec, first.entry.state) == ("blur@1", "candidate")
+    assert registry.info("blur").active is None  # a new name: nothing renders by name before a review
+    with pytest.raises(ConfigError, match=r"blur@1 is a candidate awaiting review; .*models activate blur@1"):
+        train_model(pair_dir, "blur", None, cfg, folder=tmp_path / "r0")  # nor does it serve as a base by name
     assert first.entry.lineage == {"base": "compact", "data_hash": dataset.data_hash(pair_dir), "epochs": 2,
                                    "val_loss": round(first.run.best_val, 6)}
     assert first.entry.measured_fps and first.entry.measured_fps > 0
+    registry.activate("blur", 1)
     assert registry.resolve_weights("blur").is_file()
     # a fine-tune is a model of its own: blur is untouched, the new one is blur-ft-1
     second = train_model(pair_dir, "blur", None, cfg, folder=tmp_path / "r2")
@@ -401,10 +406,51 @@ def test_train_register_and_finetune_again(pair_dir: Path, tmp_path: Path) -> No
     assert second.run.first_val == pytest.approx(first.run.best_val, rel=1e-4)  # it started from v1's weights
     assert [e.spec for e in registry.info("blur").versions] == ["blur@1"]
     assert default_name("blur") == "blur-ft-2" and default_name("blur-ft-1@1") == "blur-ft-2"
-    # the base's own name only when asked: then it is the base's next version
-    third = train_model(pair_dir, "blur-ft-1", "blur", cfg, folder=tmp_path / "r3")
+    # the base's own name only when asked: then it is the base's next version, a candidate
+    third = train_model(pair_dir, "blur-ft-1@1", "blur", cfg, folder=tmp_path / "r3")
     assert third.entry.spec == "blur@2" and third.entry.lineage["base"] == "blur-ft-1@1"
-    assert registry.rollback("blur").version == 1
+    assert registry.info("blur").active == 1 and registry.info("blur").state(2) == "candidate"
+
+
+def test_fine_tune_leaves_the_active_version_until_activated(pair_dir: Path, tmp_path: Path) -> None:
+    """Issue 22: training a new version of an active model registers a candidate with its review record; the
+    render by name keeps the active version's file until activate; roll back then returns to it."""
+    from stylizers.fast_style import FastStyle, FastStyleParams
+    from trainer import review
+
+    cfg = FinetuneConfig(**{**FAST.__dict__, "epochs": 2, "repeats": 1})
+    train_model(pair_dir, "compact", "live", cfg, folder=tmp_path / "r1")
+    registry.activate("live", 1)
+    v1 = registry.resolve("live")
+    rep = train_model(pair_dir, "live", "live", cfg, folder=tmp_path / "r2", description="sharper")
+    assert (rep.entry.spec, rep.entry.state) == ("live@2", "candidate")
+    info = registry.info("live")
+    assert (info.active, info.history, info.state(2)) == (1, (), "candidate")
+    assert registry.resolve("live") == v1 and FastStyle.pin(FastStyleParams(model="live")).model == "live@1"
+    assert "live@2" not in {e.spec for e in registry.list_models()}
+    # the review record beside it: what the Trainer page compares
+    assert review.load(rep.entry) == json.loads(json.dumps(rep.review)) and rep.review["base"] == "live@1"
+    held = [p.stem for p in dataset.split(dataset.load_pairs(pair_dir), cfg.val_fraction)[1]]
+    assert rep.review["held_out"] == held and rep.review["pairs"] == str(pair_dir.absolute())
+    val = rep.review["validation"]
+    assert (val["first_val"], val["best_val"], val["epoch1_val"]) == (rep.run.first_val, rep.run.best_val,
+                                                                      rep.run.history[0].val_loss)
+    rows = {g.gate.split(" (")[0]: g for g in review.gates(rep.review, ("live@1", 3.0))}
+    assert list(rows) == ["parity", "int8", "speed", "validation loss", "held-out pairs"]
+    assert rows["parity"].result == "pass" and rows["int8"].result == "not tried"
+    assert rows["validation loss"].result == ("pass" if rep.run.best_val < rep.run.first_val else "fail")
+    assert rows["speed"].threshold == "live@1: 3.00 fps"
+    assert f"first_val {rep.run.first_val:.4f} is the validation loss of the base's own weights (live@1)" \
+        in review.first_val_note(rep.review)
+    shots = review.samples(rep.review, "live@2", "live@1", count=2)
+    assert [s.stem for s in shots] == held[:2]
+    for s in shots:
+        assert s.input.shape == s.reference.shape == s.candidate.shape == s.target.shape == (72, 96, 3)
+        assert s.candidate.dtype == np.uint8
+    assert any(not np.array_equal(s.reference, s.candidate) for s in shots)
+
+    assert registry.activate("live", 2).spec == "live@2" and registry.resolve("live") != v1
+    assert registry.rollback("live").spec == "live@1" and registry.resolve("live") == v1
 
 
 def test_finetune_card(pair_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -412,6 +458,7 @@ def test_finetune_card(pair_dir: Path, tmp_path: Path, monkeypatch: pytest.Monke
     decision (here with an injected int8 speed, so the test decides nothing by timing)."""
     cfg = FinetuneConfig(**{**FAST.__dict__, "epochs": 2, "repeats": 1})
     train_model(pair_dir, "compact", "shapes", cfg, folder=tmp_path / "r0")
+    registry.activate("shapes", 1)
     monkeypatch.setattr(trainer.train, "measure_speedup", lambda fp32, int8: 0.81)
     rep = train_model(pair_dir, "shapes", None, cfg, folder=tmp_path / "r1", int8="try",
                       description="  soft blur, channels reversed, inverted ")
@@ -423,7 +470,7 @@ def test_finetune_card(pair_dir: Path, tmp_path: Path, monkeypatch: pytest.Monke
     assert rep.before.pairs == rep.after.pairs == len(held_out)
     base_net = load_npz(registry.resolve_weights("shapes@1"))
     assert rep.before == score_held_out(base_net, held_out)  # "before" is the base's own score
-    assert rep.after == score_held_out(load_npz(registry.resolve_weights("shapes-ft-1")), held_out)
+    assert rep.after == score_held_out(load_npz(registry.resolve_weights("shapes-ft-1@1")), held_out)
     card = rep.card
     for text in ("# shapes-ft-1@1: soft blur, channels reversed, inverted",
                  "fine-tuned from `shapes@1`", f"10 pairs from `{pair_dir}`", f"{len(held_out)} held out: ",
@@ -454,10 +501,10 @@ def test_exception_bad_name(pair_dir: Path, tmp_path: Path) -> None:
 def test_exception_tampered_weights(pair_dir: Path, tmp_path: Path) -> None:
     cfg = FinetuneConfig(**{**FAST.__dict__, "epochs": 1, "repeats": 1})
     train_model(pair_dir, "compact", "tamper", cfg, folder=tmp_path / "r")
-    path = registry.resolve_weights("tamper")
+    path = registry.resolve_weights("tamper@1")
     path.write_bytes(path.read_bytes() + b"\0")
     with pytest.raises(ModelError, match="do not match the manifest"):
-        train_model(pair_dir, "tamper", None, cfg, folder=tmp_path / "r2")
+        train_model(pair_dir, "tamper@1", None, cfg, folder=tmp_path / "r2")
 
 
 def test_exception_base_without_weights(pair_dir: Path, tmp_path: Path) -> None:
@@ -478,9 +525,11 @@ def test_cli_train(pair_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture
                    "--run", str(tmp_path / "run"), "-q"])
     out = capsys.readouterr()
     assert rc == 0, out.err
-    assert "epoch 2/2" in out.err and "registered clitoon@1 (active)" in out.out and "parity max error" in out.out
+    assert "epoch 2/2" in out.err and "registered clitoon@1 (candidate)" in out.out and "parity max error" in out.out
     assert "held-out pairs (" in out.out
-    card = registry.entry("clitoon").card_path
+    assert "`python -m scripts.cli models activate clitoon@1` to make it live" in out.out
+    assert "until then `model=clitoon` has no active version yet" in out.out
+    card = registry.entry("clitoon@1").card_path
     assert f"model card: {card}" in out.out
     decision = next(line for line in out.out.splitlines() if line.startswith("registered int8: ")
                     or line.startswith("registered fp32: "))
