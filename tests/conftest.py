@@ -71,3 +71,34 @@ def decode_all(path: str | Path) -> list[np.ndarray]:
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
     return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
+
+
+def kill_after_chunks(cmd: list[str], env: dict[str, str], cwd: Path, chunks: int = 2) -> dict:
+    """Start the render ``cmd``, SIGKILL its whole process group once its checkpoint lists ``chunks`` finished
+    chunks, and return the checkpoint's ``done`` records read just before (a crash mid-render, for the resume
+    tests). Fails the test when the render ends before it could be killed."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from core.render.workdir import work_root
+
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    done: dict = {}
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        for ck in work_root().glob("*/checkpoint.json"):
+            try:
+                done = json.loads(ck.read_text())["done"]
+            except (OSError, ValueError):
+                continue
+        if len(done) >= chunks:
+            os.killpg(proc.pid, signal.SIGKILL)
+            break
+        time.sleep(0.02)
+    proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL, "the render finished before it could be killed"
+    return done

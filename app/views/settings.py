@@ -108,23 +108,18 @@ with presets:
 
 settings = storage.load_settings()
 with folders:
-    st.markdown("**Media folders** (one per line; relative paths are under the studio home)")
-    text = st.text_area("Media folders", "\n".join(settings.media_folders), key="set.media",
-                        label_visibility="collapsed")
-    if st.button("Save folders", key="set.save_folders"):
-        with ui.shown_errors():
-            folders_ = tuple(line.strip() for line in text.splitlines() if line.strip())
-            storage.save_settings(dataclasses.replace(settings, media_folders=folders_))
-            st.success(f"saved {storage.settings_path()}")
-    st.markdown("**Output folders** (one per line; where renders may be written, the first is the default; "
-                "`renders` is always one)")
-    out_text = st.text_area("Output folders", "\n".join(settings.output_folders), key="set.outputs",
-                            label_visibility="collapsed")
-    if st.button("Save output folders", key="set.save_outputs"):
-        with ui.shown_errors():
-            outs = tuple(line.strip() for line in out_text.splitlines() if line.strip())
-            storage.save_settings(dataclasses.replace(settings, output_folders=outs))
-            st.success(f"saved {storage.settings_path()}")
+    for field, label, what, key, button in (
+            ("media_folders", "Media folders", "relative paths are under the studio home", "set.media",
+             "set.save_folders"),
+            ("output_folders", "Output folders", "where renders may be written, the first is the default; "
+             "`renders` is always one", "set.outputs", "set.save_outputs")):
+        st.markdown(f"**{label}** (one per line; {what})")
+        text = st.text_area(label, "\n".join(getattr(settings, field)), key=key, label_visibility="collapsed")
+        if st.button(f"Save {label.lower()}", key=button):
+            with ui.shown_errors():
+                lines = tuple(line.strip() for line in text.splitlines() if line.strip())
+                storage.save_settings(dataclasses.replace(settings, **{field: lines}))
+                st.success(f"saved {storage.settings_path()}")
     st.write({"studio home": str(studio_home()), "media": [str(p) for p in storage.media_folders(settings)],
               "outputs": [str(p) for p in storage.output_folders(settings)],
               "LUTs": [str(BUNDLED_DIR.parent / "luts"), str(studio_home() / "luts")],

@@ -7,10 +7,8 @@ import json
 import math
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from fractions import Fraction
 from pathlib import Path
 
@@ -24,7 +22,7 @@ from core.render.workdir import work_root
 from core.video.probe import probe
 from core.video.synthetic import ClipSpec, scene_frame
 from stylizers import READY_STYLES, get_style
-from tests.conftest import decode_all, psnr
+from tests.conftest import decode_all, kill_after_chunks, psnr
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -269,23 +267,8 @@ def test_crash_and_resume(clips: dict[str, Path], tmp_path: Path, studio_home: P
     subprocess.run([sys.executable, "-m", "scripts.cli", "render", str(src), "-o", str(ref), *args],
                    cwd=ROOT, env=env, check=True, capture_output=True)
     out = tmp_path / "out.mp4"
-    proc = subprocess.Popen([sys.executable, "-m", "scripts.cli", "render", str(src), "-o", str(out), *args],
-                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            start_new_session=True)
-    done: dict = {}
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None:
-        for ck in work_root().glob("*/checkpoint.json"):
-            try:
-                done = json.loads(ck.read_text())["done"]
-            except (OSError, ValueError):
-                continue
-        if len(done) >= 2:
-            os.killpg(proc.pid, signal.SIGKILL)
-            break
-        time.sleep(0.02)
-    proc.wait(timeout=30)
-    assert proc.returncode == -signal.SIGKILL, "the render finished before it could be killed"
+    done = kill_after_chunks([sys.executable, "-m", "scripts.cli", "render", str(src), "-o", str(out), *args],
+                             env, ROOT)
     assert 2 <= len(done) < 4
     assert not out.exists(), "a killed render must not leave a file at the output path"
     rerun = subprocess.run([sys.executable, "-m", "scripts.cli", "render", str(src), "-o", str(out), *args],

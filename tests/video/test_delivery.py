@@ -11,10 +11,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
@@ -28,12 +26,11 @@ from core.presets import EncoderConfig
 from core.render.pipeline import render
 from core.render.publish import atomic_folder
 from core.render.spec import build_job
-from core.render.workdir import work_root
 from core.video.probe import probe
 from core.video.synthetic import ClipSpec, make_clip
 from core.video.writer import pixel_format
 from scripts.cli import main
-from tests.conftest import decode_all, psnr
+from tests.conftest import decode_all, kill_after_chunks, psnr
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -274,22 +271,7 @@ def test_resume_after_sigkill(codec: str, name: str, tmp_path: Path, studio_home
     out = tmp_path / "out" / name
     env = {**os.environ, "VP_HOME": str(studio_home)}
     cmd = [sys.executable, "-m", "scripts.cli", "render", str(src), "-o", str(out), *args]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            start_new_session=True)
-    done: dict = {}
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None:
-        for ck in work_root().glob("*/checkpoint.json"):
-            try:
-                done = json.loads(ck.read_text())["done"]
-            except (OSError, ValueError):
-                continue
-        if len(done) >= 2:
-            os.killpg(proc.pid, signal.SIGKILL)
-            break
-        time.sleep(0.02)
-    proc.wait(timeout=30)
-    assert proc.returncode == -signal.SIGKILL, "the render finished before it could be killed"
+    done = kill_after_chunks(cmd, env, ROOT)
     assert 2 <= len(done) < 4
     assert not out.exists(), "a killed render must not leave anything at the output path"
     rerun = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
