@@ -136,10 +136,19 @@ class Watch:
     def attach(self, page: sync_api.Page) -> None:
         page.on("console", self._console)
         page.on("pageerror", lambda e: self.errors.append(f"page error: {e}"))
-        page.on("requestfailed", lambda r: self.errors.append(f"request failed: {r.method} {r.url}: {r.failure}"))
+        page.on("requestfailed", self._failed)
         page.on("request", self._request)
         page.on("response", lambda r: r.status >= 400 and not base_probe(r.url) and self.errors.append(
             f"HTTP {r.status}: {r.request.method} {r.url}"))
+
+    def _failed(self, request: sync_api.Request) -> None:
+        """A failed request, except a video's download that the page itself cancelled (ERR_ABORTED) when it
+        moved on before the video had loaded: Streamlit's video element fetches ``/media/<hash>.mp4`` and
+        aborts the fetch as it unmounts. Nothing failed there."""
+        if urlsplit(request.url).path.startswith("/media/") and "ERR_ABORTED" in (request.failure or ""):
+            return
+        self.errors.append(f"request failed: {request.method} {request.url} ({request.resource_type}): "
+                           f"{request.failure}")
 
     def _console(self, message: sync_api.ConsoleMessage) -> None:
         where = message.location.get("url", "")
