@@ -98,8 +98,7 @@ def render_metrics(result: dict[str, Any] | None) -> tuple[list[dict[str, Any]],
     result = result or {}
     record = result.get("record")
     folder = Path(record) if isinstance(record, str) and record else None
-    metrics = folder / "metrics.jsonl" if folder is not None else result.get("metrics")
-    rows = read_jsonl(metrics)
+    rows = read_jsonl(folder / "metrics.jsonl") if folder is not None else []
     summary = read_json(folder / "summary.json") if folder is not None else {}
     if rows:
         return rows, summary, ""
