@@ -6,12 +6,15 @@ docs/perf/benchmark.json --readme README.md`` redoes only the tables. Timings on
 compare the ratios, measured in the same run, not absolute numbers across runs.
 
 Targets (render engine):
-  * identity render at 1280x720, libx264 veryfast crf 20 >= 0.9x the fps of the ffmpeg CLI doing the
-    same transcode (skipped, and said so, when no ``ffmpeg`` binary is on PATH);
+  * identity render at 1280x720, libx264 veryfast crf 20 >= 0.95x the fps of the ffmpeg CLI doing the
+    same transcode on a ``--frames`` clip, >= 1.0x on one 3x as long (skipped, and said so, when no
+    ``ffmpeg`` binary is on PATH);
+  * speed: every classical style, balanced preset, at 720p and 1080p >= 0.30x the fps of that same ffmpeg
+    transcode of the clip, and with the speed preset >= 0.5x (whole CLI runs; ``--quick``, CI's reduced
+    form, renders fewer frames at 720p once and only prints);
   * a classical style keeps every core busy: CPU time / (wall x cores) >= 0.85, and 2 workers are
     never slower than 1;
   * peak memory (RSS summed over the render's process tree) of a 10x longer clip <= 1.1x the short one;
-  * per-style fps at 720p and 1080p;
   * stages: a classical style at 720p reaches >= 90 % of the machine limit computed from its own per-stage
     CPU costs (cores / CPU seconds per frame of decode + stylize + temporal + measure + encode), and the
     pipelined default (a chunk's frames prepared on several threads) is not slower than chunk-parallel
@@ -27,7 +30,8 @@ Where things live (the sections run in the order of :data:`scripts.bench.run.SEC
   * :mod:`.measure`: what every section shares: a command's process-tree CPU time and peak RSS, the input
     clips, the CLI render command, the :class:`~scripts.bench.measure.Bench` a section reads and fills;
   * :mod:`.render`: whole CLI renders: ``identity`` (vs ffmpeg), ``lut``, ``workers``, ``memory``,
-    ``styles``, ``dask``;
+    ``dask``;
+  * :mod:`.speed`: ``speed``, every style against FFmpeg's transcode (and the per-style fps table);
   * :mod:`.stages`: ``stages``, the per-stage CPU costs and the machine limit they give;
   * :mod:`.neural`: ``neural`` (ONNX Runtime vs torch, int8, CUDA EP), ``gpu`` (NVML, NVENC) and
     ``neural_flicker`` (the neural temporal mode per model);

@@ -84,7 +84,10 @@ class Target:
         return self.text + ("" if ok else NOT_MET)
 
 
-IDENTITY = Target(">=", 0.9, ">= 0.9x")
+IDENTITY = Target(">=", 0.95, ">= 0.95x")
+IDENTITY_LONG = Target(">=", 1.0, ">= 1.0x")
+SPEED_CLASSICAL = Target(">=", 0.30, ">= 0.30x")
+SPEED_PRESET = Target(">=", 0.5, ">= 0.5x")
 LUT_ONLY = Target(">=", 1.5, ">= 1.5x")
 FULL_LOOK = Target(">=", 0.5, ">= 0.5x")
 BUSY = Target(">=", 0.85, ">= 0.85")

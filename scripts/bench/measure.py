@@ -144,7 +144,7 @@ class Bench:
     ``clips`` maps 720 and 1080 to ``frames``-frame H.264 clips at that height and ``"tiny"`` to a 2-frame
     320x180 one; ``tmp`` is the run's scratch folder and ``home`` the ``VP_HOME`` the renders use (fresh: no
     render resumes from a previous one). ``report`` collects each section's figures under its keys (see
-    :data:`scripts.bench.run.SECTIONS`); ``ident`` is the identity section's 720p run, reused by ``styles``.
+    :data:`scripts.bench.run.SECTIONS`).
     """
 
     frames: int
@@ -156,4 +156,4 @@ class Bench:
     tmp: Path
     home: Path
     report: dict
-    ident: Run | None = None
+    quick: bool = False  # CI's reduced form (``--quick``): fewer frames, 720p only, printed not published

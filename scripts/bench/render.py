@@ -2,7 +2,7 @@
 
 Each runs ``python -m scripts.cli render`` as a user would, start-up included, and measures the process
 tree from outside (:func:`scripts.bench.measure.measure`): identity and LUT renders vs ffmpeg doing the
-same transcode, chunk-parallel scaling, peak memory vs clip length, per-style fps, and a Dask cluster vs
+same transcode, chunk-parallel scaling, peak memory vs clip length, and a Dask cluster vs
 the local pool. Where two commands are compared they alternate, so a machine speeding up or slowing down
 favours neither.
 """
@@ -12,6 +12,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from scripts.bench.figures import IDENTITY, IDENTITY_LONG
 from scripts.bench.measure import ROOT, Bench, cli_render, make_input, measure, median_pair
 
 
@@ -23,7 +24,6 @@ def identity(bench: Bench) -> None:
         ident = measure(cli_render(clips[720], tmp / "id.mp4", "none", cores, home), bench.frames)
         print(f"identity 720p: {ident.fps:.1f} fps; no ffmpeg binary on PATH, so no ratio (apt install ffmpeg)")
         report["identity_vs_ffmpeg"] = {"ours_fps": ident.fps, "ffmpeg_fps": None, "ratio": None}
-        bench.ident = ident
         return
 
     def ff(src: Path, out: Path) -> list[str]:
@@ -31,18 +31,16 @@ def identity(bench: Bench) -> None:
                 "-an", str(out)]
 
     long_clip = make_input(tmp / "in_720p_x3.mp4", 1280, 720, bench.frames, loops=3)
-    ident = None
     for clip, n, key in ((clips[720], bench.frames, "identity_vs_ffmpeg"),
                          (long_clip, 3 * bench.frames, "identity_vs_ffmpeg_3x")):
         ours, theirs = median_pair(cli_render(clip, tmp / "id.mp4", "none", cores, home), ff(clip, tmp / "ff.mp4"),
                                    n, bench.repeat)
         ratio = ours.fps / theirs.fps
-        note = " (target >= 0.9)" if key == "identity_vs_ffmpeg" else " (fixed start-up costs amortised)"
+        goal = IDENTITY if key == "identity_vs_ffmpeg" else IDENTITY_LONG
+        note = f" (goal {goal.text}: {'met' if goal.met(ratio) else 'NOT met'})"
         print(f"identity 720p, {n} frames: {ours.fps:.1f} fps vs ffmpeg CLI {theirs.fps:.1f} fps -> {ratio:.2f}x"
               f"{note}; medians of {bench.repeat}")
         report[key] = {"ours_fps": ours.fps, "ffmpeg_fps": theirs.fps, "ratio": ratio, "repeat": bench.repeat}
-        ident = ident or ours
-    bench.ident = ident
 
 
 def lut(bench: Bench) -> None:
@@ -105,22 +103,6 @@ def memory(bench: Bench) -> None:
           f"{m_short.peak_rss / 2**20:.0f} MiB -> {mem_ratio:.2f}x (target <= 1.1)")
     report["memory"] = {"short_mib": m_short.peak_rss / 2**20, "long_mib": m_long.peak_rss / 2**20,
                         "ratio": mem_ratio}
-
-
-def styles(bench: Bench) -> None:
-    """Per-style fps at 720p and 1080p."""
-    clips, tmp, home, cores, ident, report = bench.clips, bench.tmp, bench.home, bench.cores, bench.ident, bench.report
-    report["styles"] = {}
-    print(f"\n{'style':>8} {'720p fps':>9} {'1080p fps':>10} {'busy':>6}")
-    for s in bench.styles:
-        row = {}
-        for h in (720, 1080):
-            clip = clips[h]
-            r = ident if (s == "none" and h == 720 and ident) else measure(
-                cli_render(clip, tmp / f"{s}_{h}.mp4", s, 0, home), bench.frames)
-            row[h] = r
-        print(f"{s:>8} {row[720].fps:9.1f} {row[1080].fps:10.1f} {row[720].busy(cores):6.2f}")
-        report["styles"][s] = {**{f"{h}p_fps": r.fps for h, r in row.items()}, "720p_busy": row[720].busy(cores)}
 
 
 def dask(bench: Bench) -> None:

@@ -23,6 +23,7 @@ from scripts.bench.figures import (
     FLICKER_SSIM,
     FULL_LOOK,
     IDENTITY,
+    IDENTITY_LONG,
     INT8,
     INT8_PSNR,
     LIVE,
@@ -40,6 +41,8 @@ from scripts.bench.figures import (
     QUEUE,
     RATE_PAIR,
     SCALING,
+    SPEED_CLASSICAL,
+    SPEED_PRESET,
     STAGES,
     FidelityGoal,
     Row,
@@ -74,9 +77,9 @@ def _identity_rows(report: dict) -> list[Row]:
             what += f" (medians of {repeat})" if repeat else ""
             target = IDENTITY
         else:
+            target = IDENTITY_LONG
             what = (f"the same on a {3 * frames}-frame clip" if frames else "the same on a 3x longer clip")
             what += f" (start-up costs amortised; medians of {repeat})" if repeat else " (start-up costs amortised)"
-            target = None
         pair = _nums(sec, "ffmpeg_fps", "ratio")
         if pair is None:
             rows.append((what, f"{_fps(ours)} fps (no `ffmpeg` on PATH: no ratio)",
@@ -85,6 +88,28 @@ def _identity_rows(report: dict) -> list[Row]:
         theirs, ratio = pair
         rows.append((what, f"{_fps(ours)} vs {_fps(theirs)} fps = **{_x(ratio)}**",
                      target.column(ratio) if target else ""))
+    return rows
+
+
+def _speed_rows(report: dict) -> list[Row]:
+    """One row per resolution and preset: each style's ratio to FFmpeg's transcode of the same clip."""
+    sec = _sec(report, "speed")
+    rows: list[Row] = []
+    repeat = _repeat(sec)
+    medians = f"; medians of {repeat} rounds" if repeat else ""
+    for key, label, target in (("720p", "balanced preset, 720p", SPEED_CLASSICAL),
+                               ("1080p", "balanced preset, 1080p", SPEED_CLASSICAL),
+                               ("720p_speed", "speed preset, 720p", SPEED_PRESET)):
+        per_style = {s: v for s, v in _sec(sec, key).items() if isinstance(v, dict) and _num(v, "ratio") is not None}
+        classical = {s: v for s, v in per_style.items() if s != "none"}
+        if not classical:
+            continue
+        ff = _num(next(iter(classical.values())), "ffmpeg_fps")
+        what = (f"{' / '.join(classical)} vs `ffmpeg -c:v libx264 -preset veryfast -crf 20` of the same clip, "
+                f"{label} (whole renders{medians})")
+        ratios = [v["ratio"] for v in classical.values()]
+        measured = " / ".join(f"**{_x(r)}**" for r in ratios) + (f" (ffmpeg {_fps(ff)} fps)" if ff else "")
+        rows.append((what, measured, target.column(*ratios)))
     return rows
 
 
@@ -333,7 +358,7 @@ def _studio_rows(report: dict) -> list[Row]:
 
 
 SUMMARY: tuple[Callable[[dict], list[Row]], ...] = (
-    _identity_rows, _lut_rows, _workers_rows, _dask_rows, _memory_rows, _neural_rows, _bundled_rows,
+    _identity_rows, _speed_rows, _lut_rows, _workers_rows, _dask_rows, _memory_rows, _neural_rows, _bundled_rows,
     _neural_flicker_rows, _gpu_rows, _loop_rows, _studio_rows)
 
 

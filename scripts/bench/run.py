@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from scripts.bench import neural, render, stages, studio
+from scripts.bench import neural, render, speed, stages, studio
 from scripts.bench.measure import ROOT, SHARED_CLIP, Bench, make_input
 
 
@@ -42,7 +42,7 @@ SECTIONS: dict[str, Section] = {
     "lut": Section(render.lut, ("lut",)),
     "workers": Section(render.workers, ("workers",)),
     "memory": Section(render.memory, ("memory",)),
-    "styles": Section(render.styles, ("styles",)),
+    "speed": Section(speed.speed, ("speed", "styles")),
     "stages": Section(stages.stages, ("stages",)),
     "dask": Section(render.dask, ("dask",)),
     "neural": Section(neural.neural, ("neural",)),
@@ -52,6 +52,11 @@ SECTIONS: dict[str, Section] = {
     "loop": Section(studio.loop, ("loop",)),
     "studio": Section(studio.studio, ("studio",)),
 }
+
+
+#: what ``--quick`` runs (CI): the renders against FFmpeg's transcode, in a reduced form
+QUICK_SECTIONS = ("identity", "speed")
+QUICK_FRAMES = 60
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -65,7 +70,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", help="also write this run's figures as JSON here")
     ap.add_argument("--out", default=str(ROOT / "docs" / "perf"), help="where benchmark.json and .html go")
     ap.add_argument("--no-write", action="store_true", help="print only: no JSON, chart or README update")
+    ap.add_argument("--quick", action="store_true",
+                    help=f"CI's reduced form: the {', '.join(QUICK_SECTIONS)} sections (unless --only), "
+                         f"{QUICK_FRAMES}-frame clips, 720p only, one round; prints only")
     args = ap.parse_args(argv)
+    if args.quick:
+        args.no_write = True  # a reduced run's figures never replace a full run's
+        args.repeat = 1
+        if "--only" not in " ".join(argv if argv is not None else sys.argv):
+            args.only = ",".join(QUICK_SECTIONS)
+        if "--frames" not in " ".join(argv if argv is not None else sys.argv):
+            args.frames = QUICK_FRAMES
     cores = os.cpu_count() or 1
     report: dict = {"cores": cores, "frames": args.frames,  # the source as the README shows it, on any checkout
                     "source": f"../shared/media/{SHARED_CLIP.name}" if SHARED_CLIP.is_file() else "synthetic"}
@@ -74,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
         home = tmp / "home"
         os.environ["VP_HOME"] = str(home)  # fresh work dirs: no render resumes from a previous one
         print(f"inputs: {args.frames}-frame H.264 clips from {report['source']}; {cores} cores")
-        clips: dict = {h: make_input(tmp / f"in_{h}p.mp4", w, h, args.frames) for w, h in ((1280, 720), (1920, 1080))}
+        sizes = ((1280, 720),) if args.quick else ((1280, 720), (1920, 1080))
+        clips: dict = {h: make_input(tmp / f"in_{h}p.mp4", w, h, args.frames) for w, h in sizes}
         clips["tiny"] = make_input(tmp / "in_tiny.mp4", 320, 180, 2)
 
         only = set(args.only.split(","))
@@ -82,7 +98,8 @@ def main(argv: list[str] | None = None) -> int:
         if unknown:
             ap.error(f"--only: unknown section(s) {', '.join(sorted(unknown))}; choose from {', '.join(SECTIONS)}")
         bench = Bench(frames=args.frames, repeat=args.repeat, stage_loops=args.stage_loops,
-                      styles=args.styles.split(","), cores=cores, clips=clips, tmp=tmp, home=home, report=report)
+                      styles=args.styles.split(","), cores=cores, clips=clips, tmp=tmp, home=home, report=report,
+                      quick=args.quick)
         for name, section in SECTIONS.items():
             if name in only:
                 section.run(bench)
