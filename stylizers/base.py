@@ -45,16 +45,15 @@ def compose(base: np.ndarray, lines: np.ndarray | None, ink: tuple[int, int, int
     """Lay ``lines`` (ink coverage, float32 [0, 1]) over ``base`` (uint8 or float32 [0, 255]) -> uint8 RGB.
 
     ``cv2.blendLinear`` does the per-pixel mix in one pass (4x faster than NumPy broadcasting here). This
-    runs in the temporal stage's in-order part of every stabilised frame, so the float -> uint8 step works
-    in place on its own scratch array: the same operations, and so the same bytes, as ``to_uint8(x / 255)``
-    at half the cost (5.4 -> 2.7 ms a 720p frame).
+    runs in the temporal stage's in-order part of every stabilised frame, so float becomes uint8 in one
+    OpenCV pass (:func:`_rounded`, 0.2 ms a 720p frame; NumPy's scale, round and clip took 1.2 ms).
     """
     if lines is None:
-        return base if base.dtype == np.uint8 else _scratch_to_uint8(base / 255.0)
+        return base if base.dtype == np.uint8 else _rounded(cv2.max(base, 0.0))
     out = cv2.blendLinear(base, _ink_image(base.shape, base.dtype.str, tuple(ink)), 1.0 - lines, lines)
     if out.dtype == np.uint8:
         return out
-    return _scratch_to_uint8(np.divide(out, 255.0, out=out))
+    return _rounded(cv2.max(out, 0.0, dst=out))
 
 
 @functools.lru_cache(maxsize=4)
@@ -66,12 +65,9 @@ def _ink_image(shape: tuple[int, ...], dtype: str, ink: tuple[int, int, int]) ->
     return img
 
 
-def _scratch_to_uint8(x: np.ndarray) -> np.ndarray:
-    """:func:`core.video.frames.to_uint8` on an array nobody else holds, overwriting it instead of allocating."""
-    np.multiply(x, 255.0, out=x)
-    np.add(x, 0.5, out=x)
-    np.clip(x, 0, 255, out=x)
-    return np.ascontiguousarray(x.astype(np.uint8))
+def _rounded(x: np.ndarray) -> np.ndarray:
+    """Float [0, 255] (nothing below 0) -> uint8, rounded to nearest (ties to even), saturated above 255."""
+    return cv2.convertScaleAbs(x)
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ from .live import LiveFrame, Watched
 from .plan import Analysis, Chunk, analyze_job
 from .pool import report_progress
 from .spec import JobSpec
-from .temporal import FrameFeatures, Stabiliser, cut_distance, frame_features
+from .temporal import FrameFeatures, Motion, Stabiliser, cut_distance, frame_features
 
 log = logging.getLogger(__name__)
 
@@ -296,14 +296,15 @@ def _style_frames(reader: Reader, writer: Writer, chunk: Chunk, offset: int, sty
                 if frame.index >= chunk.start:
                     cut_frames.append(frame.index)
             out = stab.apply(styled, motion)
-        return frame, out, cut
+        return frame, out, cut, motion
 
-    def sink(item: tuple[Any, np.ndarray, bool]) -> None:
-        frame, out, cut = item
+    def sink(item: tuple[Any, np.ndarray, bool, Motion | None]) -> None:
+        frame, out, cut, motion = item
         with times.timed("measure"):
             if cut:
                 meter.reset()
-            m = meter.update(frame.index, frame.rgb, out)
+            # the stabiliser's flow is the metrics' own (the same small grey copies, the same DIS preset)
+            m = meter.update(frame.index, frame.rgb, out, None if motion is None else motion.pair)
         if frame.index < chunk.start:
             return
         if m is not None:

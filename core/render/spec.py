@@ -26,8 +26,10 @@ from stylizers import build_params, checked_preset, get_style
 
 #: Bumped whenever a change alters rendered pixels, so old checkpoints are not reused.
 #: 2: the chunk plan no longer depends on the worker count (lanes per 90 s of video); 3: the job-wide analysis
-#: samples frames near keyframes on clips with few of them (core.render.plan.sample_indices: cartoon palettes)
-ENGINE_VERSION = 3
+#: samples frames near keyframes on clips with few of them (core.render.plan.sample_indices: cartoon palettes);
+#: 4: stabilised frames round to uint8 in one OpenCV pass (ties to even; stylizers.base.compose) and the cut
+#: signature's thumbnail comes from the flow's 320 px copy (core.video.cuts.reduced)
+ENGINE_VERSION = 4
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,8 @@ import cv2
 import numpy as np
 
 from core.presets import TemporalConfig
-from core.video.cuts import frame_signature
-from core.video.flow import FlowEstimator, flow_to_previous
+from core.video.cuts import REDUCED_SIDE, frame_signature, reduced
+from core.video.flow import FlowEstimator, FlowPair, flow_to_previous, pixel_grid
 from core.video.frames import gray
 from stylizers.base import Styled, compose
 
@@ -31,7 +31,12 @@ class FrameFeatures(NamedTuple):
 
 
 def frame_features(rgb: np.ndarray, motion: bool) -> FrameFeatures:
-    return FrameFeatures(frame_signature(rgb), _Motion.small(rgb) if motion else None)
+    """The cut signature and the flow's grey copy of one input frame, from one reduced copy of it."""
+    small = reduced(rgb)
+    grey = None
+    if motion:
+        grey = gray(small) if small.shape[:2] == _Motion.small_size(*rgb.shape[:2])[::-1] else _Motion.small(rgb)
+    return FrameFeatures(frame_signature(small), grey)
 
 
 def cut_distance(prev: FrameFeatures | None, cur: FrameFeatures) -> float:
@@ -42,8 +47,15 @@ def cut_distance(prev: FrameFeatures | None, cur: FrameFeatures) -> float:
     return float(cv2.compareHist(prev.signature, cur.signature, cv2.HISTCMP_BHATTACHARYYA))
 
 
-#: how to pull the previous frame onto this one: ``(map_x, map_y, reliable)``, (H, W) float32 each
-Motion = tuple[np.ndarray, np.ndarray, np.ndarray]
+class Motion(NamedTuple):
+    """How to pull the previous frame onto this one: ``map_x``, ``map_y`` for ``cv2.remap`` and ``reliable``
+    as a 0..1 weight, (H, W) float32 each; and ``pair``, the small copies' flow they were scaled from, which
+    is the metrics' own (:class:`core.quality.metrics.MetricsMeter` takes it instead of measuring it again)."""
+
+    map_x: np.ndarray
+    map_y: np.ndarray
+    reliable: np.ndarray
+    pair: FlowPair
 
 
 class _Motion:
@@ -57,23 +69,26 @@ class _Motion:
     def __init__(self) -> None:
         self._est = FlowEstimator("fast")
         self._prev: np.ndarray | None = None  # last input frame, small grey uint8
-        self._grid: tuple[np.ndarray, np.ndarray] | None = None  # full-size pixel coordinates, cached
 
     def reset(self) -> None:
         self._prev = None
 
     @staticmethod
+    def small_size(h: int, w: int) -> tuple[int, int]:
+        """(width, height) of the copy the flow runs on: longer side :data:`_FLOW_SIDE`, never under 8."""
+        k = min(1.0, _FLOW_SIDE / max(h, w))
+        return (w, h) if k == 1 else (max(8, round(w * k)), max(8, round(h * k)))
+
+    @staticmethod
     def small(source: np.ndarray) -> np.ndarray:
         """The grey copy the flow runs on: longer side :data:`_FLOW_SIDE`."""
-        h, w = source.shape[:2]
-        k = min(1.0, _FLOW_SIDE / max(h, w))
-        return gray(source if k == 1 else cv2.resize(source, (max(8, round(w * k)), max(8, round(h * k))),
-                                                     interpolation=cv2.INTER_AREA))
+        size = _Motion.small_size(*source.shape[:2])
+        return gray(source if size == source.shape[1::-1] else cv2.resize(source, size, interpolation=cv2.INTER_AREA))
 
     def step(self, source: np.ndarray) -> Motion | None:
         """Remember ``source`` ((H, W, 3) uint8 RGB input frame) and return how to pull the previous frame
-        onto it: ``(map_x, map_y, reliable)``, (H, W) float32 each, for ``cv2.remap`` and as a 0..1 weight.
-        None on the first frame after a reset, or when too little of the flow is reliable (a missed cut)."""
+        onto it (:class:`Motion`). None on the first frame after a reset, or when too little of the flow is
+        reliable (a missed cut)."""
         small = self.small(source)
         prev, self._prev = self._prev, small
         return self.between(prev, small, source.shape[:2])
@@ -90,17 +105,15 @@ class _Motion:
             return None
         sh, sw = small.shape
         flow = cv2.resize(pair.to_prev, (w, h), interpolation=cv2.INTER_LINEAR) if (sh, sw) != (h, w) else pair.to_prev
-        if self._grid is None or self._grid[0].shape != (h, w):
-            gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
-            self._grid = (gx, gy)
-        map_x = cv2.scaleAdd(flow[..., 0], w / sw, self._grid[0])
-        map_y = cv2.scaleAdd(flow[..., 1], h / sh, self._grid[1])
+        gx, gy = pixel_grid(h, w)
+        map_x = cv2.scaleAdd(flow[..., 0], w / sw, gx)
+        map_y = cv2.scaleAdd(flow[..., 1], h / sh, gy)
         reliable = cv2.resize(pair.reliable.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
-        return map_x, map_y, reliable
+        return Motion(map_x, map_y, reliable, pair)
 
 
 #: longer side of the frames the stabiliser's flow is computed on; the flow is scaled up to the frame
-_FLOW_SIDE = 320
+_FLOW_SIDE = REDUCED_SIDE  # the copy the cut signature is taken from: made once per frame
 #: below this fraction of reliable flow, the frame is treated as a cut the histogram missed
 _MIN_RELIABLE = 0.2
 #: ``cv2.transform`` matrix putting an RGB pixel's BT.601 luma into each of its three channels
@@ -226,7 +239,7 @@ class Stabiliser:
         cur = cur.astype(np.float32)
         if state is None or motion is None or state.shape != cur.shape or s == 0:
             return cur
-        map_x, map_y, reliable = motion
+        map_x, map_y, reliable, _ = motion
         past = cv2.remap(state, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         w_past = reliable * s
         return cv2.blendLinear(past, cur, w_past, 1.0 - w_past)
@@ -243,7 +256,7 @@ class Stabiliser:
         if state is None or motion is None or state.shape != cur.shape:
             self.last_hold = None
             return cur
-        map_x, map_y, reliable = motion
+        map_x, map_y, reliable, _ = motion
         past = cv2.remap(state, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         if self.ssim_floor > 0 and s_luma > 0:
             s_luma = np.float32(neural_hold(past, cur, reliable, float(s_luma), self.ssim_floor))

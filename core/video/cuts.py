@@ -13,11 +13,26 @@ import cv2
 import numpy as np
 
 _THUMB = (96, 54)
+#: a frame's longer side is first reduced to this (area filter) on the way to the thumbnail: an area
+#: resize by a whole factor (4x at 720p, 6x at 1080p) is OpenCV's fast path, and the renderer's stabiliser
+#: runs its flow on this same copy, so it is made once (:func:`reduced`); straight to 96x54 cost 2.2 ms
+REDUCED_SIDE = 320
+
+
+def reduced(rgb: np.ndarray) -> np.ndarray:
+    """``rgb`` with its longer side at most :data:`REDUCED_SIDE` (area filter): what :func:`frame_signature`
+    takes its thumbnail from."""
+    h, w = rgb.shape[:2]
+    if max(h, w) <= REDUCED_SIDE:
+        return rgb
+    k = REDUCED_SIDE / max(h, w)
+    return cv2.resize(rgb, (max(1, round(w * k)), max(1, round(h * k))), interpolation=cv2.INTER_AREA)
 
 
 def frame_signature(rgb: np.ndarray) -> np.ndarray:
-    """A normalised 8x8x8 RGB histogram of a thumbnail: cheap, and stable under motion within a shot."""
-    thumb = cv2.resize(rgb, _THUMB, interpolation=cv2.INTER_AREA)
+    """A normalised 8x8x8 RGB histogram of a thumbnail: cheap, and stable under motion within a shot. The
+    same for a frame and its :func:`reduced` copy."""
+    thumb = cv2.resize(reduced(rgb), _THUMB, interpolation=cv2.INTER_AREA)
     hist = cv2.calcHist([thumb], [0, 1, 2], None, [8, 8, 8], [0, 256, 0, 256, 0, 256])
     return cv2.normalize(hist, None, 1.0, 0.0, cv2.NORM_L1).astype(np.float32)
 
