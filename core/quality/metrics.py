@@ -238,12 +238,15 @@ class MetricsMeter:
                                                               np.asarray(state["out_rgb"]),
                                                               np.asarray(state["out_grey"]))
 
-    def update(self, index: int, inp: np.ndarray, out: np.ndarray, pair: FlowPair | None = None) -> FrameMetrics | None:
+    def update(self, index: int, inp: np.ndarray, out: np.ndarray, pair: FlowPair | None = None, *,
+               small_in: np.ndarray | None = None) -> FrameMetrics | None:
         """Metrics of output frame ``index`` against its input, both (H, W, 3) uint8 RGB of one size.
 
         ``pair``: the input's flow from frame ``index - 1`` (:func:`input_flow`), when the caller measured it
         already: several renders of the same input (the Style Lab's two variants) share it. None when
-        sampling skips the frame. Raises ValueError on frames of different sizes.
+        sampling skips the frame. ``small_in``: ``downscale(inp, cfg.long_side)`` when the caller has it (the
+        renderer's cut signature is taken from the same copy); another size is ignored. Raises ValueError on
+        frames of different sizes.
         """
         check_rgb(inp, "metrics input frame")
         check_rgb(out, "metrics output frame")
@@ -254,7 +257,9 @@ class MetricsMeter:
         if not (measure or keep):
             self._prev = None
             return None
-        small_in, small_out = downscale(inp, self.cfg.long_side), downscale(out, self.cfg.long_side)
+        small_out = downscale(out, self.cfg.long_side)
+        if small_in is None or small_in.shape != small_out.shape:
+            small_in = downscale(inp, self.cfg.long_side)
         cur = _Kept(index, gray(small_in), small_out, _grey32(small_out))
         prev, self._prev = self._prev, (cur if keep else None)
         if not measure:

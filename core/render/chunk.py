@@ -183,7 +183,7 @@ class Carry:
         self.stab.load_state_dict(group["stab"])
         self.meter.load_state_dict(group["meter"])
         f = group["feats"]
-        self.feats = FrameFeatures(f["signature"], f.get("small")) if "signature" in f else None
+        self.feats = FrameFeatures(f["signature"], f.get("small"), f.get("reduced")) if "signature" in f else None
 
 
 @dataclass(frozen=True)
@@ -289,22 +289,24 @@ def _style_frames(reader: Reader, writer: Writer, chunk: Chunk, offset: int, sty
         return [(st, cut, motion) for st, (cut, motion) in zip(styled, measures, strict=True)]
 
     def process(pair: tuple[tuple[Any, Any, Any], tuple[Any, bool, Any]]) -> tuple[Any, ...]:
-        (frame, _, _), (styled, cut, motion) = pair
+        (frame, _, feats), (styled, cut, motion) = pair
         with times.timed("temporal"):
             if cut:
                 stab.reset()
                 if frame.index >= chunk.start:
                     cut_frames.append(frame.index)
             out = stab.apply(styled, motion)
-        return frame, out, cut, motion
+        return frame, out, cut, motion, feats
 
-    def sink(item: tuple[Any, np.ndarray, bool, Motion | None]) -> None:
-        frame, out, cut, motion = item
+    def sink(item: tuple[Any, np.ndarray, bool, Motion | None, FrameFeatures | None]) -> None:
+        frame, out, cut, motion, feats = item
         with times.timed("measure"):
             if cut:
                 meter.reset()
-            # the stabiliser's flow is the metrics' own (the same small grey copies, the same DIS preset)
-            m = meter.update(frame.index, frame.rgb, out, None if motion is None else motion.pair)
+            # the stabiliser's flow and reduced input are the metrics' own (the same small copies, the same
+            # DIS preset): measured once
+            m = meter.update(frame.index, frame.rgb, out, None if motion is None else motion.pair,
+                             small_in=None if feats is None else feats.reduced)
         if frame.index < chunk.start:
             return
         if m is not None:

@@ -17,7 +17,7 @@ import numpy as np
 
 from core.presets import TemporalConfig
 from core.video.cuts import REDUCED_SIDE, frame_signature, reduced
-from core.video.flow import FlowEstimator, FlowPair, flow_to_previous, pixel_grid
+from core.video.flow import FlowEstimator, FlowPair, flow_to_previous
 from core.video.frames import gray
 from stylizers.base import Styled, compose
 
@@ -28,6 +28,7 @@ class FrameFeatures(NamedTuple):
 
     signature: np.ndarray  # :func:`frame_signature`
     small: np.ndarray | None  # the small grey copy the flow runs on (flow mode), else None
+    reduced: np.ndarray | None = None  # :func:`core.video.cuts.reduced` (RGB), which the metrics downscale to too
 
 
 def frame_features(rgb: np.ndarray, motion: bool) -> FrameFeatures:
@@ -36,7 +37,7 @@ def frame_features(rgb: np.ndarray, motion: bool) -> FrameFeatures:
     grey = None
     if motion:
         grey = gray(small) if small.shape[:2] == _Motion.small_size(*rgb.shape[:2])[::-1] else _Motion.small(rgb)
-    return FrameFeatures(frame_signature(small), grey)
+    return FrameFeatures(frame_signature(small), grey, small)
 
 
 def cut_distance(prev: FrameFeatures | None, cur: FrameFeatures) -> float:
@@ -48,14 +49,22 @@ def cut_distance(prev: FrameFeatures | None, cur: FrameFeatures) -> float:
 
 
 class Motion(NamedTuple):
-    """How to pull the previous frame onto this one: ``map_x``, ``map_y`` for ``cv2.remap`` and ``reliable``
-    as a 0..1 weight, (H, W) float32 each; and ``pair``, the small copies' flow they were scaled from, which
-    is the metrics' own (:class:`core.quality.metrics.MetricsMeter` takes it instead of measuring it again)."""
+    """How to pull the previous frame onto this one: ``flow`` ((H, W, 2) float32, each pixel's offset to where
+    it was, for :func:`warp`), ``reliable`` ((H, W) float32, a 0..1 weight); and ``pair``, the small copies'
+    flow they were scaled from, which is the metrics' own (:class:`core.quality.metrics.MetricsMeter` takes
+    it instead of measuring it again)."""
 
-    map_x: np.ndarray
-    map_y: np.ndarray
+    flow: np.ndarray
     reliable: np.ndarray
     pair: FlowPair
+
+
+def warp(state: np.ndarray, motion: Motion) -> np.ndarray:
+    """The past ``state`` pulled onto this frame, bilinear (cubic measured worse: its overshoot reads as
+    flicker). The flow is a relative map (``WARP_RELATIVE_MAP``, OpenCV >= 4.10): no full-size pixel grid
+    is added to it each frame (1.2 ms at 720p), and the pixels are the same as with absolute maps."""
+    return cv2.remap(state, motion.flow, None, cv2.INTER_LINEAR | cv2.WARP_RELATIVE_MAP,
+                     borderMode=cv2.BORDER_REPLICATE)
 
 
 class _Motion:
@@ -104,12 +113,12 @@ class _Motion:
         if pair.reliable.mean() < _MIN_RELIABLE:
             return None
         sh, sw = small.shape
-        flow = cv2.resize(pair.to_prev, (w, h), interpolation=cv2.INTER_LINEAR) if (sh, sw) != (h, w) else pair.to_prev
-        gx, gy = pixel_grid(h, w)
-        map_x = cv2.scaleAdd(flow[..., 0], w / sw, gx)
-        map_y = cv2.scaleAdd(flow[..., 1], h / sh, gy)
+        if (sh, sw) == (h, w):
+            return Motion(pair.to_prev, pair.reliable.astype(np.float32), pair)
+        # scaled to the frame's pixels on the small copy (bilinear resizing is linear: the same field)
+        flow = cv2.resize(pair.to_prev * np.array([w / sw, h / sh], np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
         reliable = cv2.resize(pair.reliable.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
-        return Motion(map_x, map_y, reliable, pair)
+        return Motion(flow, reliable, pair)
 
 
 #: longer side of the frames the stabiliser's flow is computed on; the flow is scaled up to the frame
@@ -234,13 +243,12 @@ class Stabiliser:
     @staticmethod
     def _blend_warped(state: np.ndarray | None, cur: np.ndarray, s: np.float32,
                       motion: Motion | None) -> np.ndarray:
-        """Bilinear warp of the past (cubic measured worse: its overshoot reads as flicker), then a blend
-        whose weight of the past is ``s`` where the flow is reliable and 0 where it is not."""
+        """The past :func:`warp`-ed, then a blend whose weight of the past is ``s`` where the flow is reliable
+        and 0 where it is not."""
         cur = cur.astype(np.float32)
         if state is None or motion is None or state.shape != cur.shape or s == 0:
             return cur
-        map_x, map_y, reliable, _ = motion
-        past = cv2.remap(state, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        past, reliable = warp(state, motion), motion.reliable
         w_past = reliable * s
         return cv2.blendLinear(past, cur, w_past, 1.0 - w_past)
 
@@ -256,15 +264,15 @@ class Stabiliser:
         if state is None or motion is None or state.shape != cur.shape:
             self.last_hold = None
             return cur
-        map_x, map_y, reliable, _ = motion
-        past = cv2.remap(state, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        past, reliable = warp(state, motion), motion.reliable
         if self.ssim_floor > 0 and s_luma > 0:
             s_luma = np.float32(neural_hold(past, cur, reliable, float(s_luma), self.ssim_floor))
         self.last_hold = float(s_luma)
         w_luma, w_chroma = reliable * s_luma, reliable * s_chroma
         luma_blend = cv2.blendLinear(past, cur, w_luma, 1.0 - w_luma)
         chroma_blend = cv2.blendLinear(past, cur, w_chroma, 1.0 - w_chroma)
-        # (luma of the difference) in each channel: adding it moves chroma_blend's luma to luma_blend's
+        # (luma of the difference) in each channel: adding it moves chroma_blend's luma to luma_blend's (which
+        # can leave a saturated colour's channel just below 0: :meth:`apply` clamps what it composes)
         return cv2.add(chroma_blend, cv2.transform(cv2.subtract(luma_blend, chroma_blend), _LUMA_ROWS))
 
     def __call__(self, styled: Styled, source: np.ndarray | None = None) -> np.ndarray:
@@ -308,7 +316,8 @@ class Stabiliser:
                 self._base = self._blend_neural(self._base, styled.base, self.s_base, self.s_chroma, motion)
             if styled.lines is not None:
                 self._lines = self._blend_warped(self._lines, styled.lines, self.s_lines, motion)
-        return compose(self._base, self._lines if styled.lines is not None else None, styled.ink)
+        base = self._base if self.s_chroma is None else cv2.max(self._base, 0.0)  # the neural blend's may dip below 0
+        return compose(base, self._lines if styled.lines is not None else None, styled.ink)
 
     def state_dict(self) -> dict[str, Any]:
         prev = None if self._motion is None or self._motion._prev is None else self._motion._prev.copy()

@@ -1,6 +1,6 @@
-"""The render's metrics take the stabiliser's flow instead of measuring it again (issue 21): what they report
-must not change. On a synthetic clip with motion and a cut, a meter given the stabiliser's flow pairs reports
-exactly what one measuring its own does."""
+"""The render's metrics take the stabiliser's flow and the reduced input copy instead of measuring them again
+(issue 21): what they report must not change. On a synthetic clip with motion and a cut, a meter given the
+stabiliser's flow pairs and the frame features' reduced copies reports exactly what one measuring its own does."""
 
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ def test_metrics_with_the_stabilisers_flow_equal_their_own(tmp_path: Path) -> No
             shared.reset()
             own.reset()
         out = stab.apply(style.stylize(rgb, i), motion)
-        a = shared.update(i, rgb, out, None if motion is None else motion.pair)
+        a = shared.update(i, rgb, out, None if motion is None else motion.pair, small_in=feats.reduced)
         b = own.update(i, rgb, out)
         if a is None or b is None:
             assert a is b, f"frame {i}"
