@@ -107,26 +107,33 @@ class Pencil(Stylizer):
     def __init__(self, params: PencilParams | None = None, shared: Mapping[str, Any] | None = None) -> None:
         super().__init__(params, shared)
         self._grain_size: tuple[int, int] | None = None
-        self._grain: np.ndarray | None = None
+        self._tooth: np.ndarray | None = None
         self._paper: np.ndarray | None = None
+        self._blank: np.ndarray | None = None
 
-    def _paper_for(self, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
-        """(grain, tone) for this frame size, made once and reused: the paper does not move."""
+    def _paper_for(self, height: int, width: int) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+        """(tooth, tone, blank) for this frame size, made once and reused, since the paper does not move:
+        the share of graphite each spot of paper catches (None without texture), the paper's brightness, and
+        the untinted base (uint8 RGB, read-only). Per frame they cost ~1.5 ms at 720p."""
         if self._grain_size != (height, width):
-            self._grain = paper_grain(height, width, self.params.seed)
-            self._paper = paper_tone(self._grain, self.params.paper_texture)
+            p = self.params
+            grain = paper_grain(height, width, p.seed)
+            self._tooth = (1.0 - np.float32(0.25 * p.paper_texture) * np.clip(grain, 0.0, 2.0)
+                           if p.paper_texture > 0 else None)
+            self._paper = paper_tone(grain, p.paper_texture)
+            self._blank = gray_to_rgb(to_uint8(self._paper))
+            self._blank.flags.writeable = False
             self._grain_size = (height, width)
-        return self._grain, self._paper
+        return self._tooth, self._paper, self._blank
 
     def stylize(self, rgb: np.ndarray, index: int) -> Styled:
         """(H, W, 3) uint8 RGB -> paper base (uint8 RGB) + graphite ``lines`` (float32 [0, 1]) in ``ink``."""
         p = self.params
         height, width = rgb.shape[:2]
-        grain, tone = self._paper_for(height, width)
+        tooth, tone, blank = self._paper_for(height, width)
         lines = dodge_darkness(rgb, p.blur_sigma) * np.float32(p.darkness)
-        if p.paper_texture > 0:
-            # graphite catches on the ridges of the paper and skips the pits
-            lines *= 1.0 - np.float32(0.25 * p.paper_texture) * np.clip(grain, 0.0, 2.0)
+        if tooth is not None:  # graphite catches on the ridges of the paper and skips the pits
+            lines *= tooth
         np.clip(lines, 0.0, 1.0, out=lines)
-        base = gray_to_rgb(to_uint8(tone)) if p.tint == 0 else to_uint8(tone[..., None] * colour_wash(rgb, p.tint))
+        base = blank if p.tint == 0 else to_uint8(tone[..., None] * colour_wash(rgb, p.tint))
         return Styled(base=base, lines=lines, ink=(p.ink[0], p.ink[1], p.ink[2]))
