@@ -157,3 +157,4 @@ class Bench:
     home: Path
     report: dict
     quick: bool = False  # CI's reduced form (``--quick``): fewer frames, 720p only, printed not published
+    baseline: str = ""  # a git ref whose stage costs the ``profile`` section measures beside this checkout's

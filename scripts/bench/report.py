@@ -19,7 +19,7 @@ from pathlib import Path
 from core.atomic import write_bytes
 from scripts.bench.charts import _figures
 from scripts.bench.figures import OF_LIMIT, PIPE_VS_SEQ, STAGES, _sec
-from scripts.bench.rows import SUMMARY, _stage_rows, _styles_rows
+from scripts.bench.rows import SUMMARY, _profile_rows, _stage_rows, _styles_rows
 
 START = "<!-- perf:start -->"
 END = "<!-- perf:end -->"
@@ -77,6 +77,7 @@ def markdown(report: dict) -> str:
         _table(("style", *STAGES[:-1], f"{STAGES[-1]} (CPU ms per frame)", "machine limit fps",
                 "default (pipelined) fps (of limit)", "chunk-parallel fps", "bottleneck (from the stage costs)"),
                _stage_rows(report)),
+        _table(("where a frame's CPU time goes (720p, ms)", *STAGES, "total"), _profile_rows(report)),
     ):
         if table:
             lines += ["", *table]
@@ -96,6 +97,13 @@ def markdown(report: dict) -> str:
                   "each round's own (its range over the rounds beside it: this machine's speed drifts by 10-20 % "
                   "within minutes). Targets: default fps "
                   f"{OF_LIMIT.text}; default vs chunk-parallel {PIPE_VS_SEQ.text}."]
+    if _profile_rows(report):
+        repeat = _sec(report, "profile").get("repeat")
+        lines += ["", "Where a frame's CPU time goes: `python -m scripts.bench --only profile --baseline REF` measures "
+                  "each classical style's stage costs (CPU ms per frame, one loop over the 720p clip in a fresh "
+                  "process; encode without the metrics taken on its thread) at the commit REF and in this "
+                  "checkout, alternating" + (f", medians of {repeat} rounds" if isinstance(repeat, int) else "")
+                  + ", in one run on one machine."]
     return "\n".join(lines) + "\n"
 
 

@@ -412,3 +412,24 @@ def _spread(runs: Any, fmt: Callable[[float], str]) -> str:
     return f"; rounds {fmt(min(runs))}-{fmt(max(runs))}"
 
 
+
+
+def _profile_rows(report: dict) -> list[list[str]]:
+    """The profile section: per classical style, its stage costs at the baseline commit (before) and here
+    (after), CPU ms per frame, with their total; "-" for a part that was not measured."""
+    sec = _sec(report, "profile")
+    base = sec.get("baseline")
+    rows = []
+    for style, v in _sec(sec, "styles").items():
+        if not isinstance(v, dict):
+            continue
+        for when in ("before", "after"):
+            parts = _sec(v, when)
+            cells = [_num(parts, k) for k in STAGES]
+            if all(c is None for c in cells):
+                continue
+            label = f"{style}, before ({_cell(base)})" if when == "before" and isinstance(base, str) else \
+                f"{style}, {'after' if 'before' in v else 'now'}"
+            total = sum(c for c in cells if c is not None)
+            rows.append([label, *(f"{c:.1f}" if c is not None else "-" for c in cells), f"**{total:.1f}**"])
+    return rows

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from scripts.bench import neural, render, speed, stages, studio
+from scripts.bench import neural, profile, render, speed, stages, studio
 from scripts.bench.measure import ROOT, SHARED_CLIP, Bench, make_input
 
 
@@ -44,6 +44,7 @@ SECTIONS: dict[str, Section] = {
     "memory": Section(render.memory, ("memory",)),
     "speed": Section(speed.speed, ("speed", "styles")),
     "stages": Section(stages.stages, ("stages",)),
+    "profile": Section(profile.profile, ("profile",)),
     "dask": Section(render.dask, ("dask",)),
     "neural": Section(neural.neural, ("neural",)),
     "gpu": Section(neural.gpu, ("gpu",)),
@@ -67,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--stage-loops", type=int, default=3,
                     help="the stages section renders a shot of this many times --frames (the clip looped)")
     ap.add_argument("--only", default=",".join(SECTIONS), help="sections to run")
+    ap.add_argument("--baseline", default="", metavar="REF",
+                    help="the profile section also measures this git commit's stage costs, beside this checkout's")
     ap.add_argument("--json", help="also write this run's figures as JSON here")
     ap.add_argument("--out", default=str(ROOT / "docs" / "perf"), help="where benchmark.json and .html go")
     ap.add_argument("--no-write", action="store_true", help="print only: no JSON, chart or README update")
@@ -99,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
             ap.error(f"--only: unknown section(s) {', '.join(sorted(unknown))}; choose from {', '.join(SECTIONS)}")
         bench = Bench(frames=args.frames, repeat=args.repeat, stage_loops=args.stage_loops,
                       styles=args.styles.split(","), cores=cores, clips=clips, tmp=tmp, home=home, report=report,
-                      quick=args.quick)
+                      quick=args.quick, baseline=args.baseline)
         for name, section in SECTIONS.items():
             if name in only:
                 section.run(bench)

@@ -80,15 +80,17 @@ def _total_ms(costs: dict) -> float:
     return sum(1000 * costs["busy"].get(k, 0.0) / costs["frames"] for k in ("decode", "prepare", "process", "encode"))
 
 
-def _stage_costs(clip: Path, style: str) -> dict:
+def _stage_costs(clip: Path, style: str, tree: Path = ROOT) -> dict:
     """:func:`core.render.chunk.stage_costs` in a fresh process (this one's lingering threads would be billed),
-    tuned like a pool worker beside others: OpenCV on one thread, glibc keeping freed buffers."""
+    tuned like a pool worker beside others: OpenCV on one thread, glibc keeping freed buffers. ``tree``: the
+    checkout whose code runs (another commit's worktree, for the ``profile`` section)."""
     code = ("import json, sys\n"
             "from core.render.spec import build_job\nfrom core.render.chunk import stage_costs\n"
             "from core.render.pool import tune_process\n"
             "tune_process(1)\n"
             "print(json.dumps(stage_costs(build_job(sys.argv[1], sys.argv[1] + '.costs.mp4', sys.argv[2]))))\n")
-    out = subprocess.run([sys.executable, "-c", code, str(clip), style], cwd=ROOT, capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-c", code, str(clip.absolute()), style], cwd=tree, capture_output=True,
+                         text=True)
     if out.returncode != 0:
         raise SystemExit(f"stage costs of {style} failed:\n{out.stderr[-2000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])

@@ -30,6 +30,11 @@ def sample_report() -> dict:
                            "cartoon": {"fps": 29.0, "ratio": 0.2417, "ffmpeg_fps": 121.0, "runs": [0.24], "busy": 0.9}},
                   "720p_speed": {"pencil": {"fps": 62.0, "ratio": 0.521, "ffmpeg_fps": 119.0, "runs": [0.52],
                                             "busy": 0.9}}},
+        "profile": {"repeat": 3, "baseline": "0f9375d",
+                    "styles": {"pencil": {"before": {"decode": 5.5, "stylize": 6.0, "motion": 6.6, "temporal": 11.7,
+                                                     "measure": 3.4, "encode": 10.8},
+                                          "after": {"decode": 2.6, "stylize": 5.2, "motion": 4.9, "temporal": 11.2,
+                                                    "measure": 1.8, "encode": 10.7}}}},
         "workers": {"style": "cartoon", "1": {"fps": 14.02, "busy": 0.49}, "2": {"fps": 17.81, "busy": 0.871}},
         "memory": {"short_mib": 515.2, "long_mib": 523.4, "ratio": 1.0159},
         "styles": {
@@ -131,6 +136,11 @@ def test_markdown_rows_have_the_report_figures() -> None:
         ["0.28 / **1.37** s; 0.36-0.47 s", "<= 1 s (not met)"]
     assert rows["Batch queue page with 200 jobs, AppTest"] == ["**0.12 s**", "<= 2 s"]
 
+    profile = _tables(md)[3]
+    assert profile["pencil, before (0f9375d)"] == ["5.5", "6.0", "6.6", "11.7", "3.4", "10.8", "**44.0**"]
+    assert profile["pencil, after"] == ["2.6", "5.2", "4.9", "11.2", "1.8", "10.7", "**36.4**"]
+    assert "medians of 3 rounds, in one run on one machine" in md
+
     styles = _tables(md)[1]
     assert styles == {"style": ["720p fps", "1080p fps", "cores busy (720p)"], "none": ["89.0", "38.2", "0.89"],
                       "pencil": ["21.6", "11.1", "0.87"],
@@ -175,7 +185,7 @@ def test_absent_sections_give_no_rows_and_no_invented_figures() -> None:
         ["240.0 vs 40.0 fps = **6.00x**", ""]
     report["gpu"] = None
 
-    for key in ("speed", "lut", "workers", "memory", "styles", "stages", "loop", "studio"):
+    for key in ("speed", "profile", "lut", "workers", "memory", "styles", "stages", "loop", "studio"):
         report[key] = None
     report["neural"] = None
     report["identity_vs_ffmpeg"] = {"ours_fps": 95.0, "ffmpeg_fps": None, "ratio": None}
