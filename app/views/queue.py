@@ -126,7 +126,10 @@ def live_frame(job_id: int, folder: str) -> None:
 
 
 folder = work_root() / job.work_key if job.kind == "render" and job.work_key else None
-if folder is not None and job.state in ("running", "paused", "queued", "cancelled", "failed") and folder.is_dir():
+# a running or queued render's folder may not exist yet (it is made once the input is analysed): the live
+# frame's fragment is shown anyway and finds it on a later refresh (only the fragments rerun on their own)
+if folder is not None and job.state in ("running", "paused", "queued", "cancelled", "failed") and (
+        folder.is_dir() or job.state in ("running", "queued")):
     live_frame(job.id, str(folder))
     with ui.shown_errors():
         keep = st.columns(2)

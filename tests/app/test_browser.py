@@ -285,6 +285,33 @@ def test_queue_render_done_plays_and_downloads(page: sync_api.Page, home: Path, 
     screenshot(page, shots, "queue")
 
 
+def _looped(src: Path, times: int, out: Path) -> Path:
+    """``src`` played ``times`` times in one file: its packets copied again and again (no re-encoding), each
+    pass shifted by its stream's span (first pts to the end of the last packet), so timestamps keep rising."""
+    import av
+
+    def packets(inp: av.container.InputContainer) -> Iterator[av.Packet]:
+        return (p for p in inp.demux(*[s for s in inp.streams if s.type in ("video", "audio")]) if p.dts is not None)
+
+    with av.open(str(src)) as inp:
+        ends: dict[int, tuple[int, int]] = {}
+        for p in packets(inp):
+            lo, hi = ends.get(p.stream.index, (p.pts, p.pts))
+            ends[p.stream.index] = (min(lo, p.pts), max(hi, p.pts + (p.duration or 0)))
+    span = {i: hi - lo for i, (lo, hi) in ends.items()}
+    with av.open(str(out), "w") as dst:
+        for k in range(times):
+            with av.open(str(src)) as inp:
+                if k == 0:
+                    streams = {i: dst.add_stream_from_template(inp.streams[i]) for i in span}
+                for p in packets(inp):
+                    shift = k * span[p.stream.index]
+                    p.pts, p.dts = p.pts + shift, p.dts + shift
+                    p.stream = streams[p.stream.index]
+                    dst.mux(p)
+    return out
+
+
 def test_live_preview_while_rendering_then_keep_the_finished_part(page: sync_api.Page, home: Path,
                                                                   tmp_path: Path) -> None:
     """A running render shows its latest frame, refreshed (the image changes while it runs); cancelling it
@@ -293,8 +320,11 @@ def test_live_preview_while_rendering_then_keep_the_finished_part(page: sync_api
     from core.studio.queue import JobQueue
     from core.video.probe import count_frames
 
-    long = make_clip(tmp_path / "Long Take.mp4", ClipSpec(width=640, height=360, frames=480, fps=Fraction(24),
-                                                          audio=True, gop=24, seed=12))
+    # 20 s of generated video played 4 times (stream copies): a render long enough (~25 s) to still be running
+    # when the page shows its live frame on a fast machine, for the cost of generating 480 frames
+    take = make_clip(tmp_path / "take.mp4", ClipSpec(width=640, height=360, frames=480, fps=Fraction(24),
+                                                     audio=True, gop=24, seed=12))
+    long = _looped(take, 4, tmp_path / "Long Take.mp4")
     queue = JobQueue()
     job_id = queue_render(queue, long, "cartoon", "balanced", chunk_seconds=1.0, workers=1)
     deadline = time.monotonic() + JOB_MS / 1000
@@ -318,7 +348,7 @@ def test_live_preview_while_rendering_then_keep_the_finished_part(page: sync_api
     page.get_by_role("button", name="Cancel and keep the finished part").click()
     expect(page.get_by_text("Kept the first ", exact=False)).to_be_visible()
     kept = Path(queue.get(job_id).spec["output"]).with_name("Long Take_cartoon_partial.mp4")
-    assert kept.is_file() and 0 < count_frames(kept) < 480
+    assert kept.is_file() and 0 < count_frames(kept) < 4 * 480
     deadline = time.monotonic() + JOB_MS / 1000
     while queue.get(job_id).state != "cancelled" and time.monotonic() < deadline:
         time.sleep(0.5)
