@@ -14,24 +14,14 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from scripts.bench.figures import STAGES
 from scripts.bench.measure import ROOT, Bench
 from scripts.bench.speed import CLASSICAL
-from scripts.bench.stages import _stage_costs
-
-#: the parts a frame's CPU time is split into, as the README's stage table names them
-PARTS = ("decode", "stylize", "motion", "temporal", "measure", "encode")
-
-
-def _parts(costs: dict) -> dict[str, float]:
-    """CPU ms per frame of each part; the encoder's own share without the metrics measured on its thread."""
-    ms = {k: 1000 * v / costs["frames"] for k, v in costs["busy"].items()}
-    out = {k: ms.get(k, 0.0) for k in PARTS}
-    out["encode"] = ms.get("encode", 0.0) - ms.get("measure", 0.0)
-    return out
+from scripts.bench.stages import _stage_costs, part_ms
 
 
 def _median(rounds: list[dict[str, float]]) -> dict[str, float]:
-    return {k: statistics.median(r[k] for r in rounds) for k in PARTS}
+    return {k: statistics.median(r[k] for r in rounds) for k in STAGES}
 
 
 def profile(bench: Bench) -> None:
@@ -56,7 +46,7 @@ def profile(bench: Bench) -> None:
                 rounds: dict[str, list[dict[str, float]]] = {k: [] for k in trees}
                 for i in range(bench.repeat):
                     for name in sorted(trees, reverse=i % 2 == 1):  # the other one first every other round
-                        rounds[name].append(_parts(_stage_costs(clip, style, trees[name])))
+                        rounds[name].append(part_ms(_stage_costs(clip, style, trees[name])))
                 got = {name: _median(r) for name, r in rounds.items()}
                 sec["styles"][style] = got
                 for name, parts in got.items():

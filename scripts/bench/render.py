@@ -10,10 +10,10 @@ favours neither.
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 from scripts.bench.figures import IDENTITY, IDENTITY_LONG
 from scripts.bench.measure import ROOT, Bench, cli_render, make_input, measure, median_pair
+from scripts.bench.speed import ffmpeg_transcode
 
 
 def identity(bench: Bench) -> None:
@@ -26,15 +26,11 @@ def identity(bench: Bench) -> None:
         report["identity_vs_ffmpeg"] = {"ours_fps": ident.fps, "ffmpeg_fps": None, "ratio": None}
         return
 
-    def ff(src: Path, out: Path) -> list[str]:
-        return [ffmpeg, "-y", "-v", "error", "-i", str(src), "-c:v", "libx264", "-preset", "veryfast", "-crf", "20",
-                "-an", str(out)]
-
     long_clip = make_input(tmp / "in_720p_x3.mp4", 1280, 720, bench.frames, loops=3)
     for clip, n, key in ((clips[720], bench.frames, "identity_vs_ffmpeg"),
                          (long_clip, 3 * bench.frames, "identity_vs_ffmpeg_3x")):
-        ours, theirs = median_pair(cli_render(clip, tmp / "id.mp4", "none", cores, home), ff(clip, tmp / "ff.mp4"),
-                                   n, bench.repeat)
+        ours, theirs = median_pair(cli_render(clip, tmp / "id.mp4", "none", cores, home),
+                                   ffmpeg_transcode(ffmpeg, clip, tmp / "ff.mp4"), n, bench.repeat)
         ratio = ours.fps / theirs.fps
         goal = IDENTITY if key == "identity_vs_ffmpeg" else IDENTITY_LONG
         note = f" (goal {goal.text}: {'met' if goal.met(ratio) else 'NOT met'})"

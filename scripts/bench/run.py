@@ -62,12 +62,12 @@ QUICK_FRAMES = 60
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m scripts.bench", description=__doc__.splitlines()[0])
-    ap.add_argument("--frames", type=int, default=300)
+    ap.add_argument("--frames", type=int, default=None, help=f"clip length (default 300; {QUICK_FRAMES} with --quick)")
     ap.add_argument("--styles", default="none,pencil,cartoon,comic,cinematic")
     ap.add_argument("--repeat", type=int, default=3, help="alternating runs per side in the ffmpeg comparison")
     ap.add_argument("--stage-loops", type=int, default=3,
                     help="the stages section renders a shot of this many times --frames (the clip looped)")
-    ap.add_argument("--only", default=",".join(SECTIONS), help="sections to run")
+    ap.add_argument("--only", default=None, help="sections to run (default: all; with --quick, its sections)")
     ap.add_argument("--baseline", default="", metavar="REF",
                     help="the profile section also measures this git commit's stage costs, beside this checkout's")
     ap.add_argument("--json", help="also write this run's figures as JSON here")
@@ -80,10 +80,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.no_write = True  # a reduced run's figures never replace a full run's
         args.repeat = 1
-        if "--only" not in " ".join(argv if argv is not None else sys.argv):
-            args.only = ",".join(QUICK_SECTIONS)
-        if "--frames" not in " ".join(argv if argv is not None else sys.argv):
-            args.frames = QUICK_FRAMES
+    if args.only is None:
+        args.only = ",".join(QUICK_SECTIONS if args.quick else SECTIONS)
+    if args.frames is None:
+        args.frames = QUICK_FRAMES if args.quick else 300
     cores = os.cpu_count() or 1
     report: dict = {"cores": cores, "frames": args.frames,  # the source as the README shows it, on any checkout
                     "source": f"../shared/media/{SHARED_CLIP.name}" if SHARED_CLIP.is_file() else "synthetic"}

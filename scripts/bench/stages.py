@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from scripts.bench.figures import STAGES
 from scripts.bench.measure import ROOT, Bench, Run, cli_render, make_input, measure
 
 
@@ -47,14 +48,11 @@ def stages(bench: Bench) -> None:
             # then favours neither side of the ratio
             for kind in sorted(commands, reverse=i % 2 == 1):
                 runs[kind].append(measure(commands[kind], n_shot))
-        n = measured[0]["frames"]
         keys = {k for c in measured for k in c["busy"]}
         costs = {**measured[0], "busy": {k: statistics.median(c["busy"].get(k, 0.0) for c in measured) for k in keys}}
-        ms = {k: 1000 * v / n for k, v in costs["busy"].items()}
         total = _total_ms(costs)
         limit = cores / (total / 1000)
-        cost_ms = {k: ms.get(k, 0.0) for k in ("decode", "stylize", "motion", "temporal", "measure")}
-        cost_ms["encode"] = ms.get("encode", 0.0) - ms.get("measure", 0.0)  # the encoder's own share of its thread
+        cost_ms = part_ms(costs)
         fps = {k: statistics.median(r.fps for r in v) for k, v in runs.items()}
         b = bottleneck(costs)
         # each round's ratios from the figures measured beside each other (a minute apart), then their median:
@@ -73,6 +71,15 @@ def stages(bench: Bench) -> None:
                                    "pipelined_vs_sequential": vs, "of_limit_runs": of_limit_runs,
                                    "pipelined_vs_sequential_runs": vs_runs, "bottleneck": b.advice if b else "",
                                    "repeat": bench.repeat, "shot_frames": n_shot}
+
+
+def part_ms(costs: dict) -> dict[str, float]:
+    """CPU ms per frame of each part of a cost measurement (:data:`scripts.bench.figures.STAGES`); encode is the
+    encoder's own share of its thread, without the metrics measured there."""
+    ms = {k: 1000 * v / costs["frames"] for k, v in costs["busy"].items()}
+    out = {k: ms.get(k, 0.0) for k in STAGES}
+    out["encode"] = ms.get("encode", 0.0) - ms.get("measure", 0.0)
+    return out
 
 
 def _total_ms(costs: dict) -> float:

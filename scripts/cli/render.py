@@ -40,10 +40,7 @@ def add_render_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    from core.render.pool import warm_up
-
-    if args.executor in (None, "local"):
-        warm_up()  # the worker forkserver imports while we do
+    # the workers' forkserver was started before the parsers' imports (scripts.cli._renders_here)
     from tqdm import tqdm
 
     from core.render.executors import make_executor
