@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from core.presets import TemporalConfig
+from core.quality.metrics import SsimTo
 from core.video.cuts import REDUCED_SIDE, frame_signature, reduced
 from core.video.flow import FlowEstimator, FlowPair, flow_to_previous
 from core.video.frames import gray
@@ -134,29 +135,6 @@ _SSIM_SIDE = 480
 _HOLD_STEPS = 5
 
 
-class _SsimTo:
-    """SSIM of candidates against one reference image (float32 grey, 0..255), the reference's statistics kept:
-    the neural hold tries several blends of each frame. The same figure as scikit-image's
-    ``structural_similarity`` with its defaults (7x7 uniform window, sample covariance, the 3-pixel border
-    left out), :func:`core.quality.metrics.ssim`, in a few box filters instead of its ~10x slower pass."""
-
-    _C1, _C2, _WIN = (0.01 * 255) ** 2, (0.03 * 255) ** 2, (7, 7)
-    _COV = 49 / 48  # sample covariance, as scikit-image
-
-    def __init__(self, ref: np.ndarray) -> None:
-        self.ref = ref
-        self.mu = cv2.blur(ref, self._WIN, borderType=cv2.BORDER_REFLECT)
-        self.var = (cv2.blur(ref * ref, self._WIN, borderType=cv2.BORDER_REFLECT) - self.mu * self.mu) * self._COV
-
-    def __call__(self, x: np.ndarray) -> float:
-        mu = cv2.blur(x, self._WIN, borderType=cv2.BORDER_REFLECT)
-        var = (cv2.blur(x * x, self._WIN, borderType=cv2.BORDER_REFLECT) - mu * mu) * self._COV
-        cov = (cv2.blur(x * self.ref, self._WIN, borderType=cv2.BORDER_REFLECT) - mu * self.mu) * self._COV
-        num = (2 * mu * self.mu + self._C1) * (2 * cov + self._C2)
-        den = (mu * mu + self.mu * self.mu + self._C1) * (var + self.var + self._C2)
-        return float((num / den)[3:-3, 3:-3].mean())
-
-
 def neural_hold(past: np.ndarray, cur: np.ndarray, reliable: np.ndarray, most: float, floor: float) -> float:
     """The luma hold for one frame: the strongest in [0, ``most``] whose blend (the past weighing ``reliable``
     times the hold) keeps SSIM >= ``floor`` to ``cur``, what the model drew; by bisection (SSIM falls as the
@@ -173,7 +151,7 @@ def neural_hold(past: np.ndarray, cur: np.ndarray, reliable: np.ndarray, most: f
     rel = reliable if k == 1 else cv2.resize(reliable, size, interpolation=cv2.INTER_AREA)
     if min(c.shape) < 7:
         return most
-    score, diff = _SsimTo(c), p - c
+    score, diff = SsimTo(c), p - c
 
     def ok(s: float) -> bool:
         return score(c + diff * (rel * np.float32(s))) >= floor

