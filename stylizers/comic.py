@@ -161,7 +161,11 @@ class Comic(Stylizer):
             ink = smoothstep(radius - screens[:, y0:y1])
             # subtractive print on white paper: C absorbs red, M green, Y blue, K everything
             paper = 1.0 - ink
-            paper[:3] *= paper[3]
-            base[y0:y1] = cv2.merge(list(to_uint8(paper[:3])))
+            printed = paper[:3]
+            printed *= paper[3]
+            # to uint8 as :func:`to_uint8` rounds, in place: paper is within [0, 1], so its clip is a no-op
+            printed *= np.float32(255.0)
+            printed += np.float32(0.5)
+            base[y0:y1] = cv2.merge(list(printed.astype(np.uint8)))
         lines = ink_outlines(rgb, p.edge_low, p.edge_high, p.line_width)
         return Styled(base=base, lines=lines)
