@@ -38,7 +38,8 @@ log = logging.getLogger(__name__)
 
 
 #: Metrics measured while rendering: every 4th frame (with its predecessor, for the temporal metrics) on a
-#: 320 px copy, ~5 ms a 720p frame on average, within the 15 % budget of a classical style's render.
+#: 320 px copy, 1.3 ms a 720p frame on average with the stabiliser's flow (2.5 ms with their own: cinematic;
+#: ``python -m scripts.bench --only profile``), within the 15 % budget of a classical style's render.
 #: The per-pixel fast paths (identity copy, LUT-only table) are not measured: measuring would cost more
 #: than the render; ``python -m scripts.cli metrics IN OUT`` measures any output afterwards.
 RENDER_METRICS = MetricsConfig(every=4)
