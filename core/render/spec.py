@@ -28,8 +28,9 @@ from stylizers import build_params, checked_preset, get_style
 #: 2: the chunk plan no longer depends on the worker count (lanes per 90 s of video); 3: the job-wide analysis
 #: samples frames near keyframes on clips with few of them (core.render.plan.sample_indices: cartoon palettes);
 #: 4: stabilised frames round to uint8 in one OpenCV pass (ties to even; stylizers.base.compose) and the cut
-#: signature's thumbnail comes from the flow's 320 px copy (core.video.cuts.reduced)
-ENGINE_VERSION = 4
+#: signature's thumbnail comes from the flow's 320 px copy (core.video.cuts.reduced); 5: the pencil's wide blur
+#: runs at half size (stylizers.pencil.wide_blur)
+ENGINE_VERSION = 5
 
 
 @dataclass(frozen=True)
