@@ -83,7 +83,7 @@ def dodge_darkness(rgb: np.ndarray, blur_sigma: float) -> np.ndarray:
 def wide_blur(grey: np.ndarray, sigma: float) -> np.ndarray:
     """Gaussian blur of (H, W) uint8, computed at half size (area down, sigma / 2, bilinear up) from
     :data:`HALF_SIZE_SIGMA` up: a blur that wide has nothing at the half-size copy's Nyquist to lose, and
-    its 37 taps (the default sigma 6) were most of the pencil's time (3.7 of 5 ms a 720p frame; 0.7 ms so).
+    its 37 taps (the default sigma 6) were most of the pencil's time (3.7 of 5 ms a 720p frame; 0.8 ms so).
     Within a few code values of the full-size blur (``tests/stylizers/test_stylizers.py``)."""
     h, w = grey.shape
     if sigma < HALF_SIZE_SIGMA or min(h, w) < 16:
