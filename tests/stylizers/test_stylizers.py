@@ -247,19 +247,6 @@ def test_comic_halftone_keeps_the_average_colour() -> None:
     assert out.min() < 40 and out.max() > 215  # dots, not a flat grey
 
 
-def test_comic_bands_compose_the_whole_frame_exactly(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The halftone composed a band of rows at a time (for the cache) equals the whole frame at once, also
-    where the height is not a multiple of the band and the last band is short."""
-    import stylizers.comic as comic
-
-    rng = np.random.default_rng(4)
-    rgb = np.ascontiguousarray(rng.integers(0, 256, (77, 130, 3), dtype=np.uint8))
-    assert rgb.shape[0] % comic.BAND_ROWS
-    banded = Comic().stylize(rgb, 0).base
-    monkeypatch.setattr(comic, "BAND_ROWS", 10_000)
-    np.testing.assert_array_equal(banded, Comic().stylize(rgb, 0).base)
-
-
 # ---- frames too small for a render ----------------------------------------------------------------------
 
 
