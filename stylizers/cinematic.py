@@ -19,6 +19,7 @@ import numpy as np
 
 from core import color
 from core.assets import resolve_asset
+from core.video.frames import to_uint8
 
 from .base import Styled, Stylizer
 from .signature import Floor, tone
@@ -112,6 +113,18 @@ def _reach(q0: int, q1: int, small: int, full: int) -> tuple[int, int]:
     return max(0, int((q0 - 1 + 0.5) * k - 0.5) - 1), min(full, int((q1 + 0.5) * k - 0.5) + 2)
 
 
+def _upsampled(glow: np.ndarray, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+    """Rows ``y0:y1``, columns ``x0:x1`` of ``glow`` resized bilinearly to 4x its size, the same numbers as that
+    slice of the whole resize: the block of ``glow`` those pixels read, a row and a column to spare each side,
+    resized by the same factor, interpolates at the same phases from the same samples (0.3 ms for a 720p band
+    of 32 rows, the whole frame 1.5 ms)."""
+    gh, gw = glow.shape[:2]
+    a, b = max(0, y0 // 4 - 1), min(gh, (y1 - 1) // 4 + 2)
+    c, d = max(0, x0 // 4 - 1), min(gw, (x1 - 1) // 4 + 2)
+    block = cv2.resize(glow[a:b, c:d], (4 * (d - c), 4 * (b - a)), interpolation=cv2.INTER_LINEAR)
+    return block[y0 - 4 * a:y1 - 4 * a, x0 - 4 * c:x1 - 4 * c]
+
+
 class Cinematic(Stylizer):
     name = "cinematic"
     description = "Cinematic look: LUT, S-curve, saturation, bloom in linear light, seeded film grain, vignette."
@@ -158,11 +171,12 @@ class Cinematic(Stylizer):
         return {}
 
     def _vignette_mask(self, h: int, w: int) -> np.ndarray:
-        """(H, W, 3) float32 gain, 1 in the centre falling towards the corners; made once per frame size."""
+        """(H, W, 3) uint8 gain in 255ths, 255 in the centre falling towards the corners; made once per frame
+        size. In 255ths so the vignette is a uint8 product (0.5 ms a 720p frame; by a float gain 1.7 ms)."""
         if self._vignette is None or self._vignette[0] != (h, w):
             y, x = np.ogrid[0:h, 0:w]
             r2 = ((x - (w - 1) / 2) / (w / 2)) ** 2 + ((y - (h - 1) / 2) / (h / 2)) ** 2
-            mask = (1.0 - self.params.vignette * np.clip(r2 / 2.0, 0, 1) ** 1.5).astype(np.float32)
+            mask = to_uint8(1.0 - self.params.vignette * np.clip(r2 / 2.0, 0, 1) ** 1.5)
             self._vignette = ((h, w), cv2.merge([mask, mask, mask]))
         return self._vignette[1]
 
@@ -190,7 +204,6 @@ class Cinematic(Stylizer):
         lit = cv2.reduce(total, 1, cv2.REDUCE_MAX)[:, 0] > 0  # quarter-size rows
         if not lit.any():
             return out
-        up = cv2.resize(glow, (w, h), interpolation=cv2.INTER_LINEAR)
         gh, gw = glow.shape[:2]
         rects: list[list[int]] = []  # [y0, y1, x0, x1, pixels that need it]
         for y0 in range(0, h, BLOOM_BAND):
@@ -209,10 +222,11 @@ class Cinematic(Stylizer):
                     last[1:] = [y1, ux0, ux1, last[4] + need]
                     continue
             rects.append([y0, y1, x0, x1, need])
+        whole = None if (h, w) == (4 * gh, 4 * gw) else cv2.resize(glow, (w, h), interpolation=cv2.INTER_LINEAR)
         for y0, y1, x0, x1, _ in rects:
             band = out[y0:y1, x0:x1]
             lin = cv2.LUT(band, self._decode)
-            lin += up[y0:y1, x0:x1]
+            lin += _upsampled(glow, y0, y1, x0, x1) if whole is None else whole[y0:y1, x0:x1]
             band[:] = color.encode_u8(self.params.transfer, lin)
         return out
 
@@ -235,9 +249,14 @@ class Cinematic(Stylizer):
         if p.bloom > 0:  # glow is light: added in linear light, then encoded back (in place: never the input)
             out = self._bloom(out if out is not rgb else rgb.copy())
         if p.vignette > 0:
-            out = cv2.multiply(out, self._vignette_mask(h, w), dtype=cv2.CV_8U)
+            out = cv2.multiply(out, self._vignette_mask(h, w), scale=1 / 255)
         if p.grain > 0:  # film grain lives in the mid-tones: weight 4 L (1 - L) by display luma
             weight = cv2.LUT(cv2.cvtColor(out, cv2.COLOR_RGB2GRAY), self._grain_weight)
             noise = cv2.multiply(self._grain_field(h, w, index), weight)
-            out = cv2.add(out, cv2.merge([noise, noise, noise]), dtype=cv2.CV_8U)
+            # round(code + noise), saturated, as uint8 sums: the noise's rounded light and dark parts are added
+            # and subtracted with saturation (one of them is 0 at each pixel); OpenCV's uint8 + float32 sum
+            # took twice as long for the same bytes
+            light = cv2.convertScaleAbs(cv2.max(noise, 0.0))
+            dark = cv2.convertScaleAbs(cv2.min(noise, 0.0))
+            out = cv2.subtract(cv2.add(out, cv2.merge([light, light, light])), cv2.merge([dark, dark, dark]))
         return Styled(base=out)

@@ -30,7 +30,7 @@ from stylizers import build_params, checked_preset, get_style
 #: 4: stabilised frames round to uint8 in one OpenCV pass (ties to even; stylizers.base.compose) and the cut
 #: signature's thumbnail comes from the flow's 320 px copy (core.video.cuts.reduced); 5: the pencil's wide blur
 #: runs at half size (stylizers.pencil.wide_blur); 6: the comic's halftone in integer arithmetic on a coverage
-#: reduced by a whole factor (stylizers.comic)
+#: reduced by a whole factor (stylizers.comic), the cinematic vignette's gain in 255ths
 ENGINE_VERSION = 6
 
 
