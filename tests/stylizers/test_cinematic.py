@@ -213,3 +213,18 @@ def test_bloom_in_bands_is_the_whole_frame_bloom_on_real_frames() -> None:
         for rgb in frames:
             graded = color.lookup_u8(st._table, rgb)
             np.testing.assert_array_equal(st._bloom(graded.copy()), _whole_frame_bloom(st, graded))
+
+
+def test_grain_is_the_rounded_float_sum(frame: np.ndarray) -> None:
+    """The grain, added as uint8 sums of its rounded light and dark parts, is OpenCV's saturated, rounded
+    uint8 + float32 sum of the noise field, on a mid-grey frame and on one near black and white (saturation)."""
+    import cv2
+
+    st = make(**{**OFF, "grain": "1"})
+    for img in (frame, np.full_like(frame, 128), np.where(frame > 127, 253, 2).astype(np.uint8)):
+        h, w = img.shape[:2]
+        for index in (0, 5):
+            weight = cv2.LUT(cv2.cvtColor(img, cv2.COLOR_RGB2GRAY), st._grain_weight)
+            noise = cv2.multiply(st._grain_field(h, w, index), weight)
+            want = cv2.add(img, cv2.merge([noise, noise, noise]), dtype=cv2.CV_8U)
+            np.testing.assert_array_equal(st.stylize(img, index).base, want)
