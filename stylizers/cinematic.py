@@ -87,6 +87,8 @@ def _packed_grade(p: CinematicParams, load: bool) -> np.ndarray | None:
     return color.packed_table(lut_file, f"cinematic:{key}", pre=fn, mix=p.lut_mix if lut_file else 1.0, load=load)
 
 
+#: the glow is computed at 1/GLOW_SCALE of the frame's size (:meth:`Cinematic._glow`) and resized back up
+GLOW_SCALE = 4
 #: full-size rows the bloom takes at a time (:meth:`Cinematic._bloom`): few enough bands that their Python
 #: costs nothing (23 at 720p), narrow enough to follow where the highlights are
 BLOOM_BAND = 32
@@ -114,15 +116,15 @@ def _reach(q0: int, q1: int, small: int, full: int) -> tuple[int, int]:
 
 
 def _upsampled(glow: np.ndarray, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
-    """Rows ``y0:y1``, columns ``x0:x1`` of ``glow`` resized bilinearly to 4x its size, the same numbers as that
-    slice of the whole resize: the block of ``glow`` those pixels read, a row and a column to spare each side,
+    """Rows ``y0:y1``, columns ``x0:x1`` of ``glow`` resized bilinearly by :data:`GLOW_SCALE`, the same numbers
+    as that slice of the whole resize: the block of ``glow`` those pixels read, a row and a column to spare each side,
     resized by the same factor, interpolates at the same phases from the same samples (0.3 ms for a 720p band
     of 32 rows, the whole frame 1.5 ms)."""
-    gh, gw = glow.shape[:2]
-    a, b = max(0, y0 // 4 - 1), min(gh, (y1 - 1) // 4 + 2)
-    c, d = max(0, x0 // 4 - 1), min(gw, (x1 - 1) // 4 + 2)
-    block = cv2.resize(glow[a:b, c:d], (4 * (d - c), 4 * (b - a)), interpolation=cv2.INTER_LINEAR)
-    return block[y0 - 4 * a:y1 - 4 * a, x0 - 4 * c:x1 - 4 * c]
+    gh, gw, k = *glow.shape[:2], GLOW_SCALE
+    a, b = max(0, y0 // k - 1), min(gh, (y1 - 1) // k + 2)
+    c, d = max(0, x0 // k - 1), min(gw, (x1 - 1) // k + 2)
+    block = cv2.resize(glow[a:b, c:d], (k * (d - c), k * (b - a)), interpolation=cv2.INTER_LINEAR)
+    return block[y0 - k * a:y1 - k * a, x0 - k * c:x1 - k * c]
 
 
 class Cinematic(Stylizer):
@@ -181,14 +183,16 @@ class Cinematic(Stylizer):
         return self._vignette[1]
 
     def _glow(self, rgb: np.ndarray) -> np.ndarray:
-        """Bright-pass and blur at quarter size in linear light: (h/4, w/4, 3) float32, times ``bloom``."""
+        """Bright-pass and blur at 1/:data:`GLOW_SCALE` size in linear light: (h/4, w/4, 3) float32, times
+        ``bloom``."""
         p = self.params
         h, w = rgb.shape[:2]
-        small = cv2.LUT(cv2.resize(rgb, (max(1, w // 4), max(1, h // 4)), interpolation=cv2.INTER_AREA),
+        small = cv2.LUT(cv2.resize(rgb, (max(1, w // GLOW_SCALE), max(1, h // GLOW_SCALE)),
+                                   interpolation=cv2.INTER_AREA),
                         self._decode)
         luma = small @ np.asarray([0.2126, 0.7152, 0.0722], np.float32)
         knee = np.clip((luma - p.bloom_threshold) / max(1e-3, 1.0 - p.bloom_threshold), 0, 1)
-        glow = cv2.GaussianBlur(small * knee[..., None], (0, 0), max(0.5, p.bloom_radius * h / 4))
+        glow = cv2.GaussianBlur(small * knee[..., None], (0, 0), max(0.5, p.bloom_radius * h / GLOW_SCALE))
         return glow * np.float32(p.bloom)
 
     def _bloom(self, out: np.ndarray) -> np.ndarray:
@@ -222,7 +226,8 @@ class Cinematic(Stylizer):
                     last[1:] = [y1, ux0, ux1, last[4] + need]
                     continue
             rects.append([y0, y1, x0, x1, need])
-        whole = None if (h, w) == (4 * gh, 4 * gw) else cv2.resize(glow, (w, h), interpolation=cv2.INTER_LINEAR)
+        exact = (h, w) == (GLOW_SCALE * gh, GLOW_SCALE * gw)  # else resized whole, by a fractional factor
+        whole = None if exact else cv2.resize(glow, (w, h), interpolation=cv2.INTER_LINEAR)
         for y0, y1, x0, x1, _ in rects:
             band = out[y0:y1, x0:x1]
             lin = cv2.LUT(band, self._decode)
