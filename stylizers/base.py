@@ -50,13 +50,14 @@ def compose(base: np.ndarray, lines: np.ndarray | None, ink: tuple[int, int, int
     """
     if lines is None:
         return base if base.dtype == np.uint8 else _rounded(base)
-    out = cv2.blendLinear(base, _ink_image(base.shape, base.dtype.str, tuple(ink)), 1.0 - lines, lines)
+    out = cv2.blendLinear(base, ink_image(base.shape, base.dtype.str, tuple(ink)), 1.0 - lines, lines)
     return out if out.dtype == np.uint8 else _rounded(out)
 
 
 @functools.lru_cache(maxsize=4)
-def _ink_image(shape: tuple[int, ...], dtype: str, ink: tuple[int, int, int]) -> np.ndarray:
-    """A frame filled with the ink colour, made once per size: read-only, so threads may share it."""
+def ink_image(shape: tuple[int, ...], dtype: str, ink: tuple[int, ...]) -> np.ndarray:
+    """An image filled with the ink colour (one value per channel), made once per shape: read-only, so
+    threads may share it."""
     img = np.empty(shape, np.dtype(dtype))
     img[:] = ink
     img.flags.writeable = False
