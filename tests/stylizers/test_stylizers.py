@@ -15,7 +15,7 @@ from core.errors import ConfigError, UnsupportedVideoError
 from core.video.frames import to_uint8
 from stylizers import READY_STYLES, STYLIZERS, Stylizer, build_params
 from stylizers.base import thin_min_side
-from stylizers.cartoon import Cartoon, CartoonParams
+from stylizers.cartoon import Cartoon, CartoonParams, apply_palette, palette_table
 from stylizers.comic import Comic
 from stylizers.pencil import Pencil, PencilParams
 
@@ -223,6 +223,20 @@ def test_cartoon_base_uses_only_the_palette(frame: np.ndarray) -> None:
     base = Cartoon(params, shared).stylize(make_frame(120, 160, seed=4), 0).base
     used = {tuple(int(v) for v in c) for c in np.unique(base.reshape(-1, 3), axis=0)}
     assert used <= {tuple(c) for c in shared["palette"]}
+
+
+def test_apply_palette_indexes_the_top_five_bits_of_each_channel() -> None:
+    """The packed-RGB555 index is the table's cell of each pixel's top 5 bits of R, G, B (R the highest):
+    every code of every channel, and odd frame sizes, against indexing the table's rows directly."""
+    table = palette_table([[10, 20, 30], [200, 40, 90], [250, 250, 240], [0, 120, 60]])
+    codes = np.arange(256, dtype=np.uint8)
+    rgb = np.stack([np.broadcast_to(codes[:, None], (256, 256)), np.broadcast_to(codes[None, :], (256, 256)),
+                    np.broadcast_to(codes[::-1, None], (256, 256))], axis=2)
+    rng = np.random.default_rng(7)
+    for img in (rgb, *(rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in ((37, 53), (1, 5)))):
+        q = img.astype(np.intp) >> 3
+        want = table[(q[..., 0] << 10) | (q[..., 1] << 5) | q[..., 2]]
+        assert np.array_equal(apply_palette(img, table), want)
 
 
 def test_cartoon_without_analysis_fits_the_frame(frame: np.ndarray) -> None:
