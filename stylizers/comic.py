@@ -90,6 +90,18 @@ def cmyk_coverage(rgb: np.ndarray, black_generation: float) -> np.ndarray:
     return to_uint8(np.concatenate([cmy, k[None]]))
 
 
+def area_down(img: np.ndarray, f: int) -> np.ndarray:
+    """OpenCV's area resize of ``img`` (uint8, each side a multiple of ``f``) to 1/``f`` size, the same bytes.
+
+    For an odd ``f`` it is a box blur sampled at each block's centre: a block's mean then never lies half-way
+    between two codes (the block has an odd number of pixels), so both round it to the same code, and OpenCV's
+    box filter is vectorised where its area resize by 3 is not (1.0 against 2.9 ms for 1281x720 -> 427x240)."""
+    h, w = img.shape[:2]
+    if f % 2 == 0 or f == 1:
+        return cv2.resize(img, (w // f, h // f), interpolation=cv2.INTER_AREA)
+    return np.ascontiguousarray(cv2.blur(img, (f, f))[f // 2::f, f // 2::f])
+
+
 def local_coverage(rgb: np.ndarray, cell: int, black_generation: float) -> np.ndarray:
     """Ink coverage averaged over about one cell: (H, W, 3) uint8 RGB -> (H, W, 4) uint8 C, M, Y, K.
 
@@ -105,7 +117,7 @@ def local_coverage(rgb: np.ndarray, cell: int, black_generation: float) -> np.nd
     sh, sw = -(-height // f), -(-width // f)
     padded = rgb if (sh * f, sw * f) == (height, width) else cv2.copyMakeBorder(
         rgb, 0, sh * f - height, 0, sw * f - width, cv2.BORDER_REPLICATE)
-    small = cv2.resize(padded, (sw, sh), interpolation=cv2.INTER_AREA)
+    small = area_down(padded, f)
     coverage = cv2.merge(list(cmyk_coverage(small, black_generation)))
     return cv2.resize(coverage, (sw * f, sh * f), interpolation=cv2.INTER_LINEAR)[:height, :width]
 

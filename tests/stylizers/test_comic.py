@@ -3,13 +3,14 @@ edge ``paper = 1 - smoothstep(radius - distance)`` and C, M, Y over K, on the sa
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
 from core.video.frames import to_uint8
 from core.video.probe import probe
 from core.video.reader import Reader
-from stylizers.comic import SCREEN_ANGLES, Comic, local_coverage, radius_table, screen_distances, smoothstep
+from stylizers.comic import SCREEN_ANGLES, Comic, area_down, local_coverage, radius_table, screen_distances, smoothstep
 from tests.conftest import MEDIA, need_shared
 from tests.stylizers.test_stylizers import make_frame
 
@@ -65,3 +66,19 @@ def test_coverage_of_a_frame_not_a_multiple_of_the_factor() -> None:
         cov = local_coverage(np.full((h, w, 3), (200, 90, 30), np.uint8), 7, 0.6)
         assert cov.shape == (h, w, 4)
         assert (cov == cov[0, 0]).all()
+
+
+@pytest.mark.parametrize("f", [1, 2, 3, 4, 5, 7, 15])
+def test_area_down_is_opencvs_area_resize(f: int) -> None:
+    """The blur-and-sample reduction equals OpenCV's area resize byte for byte: random pixels, every block
+    sum's remainder (flat blocks of each code, and blocks whose sums sit next to a rounding edge), 1 and 3
+    channels."""
+    rng = np.random.default_rng(f)
+    noise = rng.integers(0, 256, (f * 23, f * 31, 3), dtype=np.uint8)
+    edges = np.repeat(np.repeat(rng.integers(0, 256, (23, 31, 3), dtype=np.uint8), f, 0), f, 1)
+    edges[::f, ::f] = np.clip(edges[::f, ::f].astype(int) + rng.integers(-3, 4, edges[::f, ::f].shape), 0, 255)
+    ramp = np.tile(np.arange(256, dtype=np.uint8).repeat(f), (f * 2, 1))
+    for img in (noise, edges, noise[..., 0].copy(), ramp):
+        h, w = img.shape[:2]
+        want = cv2.resize(img, (w // f, h // f), interpolation=cv2.INTER_AREA)
+        assert np.array_equal(area_down(img, f), want)
