@@ -190,6 +190,17 @@ def neural_hold(past: np.ndarray, cur: np.ndarray, reliable: np.ndarray, most: f
     return lo
 
 
+def _layers(styled: Styled) -> tuple[np.ndarray, np.ndarray | None]:
+    """The layers as the banded blends take them: the base uint8 or float32, the lines float32 (what
+    :class:`Styled` promises; another depth is cast, as the whole-frame blends did)."""
+    base, lines = styled.base, styled.lines
+    if base.dtype not in (np.uint8, np.float32):
+        base = base.astype(np.float32)
+    if lines is not None and lines.dtype != np.float32:
+        lines = lines.astype(np.float32)
+    return base, lines
+
+
 class Stabiliser:
     """EMA over output layers, separately for base and lines: ``state = s * past + (1 - s) * current``.
 
@@ -322,7 +333,7 @@ class Stabiliser:
         """The EMA of both layers in place and their composition, band by band (:data:`BAND_ROWS`): the same
         OpenCV operations per pixel as whole-frame passes, the same bytes (2.9-3.1 against 4.0-4.3 ms a 720p
         frame, cartoon, speed preset)."""
-        base, lines = styled.base, styled.lines
+        base, lines = _layers(styled)
         h, w = base.shape[:2]
         fresh_base = self._base is None or self._base.shape != (h, w, 3) or self.s_base == 0
         if self._base is None or self._base.shape != (h, w, 3):
@@ -360,7 +371,7 @@ class Stabiliser:
         720p, where a 3-channel image alone took 4.8-7.0 ms (its 3-channel remap has no vector path) and the
         lines another 2.2 ms. Every pixel goes through the same OpenCV operations, with the same weights, as
         a whole-frame blend of separate layers: the same bytes."""
-        base, lines = styled.base, styled.lines
+        base, lines = _layers(styled)
         h, w = base.shape[:2]
         past = self._state
         if past is None or past.shape[:2] != (h, w) or motion is None:

@@ -110,6 +110,16 @@ def test_bands_coloured_ink_no_lines_and_saved_state(mode: str) -> None:
         assert all(np.array_equal(a, b) for a, b in zip(got, want, strict=True))
 
 
+@pytest.mark.parametrize("mode", ["flow", "ema"])
+def test_bands_take_other_depths_and_strided_layers(mode: str) -> None:
+    """A float base, float64 lines and layers that are views with strides, as the whole-frame blend took them."""
+    frames = moving_square(6, step=5)
+    styled = [Styled(base=np.ascontiguousarray(s.base[:, ::-1]).astype(np.float32)[:, ::-1],
+                     lines=s.lines.astype(np.float64)[:, ::-1], ink=s.ink) for s in layered(frames, (10, 20, 30))]
+    got, want = run_both(frames, styled, TemporalConfig(mode=mode))
+    assert all(np.array_equal(a, b) for a, b in zip(got, want, strict=True))
+
+
 def test_state_dict_keeps_separate_layers() -> None:
     """Checkpoints keep the layers as they were saved before the bands: a chunk resumes from either."""
     frames = moving_square(3)
