@@ -9,7 +9,6 @@ a quarter code value of a single-pass render (see :func:`core.render.plan.plan_c
 
 from __future__ import annotations
 
-import functools
 import threading
 from typing import Any, NamedTuple
 
@@ -19,7 +18,7 @@ import numpy as np
 from core.presets import TemporalConfig
 from core.quality.metrics import SsimTo
 from core.video.cuts import REDUCED_SIDE, frame_signature, reduced
-from core.video.flow import FlowEstimator, FlowPair, flow_to_previous
+from core.video.flow import FlowEstimator, FlowPair, flow_to_previous, pixel_map
 from core.video.frames import gray
 from stylizers.base import Styled, compose, ink_image
 
@@ -126,25 +125,16 @@ class _Motion:
 #: rows of the frame the stabiliser blends at a time. Every pass (warp, blends, composition, rounding) over
 #: a band of 32 rows stays in the core's cache (a 720p band's state is 650 KB), where each whole-frame pass
 #: over the 15 MB float state went out to memory and back. The blend of a frame, with the 4-channel warp
-#: (:meth:`Stabiliser._apply_bands`), in alternating runs on the same frames (cartoon, balanced): 720p
+#: (:meth:`Stabiliser._apply_flow`), in alternating runs on the same frames (cartoon, balanced): 720p
 #: 12.7-14.5 -> 9.4-10.1 ms, 1080p 32.5-37.2 -> 20.7-22.0 ms; the same bytes. 16 and 64 rows measured the same
 #: or slower.
 BAND_ROWS = 32
 
 
-@functools.lru_cache(maxsize=4)
-def _grid(height: int, width: int) -> np.ndarray:
-    """(height, width, 2) float32 pixel coordinates (x, y), made once per size; read-only."""
-    x, y = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
-    grid = np.dstack([x, y])
-    grid.flags.writeable = False
-    return grid
-
-
 def _band_map(flow: np.ndarray, y0: int, y1: int) -> np.ndarray:
     """The absolute remap coordinates of rows ``y0:y1`` for a relative ``flow``: each pixel's own (x, y) plus
     its offset in one float32 addition, which is what ``WARP_RELATIVE_MAP`` computes (the same pixels)."""
-    return cv2.add(flow[y0:y1], _grid(*flow.shape[:2])[y0:y1])
+    return cv2.add(flow[y0:y1], pixel_map(*flow.shape[:2])[y0:y1])
 
 
 #: longer side of the frames the stabiliser's flow is computed on; the flow is scaled up to the frame

@@ -63,9 +63,19 @@ def backward_warp(img: np.ndarray, flow: np.ndarray, border: int = cv2.BORDER_RE
 
 
 @functools.lru_cache(maxsize=8)
-def pixel_grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
-    """Each pixel's x and y, (H, W) float32 each, made once per size (read-only: threads share them)."""
+def pixel_map(h: int, w: int) -> np.ndarray:
+    """Each pixel's (x, y), (H, W, 2) float32, made once per size (read-only: threads share it): a relative
+    flow plus this is an absolute map for ``cv2.remap``."""
     gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    grid = np.dstack([gx, gy])
+    grid.flags.writeable = False
+    return grid
+
+
+@functools.lru_cache(maxsize=8)
+def pixel_grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`pixel_map`'s x and y as separate (H, W) float32 planes (read-only: threads share them)."""
+    gx, gy = cv2.split(pixel_map(h, w))
     gx.flags.writeable = gy.flags.writeable = False
     return gx, gy
 
