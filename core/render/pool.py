@@ -270,8 +270,12 @@ _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_ARENA_MAX = -1, -3, -8
 #: malloc arenas a render process may use: every chunk starts its stage threads afresh, and glibc gave new
 #: threads new arenas (up to 8 per core), each keeping up to the trim threshold of freed frames: a pool
 #: process grew by ~60 MiB a chunk (pencil, 640x360, 10 chunks: 736 vs 428 MiB for 1 chunk). Two arenas
-#: bound that; the threads' few large allocations a frame barely contend for them.
-ARENAS = 2
+#: still let it grow for the first few chunks (each chunk's threads split its frames between them
+#: differently): the worker's anonymous memory went 132 -> 172 MiB over a 10-chunk clip, the process tree's
+#: peak 492 vs 459 MiB for one chunk (1.07x). One arena: 130 -> 141 MiB, 462 vs 459 MiB (1.01x), and no
+#: slower (cartoon at 720p, alternating runs: balanced 12.3-15.0 s vs 13.3-14.6 s, speed 6.1-8.1 vs
+#: 6.5-7.2 s); the threads' few large allocations a frame barely contend for it.
+ARENAS = 1
 
 
 def _keep_freed_memory() -> None:
