@@ -15,11 +15,13 @@ with its audio beside them as WAV files.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import heapq
 import io
 import itertools
 import logging
+import math
 import os
 import re
 from collections.abc import Callable, Iterator, Mapping
@@ -117,15 +119,33 @@ def _video_packets(chunks: list[tuple[Path, int]], info: VideoInfo,
 
     With ``grid`` (MXF's frame duration: MXF keeps no timestamps) the packets are numbered 0, 1, 2, ... in
     that time base instead: the picture is intra-coded (a packet a frame, in order) and the input was checked
-    to be CFR at that rate (:func:`core.video.writer.check_delivery`)."""
+    to be CFR at that rate (:func:`core.video.writer.check_delivery`).
+
+    Where a chunk's container rounds stamps to a coarser time base than the source's (Matroska's
+    milliseconds) and a chunk's offset is not a whole number of its ticks (NTSC-rate MPEG-TS, 1/90000, into
+    .mkv), every packet goes out in the source's time base instead, at the stamp of the source frame its
+    rounded one stands for (:func:`_source_stamps`): what FFmpeg carries over when it remuxes the source."""
     time_base = info.time_base
     durations = dict(zip(info.pts, info.durations, strict=True))
     last_dts: int | None = None
     frames = 0
+    chunk_tb = _chunk_time_base(chunks)
+    to_source = grid is None and chunk_tb is not None and any(
+        (Fraction(offset) * time_base / chunk_tb).denominator != 1 for _, offset in chunks)
     for n, (path, offset) in enumerate(chunks):
         with av.open(str(path)) as c:
             vs = c.streams.video[0]
             shift = Fraction(offset) * time_base / vs.time_base
+            if to_source:
+                for p in _source_stamps(c.demux(vs), vs.time_base, offset, info, path):
+                    if last_dts is not None and (p.dts is None or p.dts <= last_dts):
+                        p.dts = min(last_dts + 1, p.pts)
+                    last_dts = p.dts
+                    p.duration = durations.get(p.pts) or p.duration
+                    p.stream = out_stream
+                    yield _key(p), _VIDEO, p
+                log.debug("stitched chunk %d (%s) in the source's time base", n, path.name)
+                continue
             if shift.denominator != 1:
                 raise RenderError(f"{path}: chunk time base {vs.time_base} cannot hold offset {offset}")
             for p in c.demux(vs):
@@ -155,6 +175,39 @@ def _video_packets(chunks: list[tuple[Path, int]], info: VideoInfo,
                 p.stream = out_stream
                 yield _key(p), _VIDEO, p
         log.debug("stitched chunk %d (%s)", n, path.name)
+
+
+def _chunk_time_base(chunks: list[tuple[Path, int]]) -> Fraction | None:
+    """The video time base the chunks' container gave them (every chunk is written the same way)."""
+    if not chunks:
+        return None
+    with av.open(str(chunks[0][0])) as c:
+        return Fraction(c.streams.video[0].time_base)
+
+
+def _source_stamps(packets: Iterator[av.Packet], chunk_tb: Fraction, offset: int, info: VideoInfo,
+                   path: Path) -> Iterator[av.Packet]:
+    """A chunk's packets re-stamped in the source's time base: each pts becomes the stamp of the source frame
+    it was rounded from (the nearest one; frames lie further apart than a chunk tick), each dts (where there
+    is one) the offset plus its own value rescaled and rounded down, never past the pts. A pts further than
+    half a tick from every source frame is a RenderError: the chunk does not hold the frames it should."""
+    tb = info.time_base
+    pts_all = info.pts
+    half = Fraction(chunk_tb, 2) / tb
+    for p in packets:
+        if p.size == 0:
+            continue
+        if p.pts is None:
+            raise RenderError(f"{path}: a chunk packet has no presentation stamp")
+        at = offset + Fraction(p.pts) * chunk_tb / tb
+        i = bisect.bisect_left(pts_all, at)
+        near = min((pts_all[j] for j in (i - 1, i) if 0 <= j < len(pts_all)), key=lambda q: abs(q - at))
+        if abs(near - at) > half:
+            raise RenderError(f"{path}: chunk stamp {p.pts} ({chunk_tb}) is no source frame's")
+        dts = None if p.dts is None else min(near, offset + math.floor(Fraction(p.dts) * chunk_tb / tb))
+        p.time_base = tb
+        p.pts, p.dts = near, dts
+        yield p
 
 
 # ----------------------------------------------------------------------------------- audio and subtitles

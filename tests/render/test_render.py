@@ -61,6 +61,26 @@ def test_chunked_h264_into_matroska(clips: dict[str, Path], tmp_path: Path, styl
     assert_same_timing(clips["cfr"], out)
 
 
+@pytest.mark.parametrize("style", ["none", "cartoon"])
+def test_ntsc_mpegts_into_matroska(tmp_path: Path, style: str) -> None:
+    """An MPEG-TS at 30000/1001 fps starts at a stamp that is no whole millisecond (6006/90000 s), so a
+    Matroska chunk (1 ms ticks) cannot be shifted back by its offset: the render once failed ("chunk time base
+    1/1000 cannot hold offset 6006"). Each output frame must now sit where FFmpeg puts it when it rescales the
+    source's stamp to milliseconds (nearest, ties away from zero: ``av_rescale_q``)."""
+    from core.video.synthetic import make_clip
+
+    src = make_clip(tmp_path / "ntsc.ts", ClipSpec(frames=60, fps=Fraction(30000, 1001), gop=12))
+    a = probe(src)
+    assert any((p * a.time_base * 1000).denominator != 1 for p in a.pts)  # the case: stamps between milliseconds
+    out = tmp_path / f"{style}.mkv"
+    res = render(build_job(src, out, style, "speed", chunk_seconds=0.5), workers=2)
+    assert res.chunks >= 2
+    b = probe(out)
+    assert b.frame_count == a.frame_count
+    want = [math.floor(p * a.time_base / b.time_base + Fraction(1, 2)) for p in a.pts]
+    assert list(b.pts) == want
+
+
 def test_chunks_of_another_container_are_not_reused(clips: dict[str, Path], tmp_path: Path) -> None:
     """The same job sent to .mkv and then .mp4 shares a work folder; the .mkv chunks must not be stitched
     into the .mp4."""
