@@ -141,7 +141,7 @@ def _video_packets(chunks: list[tuple[Path, int]], info: VideoInfo,
                     if last_dts is not None and (p.dts is None or p.dts <= last_dts):
                         p.dts = min(last_dts + 1, p.pts)
                     last_dts = p.dts
-                    p.duration = durations.get(p.pts) or p.duration
+                    p.duration = durations[p.pts]  # an exact source stamp: its own frame duration
                     p.stream = out_stream
                     yield _key(p), _VIDEO, p
                 log.debug("stitched chunk %d (%s) in the source's time base", n, path.name)
