@@ -128,7 +128,9 @@ def _render(spec: JobSpec, workers: int | None, executor: Executor | None, on_pr
             decode: str = "cpu") -> RenderResult:
     t0 = time.perf_counter()
     wanted = chunks_at_once(spec, workers, executor)
-    pool = None if executor is not None else LocalPool(wanted)  # a process per chunk at once, none idle
+    # a process per chunk at once, none idle, each loading the kernels the chunks will call while the analysis runs
+    warm = Stabiliser(spec.preset.temporal, enabled=get_style(spec.style).stabilise).compiled
+    pool = None if executor is not None else LocalPool(wanted, warm)
     ex = executor if executor is not None else pool.executor
     failed = True
     try:

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import importlib
+import logging
 import multiprocessing as mp
 import os
 import queue
@@ -33,6 +35,10 @@ PRELOAD = ["core.render.pool", "core.render.chunk"]
 OWNER_ENV = "VP_FORKSERVER_OWNER"
 #: prctl(2) option: the signal this process gets when its parent (the thread that forked it) ends
 _PR_SET_PDEATHSIG = 1
+#: how much lower a worker's warming thread runs than the job's analysis beside it (nice steps, per thread)
+WARM_NICE = 5
+
+log = logging.getLogger(__name__)
 
 _progress_queue: Any = None
 _parent_pid: int | None = None
@@ -227,13 +233,31 @@ def default_workers() -> int:
     return max(1, min(os.cpu_count() or 1, 8))
 
 
-def init_worker(progress_queue: Any, cv_threads: int) -> None:
-    """Pool initializer: die with the parent (the forkserver), progress channel, polite thread counts."""
+def init_worker(progress_queue: Any, cv_threads: int, warm: tuple[str, ...] = ()) -> None:
+    """Pool initializer: die with the parent (the forkserver), progress channel, polite thread counts; and
+    the ``warm()`` of each module in ``warm`` on a thread of its own (:func:`_warm`)."""
     global _progress_queue, _parent_pid
     die_with_parent(_server_pid)
     _progress_queue, _parent_pid = progress_queue, os.getppid()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides what an interrupt means
     tune_process(cv_threads)
+    if warm:
+        threading.Thread(target=_warm, args=(warm,), name="vp-warm", daemon=True).start()
+
+
+def _warm(modules: tuple[str, ...]) -> None:
+    """Import ``modules`` and call their ``warm()`` (load compiled kernels, :mod:`core.render.blend`), at a
+    lower priority, while the job's analysis runs: a worker's first chunk then finds them loaded instead of
+    stalling its first frame for them (~0.4 s, Numba's import and typing tables). A failure here is left to
+    the chunk that calls the kernel, which reports it with its job."""
+    with contextlib.suppress(OSError, AttributeError):
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + WARM_NICE)
+    for name in modules:
+        try:
+            importlib.import_module(name).warm()
+        except Exception:  # the chunk that calls the kernel meets it again and fails with its job
+            log.debug("warming %s failed", name, exc_info=True)
 
 
 def tune_process(cv_threads: int) -> None:
@@ -311,12 +335,13 @@ def _ready() -> None:
 class LocalPool:
     """A process pool plus the queue its workers report progress on."""
 
-    def __init__(self, workers: int) -> None:
+    def __init__(self, workers: int, warm: tuple[str, ...] = ()) -> None:
+        """``warm``: modules whose ``warm()`` each worker calls as it starts (:func:`init_worker`)."""
         ctx = _context()
         self.queue = ctx.Queue()
         cv_threads = max(1, (os.cpu_count() or 1) // workers)
         self.executor = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=init_worker,
-                                            initargs=(self.queue, cv_threads))
+                                            initargs=(self.queue, cv_threads, warm))
         # Start every worker now (the executor starts one per task that finds none idle): the first job (the
         # analysis) only occupies one, so the others' start-up overlaps it instead of delaying chunks.
         for _ in range(workers):

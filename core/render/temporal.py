@@ -9,7 +9,10 @@ a quarter code value of a single-pass render (see :func:`core.render.plan.plan_c
 
 from __future__ import annotations
 
+import functools
+import importlib
 import threading
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import cv2
@@ -20,7 +23,7 @@ from core.quality.metrics import SsimTo
 from core.video.cuts import REDUCED_SIDE, frame_signature, reduced
 from core.video.flow import FlowEstimator, FlowPair, flow_to_previous, pixel_map
 from core.video.frames import gray
-from stylizers.base import Styled, compose, ink_image
+from stylizers.base import Styled, compose
 
 
 class FrameFeatures(NamedTuple):
@@ -122,12 +125,10 @@ class _Motion:
         return Motion(flow, reliable, pair)
 
 
-#: rows of the frame the stabiliser blends at a time. Every pass (warp, blends, composition, rounding) over
-#: a band of 32 rows stays in the core's cache (a 720p band's state is 650 KB), where each whole-frame pass
-#: over the 15 MB float state went out to memory and back. The blend of a frame, with the 4-channel warp
-#: (:meth:`Stabiliser._apply_flow`), in alternating runs on the same frames (cartoon, balanced): 720p
-#: 12.7-14.5 -> 9.4-10.1 ms, 1080p 32.5-37.2 -> 20.7-22.0 ms; the same bytes. 16 and 64 rows measured the same
-#: or slower.
+#: rows of the frame the stabiliser blends at a time. The warp of a band of 32 rows and the compiled blend
+#: that reads it back stay in the core's cache (a 720p band's state is 650 KB), where whole-frame passes over
+#: the 15 MB float state went out to memory and back: with OpenCV's blends, 720p 12.7-14.5 -> 9.4-10.1 ms,
+#: 1080p 32.5-37.2 -> 20.7-22.0 ms, the same bytes. 16 and 64 rows measured the same or slower.
 BAND_ROWS = 32
 
 
@@ -141,6 +142,10 @@ def _band_map(flow: np.ndarray, y0: int, y1: int) -> np.ndarray:
 _FLOW_SIDE = REDUCED_SIDE  # the copy the cut signature is taken from: made once per frame
 #: below this fraction of reliable flow, the frame is treated as a cut the histogram missed
 _MIN_RELIABLE = 0.2
+#: the stabiliser's compiled kernels (:func:`_kernel`)
+BLEND_MODULE = "core.render.blend"
+#: ``cv2.blendLinear``'s guard against a zero weight sum, in its denominator (the flow blend's kernel takes it)
+BLEND_EPS = np.float32(1e-5)
 #: ``cv2.transform`` matrix putting an RGB pixel's BT.601 luma into each of its three channels
 _LUMA_ROWS = np.array([[0.299, 0.587, 0.114]] * 3, np.float32)
 #: longer side of the copies the neural hold's SSIM is measured on (the flicker it trades against is
@@ -178,6 +183,19 @@ def neural_hold(past: np.ndarray, cur: np.ndarray, reliable: np.ndarray, most: f
         mid = (lo + hi) / 2
         lo, hi = (mid, hi) if ok(mid) else (lo, mid)
     return lo
+
+
+def _kernel(name: str) -> Callable[..., None]:
+    """A compiled kernel of :mod:`core.render.blend`, imported where a blend first runs: Numba takes ~0.15 s to
+    import, which the processes that never blend (the CLI's own, an identity render) should not pay."""
+    return getattr(importlib.import_module(BLEND_MODULE), name)
+
+
+@functools.lru_cache(maxsize=4)
+def _zeros(rows: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """A band's worth of zeros, (rows, width, 4) and (rows, width) float32, for the blends that do not happen.
+    Only ever read (threads share them); not flagged read-only, which Numba would compile the kernel again for."""
+    return np.zeros((rows, width, 4), np.float32), np.zeros((rows, width), np.float32)
 
 
 def _layers(styled: Styled) -> tuple[np.ndarray, np.ndarray | None]:
@@ -229,6 +247,12 @@ class Stabiliser:
     def active(self) -> bool:
         """False when the stabiliser passes frames through (no state to keep or reset)."""
         return bool(self.s_base or self.s_lines or self.s_chroma)
+
+    @property
+    def compiled(self) -> tuple[str, ...]:
+        """The modules of compiled kernels this stabiliser calls (each has a ``warm()``), for a render process
+        to load before its first frame (:class:`core.render.pool.LocalPool`)."""
+        return (BLEND_MODULE,) if self.active and self.s_chroma is None else ()
 
     @property
     def needs_source(self) -> bool:
@@ -320,52 +344,43 @@ class Stabiliser:
         return compose(cv2.max(self._base, 0.0), self._lines if styled.lines is not None else None, styled.ink)
 
     def _apply_ema(self, styled: Styled) -> np.ndarray:
-        """The EMA of both layers in place and their composition, band by band (:data:`BAND_ROWS`): the same
-        OpenCV operations per pixel as whole-frame passes, the same bytes (2.9-3.1 against 4.0-4.3 ms a 720p
-        frame, cartoon, speed preset)."""
+        """The EMA of both layers in place and their composition, in one compiled pass
+        (:func:`core.render.blend.ema_compose`) with the pixels of the OpenCV calls it replaced."""
         base, lines = _layers(styled)
         h, w = base.shape[:2]
         fresh_base = self._base is None or self._base.shape != (h, w, 3) or self.s_base == 0
         if self._base is None or self._base.shape != (h, w, 3):
-            self._base = np.empty((h, w, 3), np.float32)
+            self._base = np.zeros((h, w, 3), np.float32)  # zeros, not garbage: the kernel's copy multiplies by 0
         fresh_lines = self._lines is None or self._lines.shape != (h, w) or self.s_lines == 0
         if lines is not None and (self._lines is None or self._lines.shape != (h, w)):
-            self._lines = np.empty((h, w), np.float32)
+            self._lines = np.zeros((h, w), np.float32)
         out = np.empty((h, w, 3), np.uint8)
-        ink = None if lines is None else ink_image((min(h, BAND_ROWS), w, 3), "<f4", tuple(styled.ink))
-        s_base, s_lines = float(self.s_base), float(self.s_lines)
-        for y0 in range(0, h, BAND_ROWS):
-            y1 = min(h, y0 + BAND_ROWS)
-            past = self._base[y0:y1]
-            if fresh_base:
-                past[:] = base[y0:y1]
-            else:
-                cv2.addWeighted(past, s_base, base[y0:y1].astype(np.float32, copy=False), float(1 - self.s_base),
-                                0.0, dst=past)
-            if lines is None:
-                cv2.convertScaleAbs(past, dst=out[y0:y1])
-                continue
-            cover = self._lines[y0:y1]
-            if fresh_lines:
-                cover[:] = lines[y0:y1]
-            else:
-                cv2.addWeighted(cover, s_lines, lines[y0:y1], float(1 - self.s_lines), 0.0, dst=cover)
-            # compose's blend and rounding (:func:`stylizers.base.compose`), on the band
-            cv2.convertScaleAbs(cv2.blendLinear(past, ink[: y1 - y0], 1.0 - cover, cover), dst=out[y0:y1])
+        one, no = np.float32(1), np.float32(0)
+        s_base, t_base = (no, one) if fresh_base else (self.s_base, one - self.s_base)
+        s_lines, t_lines = (no, one) if fresh_lines else (self.s_lines, one - self.s_lines)
+        if lines is None:  # no lines to lay: zero coverage, an exact copy; the lines' own state is left as it is
+            cover = lines = np.zeros((h, w), np.float32)
+            eps_ink = no
+        else:
+            cover, eps_ink = self._lines, BLEND_EPS
+        _kernel("ema_compose")(self._base.ravel(), base.ravel(), cover.ravel(), lines.ravel(), s_base, t_base,
+                               s_lines, t_lines, eps_ink, *[np.float32(v) for v in styled.ink], out.ravel())
         return out
 
     def _apply_flow(self, styled: Styled, motion: Motion | None) -> np.ndarray:
-        """The flow blend of both layers and their composition, band by band (:data:`BAND_ROWS`).
+        """The flow blend of both layers and their composition, band by band (:data:`BAND_ROWS`): OpenCV warps
+        the past state's band, then one compiled pass (:func:`core.render.blend.blend_compose`) blends, lays
+        the lines over the base and rounds, with the pixels of the OpenCV calls it replaced.
 
         The state keeps the base and the lines in one 4-channel image because OpenCV warps that in 2.7 ms at
         720p, where a 3-channel image alone took 4.8-7.0 ms (its 3-channel remap has no vector path) and the
-        lines another 2.2 ms. Every pixel goes through the same OpenCV operations, with the same weights, as
-        a whole-frame blend of separate layers: the same bytes."""
+        lines another 2.2 ms."""
         base, lines = _layers(styled)
         h, w = base.shape[:2]
         past = self._state
         if past is None or past.shape[:2] != (h, w) or motion is None:
             past = None  # first frame, after a cut, or a cut the histograms missed: start fresh
+        blend_base = past is not None and self.s_base != 0
         blend_lines = past is not None and lines is not None and self._has_lines and self.s_lines != 0
         if past is None:
             new = np.empty((h, w, 4), np.float32)
@@ -373,26 +388,23 @@ class Stabiliser:
             spare = self._spare
             new = spare if spare is not None and spare.shape == past.shape else np.empty_like(past)
         out = np.empty((h, w, 3), np.uint8)
-        ink = None if lines is None else ink_image((min(h, BAND_ROWS), w, 4), "<f4", (*styled.ink, 0))
+        # a blend that does not happen is one with no weight and no epsilon: an exact copy (see the kernel)
+        no = np.float32(0)
+        s_base, eps_base = (self.s_base, BLEND_EPS) if blend_base else (no, no)
+        s_lines, eps_lines = (self.s_lines, BLEND_EPS) if blend_lines else (no, no)
+        eps_ink = BLEND_EPS if lines is not None else no
+        ink = [np.float32(v) for v in styled.ink]
+        nothing = _zeros(min(h, BAND_ROWS), w)
+        kernel = _kernel("blend_compose")
         for y0 in range(0, h, BAND_ROWS):
             y1 = min(h, y0 + BAND_ROWS)
-            band = new[y0:y1]
-            cur = cv2.cvtColor(base[y0:y1], cv2.COLOR_RGB2RGBA).astype(np.float32, copy=False)
-            cover = None if lines is None else lines[y0:y1]
-            old = None if past is None or not (self.s_base or blend_lines) else self._past_band(past, motion, y0, y1)
-            if old is None or self.s_base == 0:
-                band[:] = cur
+            if blend_base or blend_lines:
+                old, rel = self._past_band(past, motion, y0, y1), motion.reliable[y0:y1]
             else:
-                w_past = motion.reliable[y0:y1] * self.s_base
-                cv2.blendLinear(old, cur, w_past, 1.0 - w_past, dst=band)
-            if cover is not None:
-                if blend_lines:
-                    w_past = motion.reliable[y0:y1] * self.s_lines
-                    cover = cv2.blendLinear(cv2.extractChannel(old, 3), cover, w_past, 1.0 - w_past)
-                cv2.insertChannel(cover, band, 3)
-                # compose's blend and rounding (:func:`stylizers.base.compose`), on the band
-                band = cv2.blendLinear(band, ink[: y1 - y0], 1.0 - cover, cover)
-            cv2.cvtColor(cv2.convertScaleAbs(band), cv2.COLOR_RGBA2RGB, dst=out[y0:y1])
+                old, rel = nothing[0][: y1 - y0], nothing[1][: y1 - y0]
+            cover = nothing[1][: y1 - y0] if lines is None else lines[y0:y1]
+            kernel(old.ravel(), base[y0:y1].ravel(), cover.ravel(), rel.ravel(), s_base, s_lines, eps_base, eps_lines,
+                   eps_ink, *ink, new[y0:y1].ravel(), out[y0:y1].ravel())
         if past is not None:
             self._spare = past
         self._state, self._has_lines = new, lines is not None
