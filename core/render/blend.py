@@ -33,7 +33,17 @@ _ONE = np.float32(1.0)
 _TOP = np.float32(255.0)
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _compiled(fn: Callable[..., None]) -> Any:
+    """``fn`` compiled without the GIL, with NumPy's float semantics (no zero-division checks, which would
+    keep the loop from vectorising), and cached on disk; where Numba finds no writable place for its cache
+    (a read-only install and home), compiled afresh in each process instead of failing the import."""
+    try:
+        return numba.njit(cache=True, nogil=True, error_model="numpy")(fn)
+    except RuntimeError:
+        return numba.njit(nogil=True, error_model="numpy")(fn)
+
+
+@_compiled
 def blend_compose(old: np.ndarray, base: np.ndarray, lines: np.ndarray, rel: np.ndarray,
                   s_base: np.float32, s_lines: np.float32, eps_base: np.float32, eps_lines: np.float32,
                   eps_ink: np.float32, ink0: np.float32, ink1: np.float32, ink2: np.float32,
@@ -80,7 +90,7 @@ def _fma(typingctx: Any, a: Any, b: Any, c: Any) -> tuple[Any, Callable[..., Any
     return a(a, b, c), codegen
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy")
+@_compiled
 def ema_compose(state: np.ndarray, base: np.ndarray, cover: np.ndarray, lines: np.ndarray,
                 s_base: np.float32, t_base: np.float32, s_lines: np.float32, t_lines: np.float32,
                 eps_ink: np.float32, ink0: np.float32, ink1: np.float32, ink2: np.float32, out: np.ndarray) -> None:
