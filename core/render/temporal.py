@@ -9,7 +9,6 @@ a quarter code value of a single-pass render (see :func:`core.render.plan.plan_c
 
 from __future__ import annotations
 
-import functools
 import importlib
 import threading
 from collections.abc import Callable
@@ -21,7 +20,7 @@ import numpy as np
 from core.presets import TemporalConfig
 from core.quality.metrics import SsimTo
 from core.video.cuts import REDUCED_SIDE, frame_signature, reduced
-from core.video.flow import FlowEstimator, FlowPair, flow_to_previous, pixel_map
+from core.video.flow import FlowEstimator, FlowPair, flow_to_previous
 from core.video.frames import gray
 from stylizers.base import Styled, compose
 
@@ -125,19 +124,6 @@ class _Motion:
         return Motion(flow, reliable, pair)
 
 
-#: rows of the frame the stabiliser blends at a time. The warp of a band of 32 rows and the compiled blend
-#: that reads it back stay in the core's cache (a 720p band's state is 650 KB), where whole-frame passes over
-#: the 15 MB float state went out to memory and back: with OpenCV's blends, 720p 12.7-14.5 -> 9.4-10.1 ms,
-#: 1080p 32.5-37.2 -> 20.7-22.0 ms, the same bytes. 16 and 64 rows measured the same or slower.
-BAND_ROWS = 32
-
-
-def _band_map(flow: np.ndarray, y0: int, y1: int) -> np.ndarray:
-    """The absolute remap coordinates of rows ``y0:y1`` for a relative ``flow``: each pixel's own (x, y) plus
-    its offset in one float32 addition, which is what ``WARP_RELATIVE_MAP`` computes (the same pixels)."""
-    return cv2.add(flow[y0:y1], pixel_map(*flow.shape[:2])[y0:y1])
-
-
 #: longer side of the frames the stabiliser's flow is computed on; the flow is scaled up to the frame
 _FLOW_SIDE = REDUCED_SIDE  # the copy the cut signature is taken from: made once per frame
 #: below this fraction of reliable flow, the frame is treated as a cut the histogram missed
@@ -191,15 +177,8 @@ def _kernel(name: str) -> Callable[..., None]:
     return getattr(importlib.import_module(BLEND_MODULE), name)
 
 
-@functools.lru_cache(maxsize=4)
-def _zeros(rows: int, width: int) -> tuple[np.ndarray, np.ndarray]:
-    """A band's worth of zeros, (rows, width, 4) and (rows, width) float32, for the blends that do not happen.
-    Only ever read (threads share them); not flagged read-only, which Numba would compile the kernel again for."""
-    return np.zeros((rows, width, 4), np.float32), np.zeros((rows, width), np.float32)
-
-
 def _layers(styled: Styled) -> tuple[np.ndarray, np.ndarray | None]:
-    """The layers as the banded blends take them: the base uint8 or float32, the lines float32 (what
+    """The layers as the blends take them: the base uint8 or float32, the lines float32 (what
     :class:`Styled` promises; another depth is cast, as the whole-frame blends did)."""
     base, lines = styled.base, styled.lines
     if base.dtype not in (np.uint8, np.float32):
@@ -238,6 +217,7 @@ class Stabiliser:
         # the buffer the state before it was in, which the next blend writes into
         self._state: np.ndarray | None = None
         self._spare: np.ndarray | None = None
+        self._warped: np.ndarray | None = None  # flow mode: the past state pulled onto the current frame
         self._has_lines = False
         # EMA and neural modes: the base (H, W, 3) and the lines (H, W), float32
         self._base: np.ndarray | None = None
@@ -368,13 +348,16 @@ class Stabiliser:
         return out
 
     def _apply_flow(self, styled: Styled, motion: Motion | None) -> np.ndarray:
-        """The flow blend of both layers and their composition, band by band (:data:`BAND_ROWS`): OpenCV warps
-        the past state's band, then one compiled pass (:func:`core.render.blend.blend_compose`) blends, lays
-        the lines over the base and rounds, with the pixels of the OpenCV calls it replaced.
+        """The flow blend of both layers and their composition: OpenCV warps the past state (:func:`warp`), then
+        one compiled pass (:func:`core.render.blend.blend_compose`) blends, lays the lines over the base and
+        rounds, with the pixels of the OpenCV calls it replaced.
 
         The state keeps the base and the lines in one 4-channel image because OpenCV warps that in 2.7 ms at
         720p, where a 3-channel image alone took 4.8-7.0 ms (its 3-channel remap has no vector path) and the
-        lines another 2.2 ms."""
+        lines another 2.2 ms. The whole frame is warped at once into a buffer kept for it: with OpenCV's ten
+        blend passes, bands of 32 rows had kept the state in the core's cache (12.7-14.5 -> 9.4-10.1 ms a 720p
+        frame), but with the warp and one compiled pass left, a whole-frame relative warp (no absolute map to
+        add up per band) is cheaper: the blend's thread CPU in a 720p cartoon render 5.5-6.1 -> 4.7-5.0 ms."""
         base, lines = _layers(styled)
         h, w = base.shape[:2]
         past = self._state
@@ -384,7 +367,7 @@ class Stabiliser:
         blend_lines = past is not None and lines is not None and self._has_lines and self.s_lines != 0
         if past is None:
             new = np.empty((h, w, 4), np.float32)
-        else:  # the warp reads the past around each band: the new state goes to the other buffer
+        else:  # the new state goes to the other buffer (the warp reads the past one)
             spare = self._spare
             new = spare if spare is not None and spare.shape == past.shape else np.empty_like(past)
         out = np.empty((h, w, 3), np.uint8)
@@ -394,27 +377,20 @@ class Stabiliser:
         s_lines, eps_lines = (self.s_lines, BLEND_EPS) if blend_lines else (no, no)
         eps_ink = BLEND_EPS if lines is not None else no
         ink = [np.float32(v) for v in styled.ink]
-        nothing = _zeros(min(h, BAND_ROWS), w)
-        kernel = _kernel("blend_compose")
-        for y0 in range(0, h, BAND_ROWS):
-            y1 = min(h, y0 + BAND_ROWS)
-            if blend_base or blend_lines:
-                old, rel = self._past_band(past, motion, y0, y1), motion.reliable[y0:y1]
-            else:
-                old, rel = nothing[0][: y1 - y0], nothing[1][: y1 - y0]
-            cover = nothing[1][: y1 - y0] if lines is None else lines[y0:y1]
-            kernel(old.ravel(), base[y0:y1].ravel(), cover.ravel(), rel.ravel(), s_base, s_lines, eps_base, eps_lines,
-                   eps_ink, *ink, new[y0:y1].ravel(), out[y0:y1].ravel())
+        if blend_base or blend_lines:
+            warped = self._warped if self._warped is not None and self._warped.shape == past.shape else None
+            old = self._warped = cv2.remap(past, motion.flow, None, cv2.INTER_LINEAR | cv2.WARP_RELATIVE_MAP,
+                                           dst=warped, borderMode=cv2.BORDER_REPLICATE)
+            rel = motion.reliable
+        else:  # nothing to blend (a first frame): a past and weights of zeros, which the kernel multiplies by 0
+            old, rel = np.zeros((h, w, 4), np.float32), np.zeros((h, w), np.float32)
+        cover = np.zeros((h, w), np.float32) if lines is None else lines
+        _kernel("blend_compose")(old.ravel(), base.ravel(), cover.ravel(), rel.ravel(), s_base, s_lines, eps_base,
+                                 eps_lines, eps_ink, *ink, new.ravel(), out.ravel())
         if past is not None:
             self._spare = past
         self._state, self._has_lines = new, lines is not None
         return out
-
-    @staticmethod
-    def _past_band(past: np.ndarray, motion: Motion, y0: int, y1: int) -> np.ndarray:
-        """Rows ``y0:y1`` of the past state pulled onto this frame along ``motion``: :func:`warp`'s pixels."""
-        return cv2.remap(past, _band_map(motion.flow, y0, y1), None, cv2.INTER_LINEAR,
-                         borderMode=cv2.BORDER_REPLICATE)
 
     def state_dict(self) -> dict[str, Any]:
         """The base ((H, W, 3) float32) and the lines ((H, W) float32) as separate layers, whatever the mode,

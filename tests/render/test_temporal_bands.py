@@ -1,9 +1,11 @@
-"""The stabiliser's banded 4-channel blend gives the same bytes as whole-frame passes over separate layers.
+"""The stabiliser's 4-channel state and compiled blend give the same bytes as OpenCV's whole-frame passes over
+separate layers.
 
 The reference below is the stabiliser as it was before the bands (engine 6): the past warped whole along the
 relative flow, blended with OpenCV over the whole frame, base and lines each in their own array, composed
-by :func:`stylizers.base.compose`. The bands must not move a single code value, in either mode, on frame
-heights that are and are not a multiple of :data:`core.render.temporal.BAND_ROWS`, with either strength 0,
+by :func:`stylizers.base.compose`. The stabiliser (once in bands of 32 rows, now a compiled pass,
+:mod:`core.render.blend`) must not move a single code value, in either mode, on frame sizes that no vector
+width divides, with either strength 0,
 with coloured ink, without lines, across resets and across a saved and loaded state.
 """
 
@@ -14,7 +16,7 @@ import numpy as np
 import pytest
 
 from core.presets import TemporalConfig
-from core.render.temporal import BAND_ROWS, Motion, Stabiliser, cut_distance, frame_features, warp
+from core.render.temporal import Motion, Stabiliser, cut_distance, frame_features, warp
 from core.video.probe import probe
 from core.video.reader import Reader
 from stylizers import get_style
@@ -92,7 +94,7 @@ def layered(frames: list[np.ndarray], ink: tuple[int, int, int], with_lines: boo
 
 
 @pytest.mark.parametrize("mode", ["flow", "ema"])
-@pytest.mark.parametrize(("h", "w"), [(180, 320), (61, 97), (BAND_ROWS - 5, 40), (BAND_ROWS + 1, 33)])
+@pytest.mark.parametrize(("h", "w"), [(180, 320), (61, 97), (27, 40), (33, 33)])
 @pytest.mark.parametrize(("strength", "lines_strength"), [(0.4, 0.83), (0.0, 0.8), (0.6, 0.0)])
 def test_bands_equal_whole_frames(mode: str, h: int, w: int, strength: float, lines_strength: float) -> None:
     frames = [cv2.resize(f, (w, h), interpolation=cv2.INTER_AREA) for f in moving_square(7, step=9)]
