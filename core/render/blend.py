@@ -1,10 +1,10 @@
-"""The stabiliser's per-pixel work fused into one compiled pass per frame or band (Numba).
+"""The stabiliser's per-pixel work fused into one compiled pass per frame (Numba).
 
 OpenCV has no primitive for "blend the base with the warped past, blend the lines with theirs, lay the
-lines over the base, round": as OpenCV calls that was ten passes over each band (a colour conversion, a
-cast, two ``blendLinear``, a channel extract and insert, a third ``blendLinear`` with the ink, a rounding,
+lines over the base, round": as OpenCV calls that was ten passes over each 32-row band (a colour conversion,
+a cast, two ``blendLinear``, a channel extract and insert, a third ``blendLinear`` with the ink, a rounding,
 a conversion back), and the EMA mode's four. Here each pixel is read once and written once. Thread CPU time
-inside a real render (cartoon, 720p, 300 frames): the flow blend 11.1 -> 5.3-5.6 ms a frame (balanced preset;
+inside a real render (cartoon, 720p, 300 frames): the flow blend 11.1 -> 4.7-5.0 ms a frame (balanced preset;
 the rest is the warp, which OpenCV still does), the EMA 3.2 -> 1.4 ms (speed preset); the kernels alone take
 1.7 and 1.0 ms a 720p frame.
 
@@ -48,10 +48,10 @@ def blend_compose(old: np.ndarray, base: np.ndarray, lines: np.ndarray, rel: np.
                   s_base: np.float32, s_lines: np.float32, eps_base: np.float32, eps_lines: np.float32,
                   eps_ink: np.float32, ink0: np.float32, ink1: np.float32, ink2: np.float32,
                   new: np.ndarray, out: np.ndarray) -> None:
-    """One band of the flow blend, all arrays flat and C-ordered: ``old`` the warped past state and ``new``
-    the new one (4 floats a pixel: base RGB, ink coverage), ``base`` the styled base (3 a pixel, uint8 or
-    float32), ``lines`` the coverage and ``rel`` the flow's reliability (1 a pixel), ``out`` the composed
-    frame (3 uint8 a pixel).
+    """The flow blend of a frame (or any run of whole pixels), all arrays flat and C-ordered: ``old`` the
+    warped past state and ``new`` the new one (4 floats a pixel: base RGB, ink coverage), ``base`` the styled
+    base (3 a pixel, uint8 or float32), ``lines`` the coverage and ``rel`` the flow's reliability (1 a pixel),
+    ``out`` the composed frame (3 uint8 a pixel).
 
     The past weighs ``rel * s_base`` in the base and ``rel * s_lines`` in the lines; the lines are then laid
     over the base in ink ``(ink0, ink1, ink2)``. Each of the three blends is ``cv2.blendLinear``'s with its
