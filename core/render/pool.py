@@ -250,9 +250,9 @@ def _warm(modules: tuple[str, ...]) -> None:
     lower priority, while the job's analysis runs: a worker's first chunk then finds them loaded instead of
     stalling its first frame for them (~0.4 s, Numba's import and typing tables). A failure here is left to
     the chunk that calls the kernel, which reports it with its job."""
-    with contextlib.suppress(OSError, AttributeError):
-        tid = threading.get_native_id()
-        os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + WARM_NICE)
+    from .stages import lower_priority
+
+    lower_priority(WARM_NICE)
     for name in modules:
         try:
             importlib.import_module(name).warm()

@@ -153,7 +153,7 @@ def _prepared(items: Iterator[Any], prepare: Callable[[Any], Any], threads: int,
             yield item, timed(item)
         return
     waited = 0.0
-    pool = ThreadPoolExecutor(threads, thread_name_prefix="vp-prepare", initializer=_lower_priority)
+    pool = ThreadPoolExecutor(threads, thread_name_prefix="vp-prepare", initializer=lower_priority)
     try:
         window: deque = deque()
         for item in items:
@@ -182,11 +182,12 @@ def _prepared(items: Iterator[Any], prepare: Callable[[Any], Any], threads: int,
 PREPARE_NICE = 5
 
 
-def _lower_priority() -> None:
-    """Pool initializer: lower this thread's priority (not the process's); harmless where unsupported."""
+def lower_priority(nice: int = PREPARE_NICE) -> None:
+    """Lower this thread's priority (not the process's) by ``nice`` steps; harmless where unsupported. The
+    prepare pool's initializer, and a render worker's warming thread (:func:`core.render.pool.init_worker`)."""
     with contextlib.suppress(OSError, AttributeError):
         tid = threading.get_native_id()
-        os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + PREPARE_NICE)
+        os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + nice)
 
 
 def _threaded(it: Iterator[Any], process: Callable[[Any], Any], sink: Callable[[Any], None], times: StageTimes,
