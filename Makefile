@@ -17,10 +17,17 @@ $(VENV)/.dev-installed: requirements-dev.txt $(VENV)/.installed
 	$(PY) -m pip install -q -r requirements-dev.txt
 	touch $@
 
+# The project's bytecode, written where missing or stale (a second or so the first time, then nothing): Python
+# writes it on its own, except where PYTHONDONTWRITEBYTECODE is set, and then every render process compiled its
+# ~140 modules again (0.18-0.34 s of a 300-frame identity render's 3.4-4.0 s).
+BYTECODE = $(PY) -m compileall -q app core scripts stylizers trainer >/dev/null
+
 run: $(VENV)/.installed
+	$(BYTECODE)
 	$(PY) -m scripts.studio
 
 test: $(VENV)/.dev-installed
+	$(BYTECODE)
 	$(PY) -m ruff check .
 	$(PY) -m pytest -q
 
@@ -28,6 +35,7 @@ lint: $(VENV)/.dev-installed
 	$(PY) -m ruff check .
 
 bench: $(VENV)/.installed
+	$(BYTECODE)
 	$(PY) -m scripts.bench
 
 clean:

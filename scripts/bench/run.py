@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from scripts.bench import neural, profile, render, speed, stages, studio
-from scripts.bench.measure import ROOT, SHARED_CLIP, Bench, make_input
+from scripts.bench.measure import ROOT, SHARED_CLIP, Bench, compile_sources, make_input
 
 
 @dataclass(frozen=True)
@@ -91,7 +91,8 @@ def main(argv: list[str] | None = None) -> int:
         tmp = Path(tmp_s)
         home = tmp / "home"
         os.environ["VP_HOME"] = str(home)  # fresh work dirs: no render resumes from a previous one
-        print(f"inputs: {args.frames}-frame H.264 clips from {report['source']}; {cores} cores")
+        print(f"inputs: {args.frames}-frame H.264 clips from {report['source']}; {cores} cores; "
+              f"bytecode: {compile_sources()} modules compiled")
         sizes = ((1280, 720),) if args.quick else ((1280, 720), (1920, 1080))
         clips: dict = {h: make_input(tmp / f"in_{h}p.mp4", w, h, args.frames) for w, h in sizes}
         clips["tiny"] = make_input(tmp / "in_tiny.mp4", 320, 180, 2)
