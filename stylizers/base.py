@@ -93,6 +93,10 @@ class Stylizer(ABC):
     temporal_mode: ClassVar[str] = ""
     #: how many frames analyze() wants, sampled evenly over the clip.
     analysis_samples: ClassVar[int] = 0
+    #: modules whose ``warm()`` a render worker calls on a thread of its own as it starts, while the job's
+    #: analysis runs (:class:`core.render.pool.LocalPool`): one-time set-up the style would otherwise pay on
+    #: the render's critical path.
+    warm_modules: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, params: Any = None, shared: Mapping[str, Any] | None = None) -> None:
         self.params = params if params is not None else self.Params()

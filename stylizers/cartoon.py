@@ -8,6 +8,7 @@ make flat areas flicker between shades. Applying it is one lookup into a 32^3 ta
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -72,8 +73,26 @@ def smooth(rgb: np.ndarray, params: CartoonParams) -> np.ndarray:
     return out
 
 
+_lab_lock = threading.Lock()
+_lab_ready = False
+
+
+def warm() -> None:
+    """Have OpenCV build its CIELAB tables now. Its first Lab conversion in a process builds every colour
+    table it has (0.09 s here, in software floating point), and the palette fit is the first: a render worker
+    calls this on its warming thread while the job's analysis decodes its sample frames (``Cartoon.warm_modules``),
+    and the fit finds them built. Serialised with the fit's own first conversion, because OpenCV's set-up is
+    not thread-safe (a plain flag, set when done)."""
+    global _lab_ready
+    with _lab_lock:
+        if not _lab_ready:
+            cv2.cvtColor(np.zeros((1, 1, 3), np.float32), cv2.COLOR_RGB2Lab)
+            _lab_ready = True
+
+
 def _rgb_to_lab(rgb: np.ndarray) -> np.ndarray:
     """(N, 3) uint8 RGB -> (N, 3) float32 CIELAB; palette distances are measured there (perceptual)."""
+    warm()
     return cv2.cvtColor(to_float(rgb)[None], cv2.COLOR_RGB2Lab)[0]
 
 
@@ -149,6 +168,7 @@ class Cartoon(Stylizer):
     description = "Cartoon: bilateral smoothing, a flat palette fitted once per clip, and ink outlines."
     Params = CartoonParams
     analysis_samples = 8
+    warm_modules = ("stylizers.cartoon",)  # OpenCV's Lab tables (:func:`warm`)
     #: its ink outlines, and no blur: dropping or smearing them is the cheapest way to flicker less (a best
     #: pick without outlines once had sharpness 178 against the defaults' 1785)
     floors = (Floor("outline_density", 0.8), Floor("sharpness", 0.8))

@@ -128,8 +128,10 @@ def _render(spec: JobSpec, workers: int | None, executor: Executor | None, on_pr
             decode: str = "cpu") -> RenderResult:
     t0 = time.perf_counter()
     wanted = chunks_at_once(spec, workers, executor)
-    # a process per chunk at once, none idle, each loading the kernels the chunks will call while the analysis runs
-    warm = Stabiliser(spec.preset.temporal, enabled=get_style(spec.style).stabilise).compiled
+    # a process per chunk at once, none idle, each setting up what the style and the kernels the chunks will call
+    # need (the style's first: the analysis needs it soonest) while the analysis runs
+    style = get_style(spec.style)
+    warm = style.warm_modules + Stabiliser(spec.preset.temporal, enabled=style.stabilise).compiled
     pool = None if executor is not None else LocalPool(wanted, warm)
     ex = executor if executor is not None else pool.executor
     failed = True
@@ -146,7 +148,7 @@ def _render(spec: JobSpec, workers: int | None, executor: Executor | None, on_pr
         if ckpt.plan:  # step 3: a resumed job keeps its plan, whatever the worker count is now
             chunks = [Chunk(*c[:4], carry=bool(c[4:5] and c[4])) for c in ckpt.plan]
         if not ckpt.plan:
-            stateful = Stabiliser(spec.preset.temporal, enabled=get_style(spec.style).stabilise).active
+            stateful = Stabiliser(spec.preset.temporal, enabled=style.stabilise).active
             preroll = spec.preset.temporal.preroll_frames() if stateful else 0  # no state: no pre-roll to pay
             chunks = plan_chunks(info, spec.preset.chunk_seconds, preroll)  # the same for any worker count
             ckpt.plan = [[c.id, c.start, c.stop, c.preroll, int(c.carry)] for c in chunks]

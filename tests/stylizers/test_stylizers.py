@@ -239,6 +239,54 @@ def test_apply_palette_indexes_the_top_five_bits_of_each_channel() -> None:
         assert np.array_equal(apply_palette(img, table), want)
 
 
+def test_cartoon_palette_is_the_same_with_its_lab_tables_built_ahead_or_alongside() -> None:
+    """The render worker builds OpenCV's Lab tables on its warming thread (``Cartoon.warm_modules``) while the
+    analysis fits the palette: in fresh processes (OpenCV's tables unbuilt), fitting with the warm-up running on
+    another thread at the same time, or done before, gives the palette of a fit alone."""
+    import subprocess
+    import sys
+
+    code = ("import json, sys, threading, numpy as np; import stylizers.cartoon as c; "
+            "rng = np.random.default_rng(3); "
+            "frames = [rng.integers(0, 256, (90, 160, 3), dtype=np.uint8) for _ in range(3)]; "
+            "mode = sys.argv[1]; t = threading.Thread(target=c.warm); "
+            "c.warm() if mode == 'before' else t.start() if mode == 'alongside' else None; "
+            "pal = c.Cartoon.analyze(c.CartoonParams(), frames); t.join() if mode == 'alongside' else None; "
+            "print(json.dumps([pal, c._lab_ready]))")
+    got = {mode: json.loads(subprocess.run([sys.executable, "-c", code, mode], check=True, capture_output=True,
+                                            text=True).stdout) for mode in ("alone", "before", "alongside")}
+    assert got["alone"][0]["palette"] and got["before"][0] == got["alone"][0] == got["alongside"][0]
+    assert all(ready for _, ready in got.values())
+
+
+def test_cartoon_render_workers_build_the_lab_tables_as_they_start() -> None:
+    """The pipeline hands a render pool the style's warm modules: a cartoon worker has OpenCV's Lab tables built
+    without any analysis asking, a worker not told to has not."""
+    from core.render.pool import LocalPool
+
+    assert Cartoon.warm_modules == ("stylizers.cartoon",)
+    for warm, expect in ((Cartoon.warm_modules, True), ((), False)):
+        pool = LocalPool(1, warm)
+        try:
+            assert pool.executor.submit(_lab_built_within, 30.0 if expect else 0.5).result(timeout=60) is expect
+        finally:
+            pool.close(kill=False)
+
+
+def _lab_built_within(seconds: float) -> bool:
+    """In a worker: whether :mod:`stylizers.cartoon` has built the Lab tables within ``seconds``."""
+    import sys
+    import time
+
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        module = sys.modules.get("stylizers.cartoon")
+        if module is not None and module._lab_ready:
+            return True
+        time.sleep(0.02)
+    return False
+
+
 def test_cartoon_without_analysis_fits_the_frame(frame: np.ndarray) -> None:
     base = Cartoon(CartoonParams(n_colors=4)).stylize(frame, 0).base
     assert len(np.unique(base.reshape(-1, 3), axis=0)) <= 4
