@@ -32,7 +32,7 @@ from .live import LiveFrame, Watched
 from .plan import Analysis, Chunk, analyze_job
 from .pool import report_progress
 from .spec import JobSpec
-from .temporal import FrameFeatures, Motion, Stabiliser, cut_distance, frame_features
+from .temporal import FrameFeatures, Stabiliser, cut_distance, frame_features
 
 log = logging.getLogger(__name__)
 
@@ -251,12 +251,13 @@ def _style_frames(reader: Reader, writer: Writer, chunk: Chunk, offset: int, sty
     Returns the flow and the list the cut indices land in as it runs. What depends on the input frames
     alone (the style, the cut measure and the motion between frames t-1 and t) is the prepare stage, which
     may run several frames at once; the stabiliser's blend, which needs the previous output, is the
-    process stage, in order; the metrics are taken beside the encoder. ``meter`` sees every output frame
+    process stage, in order, and the metrics follow it there: the encoder's thread, the longest serial chain
+    (x264 at one thread), carries only the encoding. ``meter`` sees every output frame
     (pre-roll included, so the chunk's first frames have temporal metrics) and is reset at cuts like the
     stabiliser; the chunk's own measured frames go to ``measured``. ``carry`` holds the stabiliser and the
     meter, loaded with the previous chunk's state for a carrying chunk, and keeps the last frame's features
-    for the next. Stage parts are timed in ``times``: stylize and motion (prepare), temporal (process),
-    measure (encode)."""
+    for the next. Stage parts are timed in ``times``: stylize and motion (prepare), temporal and measure
+    (process)."""
     stab, meter = carry.stab, carry.meter
     cut_frames: list[int] = []
     stateful = stab.active  # cuts only matter where there is temporal state to reset
@@ -289,7 +290,7 @@ def _style_frames(reader: Reader, writer: Writer, chunk: Chunk, offset: int, sty
             styled = stylizer.stylize_batch([it[0].rgb for it in items], [it[0].index for it in items])
         return [(st, cut, motion) for st, (cut, motion) in zip(styled, measures, strict=True)]
 
-    def process(pair: tuple[tuple[Any, Any, Any], tuple[Any, bool, Any]]) -> tuple[Any, ...]:
+    def process(pair: tuple[tuple[Any, Any, Any], tuple[Any, bool, Any]]) -> tuple[Any, np.ndarray, Any]:
         (frame, _, feats), (styled, cut, motion) = pair
         with times.timed("temporal"):
             if cut:
@@ -297,10 +298,6 @@ def _style_frames(reader: Reader, writer: Writer, chunk: Chunk, offset: int, sty
                 if frame.index >= chunk.start:
                     cut_frames.append(frame.index)
             out = stab.apply(styled, motion)
-        return frame, out, cut, motion, feats
-
-    def sink(item: tuple[Any, np.ndarray, bool, Motion | None, FrameFeatures | None]) -> None:
-        frame, out, cut, motion, feats = item
         with times.timed("measure"):
             if cut:
                 meter.reset()
@@ -308,6 +305,10 @@ def _style_frames(reader: Reader, writer: Writer, chunk: Chunk, offset: int, sty
             # DIS preset): measured once
             m = meter.update(frame.index, frame.rgb, out, None if motion is None else motion.pair,
                              small_in=None if feats is None else feats.reduced)
+        return frame, out, m
+
+    def sink(item: tuple[Any, np.ndarray, FrameMetrics | None]) -> None:
+        frame, out, m = item
         if frame.index < chunk.start:
             return
         if m is not None:

@@ -318,7 +318,7 @@ _ADVICE = {
     "process": "consider the speed preset (EMA instead of flow-compensated stabilising)",
 }
 #: which parts run in which thread
-_PARTS = {"prepare": ("stylize", "motion"), "process": ("temporal",), "encode": ("measure",)}
+_PARTS = {"prepare": ("stylize", "motion"), "process": ("temporal", "measure")}
 
 
 def bottleneck(stages: dict[str, Any]) -> Bottleneck | None:
