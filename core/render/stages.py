@@ -64,14 +64,19 @@ class StageTimes:
             self.add(stage, busy=self.clock() - t)
 
     def to_json(self) -> dict[str, Any]:
+        """The sums, and which thread each part ran in (``parts``: the metrics moved from the encoder's thread
+        to the process thread, and a reader of older records needs to know which it has)."""
         return {"frames": self.frames, "threads": self.threads, "busy": {k: round(v, 4) for k, v in self.busy.items()},
-                "wait": {k: round(v, 4) for k, v in self.wait.items()}}
+                "wait": {k: round(v, 4) for k, v in self.wait.items()},
+                "parts": {part: thread for thread, parts in _PARTS.items() for part in parts}}
 
 
 def merge(records: Iterable[dict[str, Any]]) -> dict[str, Any]:
     """Sum the :meth:`StageTimes.to_json` of a render's chunks."""
     out: dict[str, Any] = {"frames": 0, "threads": 1, "busy": {}, "wait": {}}
     for rec in records:
+        if "parts" in rec:
+            out["parts"] = rec["parts"]
         out["frames"] += rec.get("frames", 0)
         out["threads"] = max(out["threads"], rec.get("threads", 1))
         for kind in ("busy", "wait"):

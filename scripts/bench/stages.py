@@ -75,10 +75,12 @@ def stages(bench: Bench) -> None:
 
 def part_ms(costs: dict) -> dict[str, float]:
     """CPU ms per frame of each part of a cost measurement (:data:`scripts.bench.figures.STAGES`); encode is the
-    encoder's own share of its thread, without the metrics measured there."""
+    encoder's own share of its thread, without the metrics where they were measured there (a record without
+    ``parts`` is from before they moved to the process thread: they ran on the encoder's)."""
     ms = {k: 1000 * v / costs["frames"] for k, v in costs["busy"].items()}
     out = {k: ms.get(k, 0.0) for k in STAGES}
-    out["encode"] = ms.get("encode", 0.0) - ms.get("measure", 0.0)
+    if costs.get("parts", {}).get("measure", "encode") == "encode":
+        out["encode"] = ms.get("encode", 0.0) - ms.get("measure", 0.0)
     return out
 
 

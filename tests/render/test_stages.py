@@ -121,6 +121,22 @@ def test_stage_costs_cover_the_parts_of_a_style(clips: dict[str, Path], tmp_path
     assert costs["frames"] == 12
     assert {"decode", "process", "encode", "stylize", "temporal", "measure"} <= set(costs["busy"])
     assert costs["busy"]["stylize"] > 0 and not (tmp_path / "x.mp4").exists()
+    # the metrics run on the process thread, after the blend, and the record says so
+    assert costs["parts"]["measure"] == "process" and costs["parts"]["temporal"] == "process"
+    assert costs["busy"]["process"] >= costs["busy"]["temporal"] + costs["busy"]["measure"]
+
+
+def test_the_encoders_share_leaves_out_the_metrics_only_where_they_ran_there() -> None:
+    """The benchmark's per-part figures read records from both sides of the metrics' move (its ``profile`` section
+    measures an older commit beside this one): a record without ``parts`` had them on the encoder's thread."""
+    from scripts.bench.stages import part_ms
+
+    busy = {"decode": 0.1, "prepare": 0.8, "process": 0.3, "encode": 0.6, "stylize": 0.5, "motion": 0.3,
+            "temporal": 0.2, "measure": 0.1}
+    old = {"frames": 100, "busy": busy}
+    new = {"frames": 100, "busy": busy, "parts": {"temporal": "process", "measure": "process"}}
+    assert part_ms(old)["encode"] == pytest.approx(5.0) and part_ms(new)["encode"] == pytest.approx(6.0)
+    assert part_ms(old)["measure"] == part_ms(new)["measure"] == pytest.approx(1.0)
 
 
 @pytest.mark.parametrize("pipelined", [True, False])
