@@ -20,7 +20,7 @@ $(VENV)/.dev-installed: requirements-dev.txt $(VENV)/.installed
 # The project's bytecode, written where missing or stale (a second or so the first time, then nothing): Python
 # writes it on its own, except where PYTHONDONTWRITEBYTECODE is set, and then every render process compiled its
 # ~140 modules again (0.18-0.34 s of a 300-frame identity render's 3.4-4.0 s).
-BYTECODE = $(PY) -m compileall -q app core scripts stylizers trainer >/dev/null
+BYTECODE = $(PY) -m compileall -q app core scripts stylizers trainer
 
 run: $(VENV)/.installed
 	$(BYTECODE)
