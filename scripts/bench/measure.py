@@ -104,8 +104,8 @@ def compile_sources(root: Path = ROOT) -> int:
     ``PYTHONDONTWRITEBYTECODE`` is set (the machines these figures come from set it) each process compiles
     every module it imports from source, each time: ~140 of them in a render's CLI and its forkserver, which
     cost a 300-frame identity render 0.18-0.34 s (means of two sets of 5-6 alternating pairs: 3.62 -> 3.44 s,
-    3.96 -> 3.62 s). That is set-up, not render
-    work, so the benchmark times renders as they run installed. ``py_compile`` writes regardless of the flag."""
+    3.96 -> 3.62 s). That is set-up, not render work, so the benchmark times renders as they run installed.
+    ``py_compile`` writes regardless of the flag."""
     import compileall
 
     before = sum(1 for pkg in PACKAGES for _ in (root / pkg).rglob("__pycache__/*.pyc"))
